@@ -1,0 +1,182 @@
+/*
+ * gpud.h - private state of mig-gpud, the GPU server of one function
+ * instance.  One dispatch thread decodes the request ring in order and
+ * issues driver calls; calls whose completion the client waits for become
+ * "pending waits" on driver events that the dispatch thread polls (and
+ * hands to a waiter thread before it sleeps), so one client thread blocked
+ * in a synchronize never holds up the others.
+ */
+#ifndef MIG_GPUD_H
+#define MIG_GPUD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "wire.h"
+
+/* --- handle table (handles.c) ------------------------------------------ */
+
+enum gpud_htype {
+	H_FREE = 0,
+	H_STREAM,
+	H_EVENT,
+	H_MODULE,
+	H_LIBRARY,
+	H_FUNC,   /* CUfunction from a module */
+	H_KERNEL, /* CUkernel from a library (plus its CUfunction) */
+};
+
+struct gpud_handle {
+	uint32_t type;
+	uint32_t gen;
+	void *ptr;     /* the driver's handle */
+	void *ptr2;    /* H_KERNEL: its CUfunction in our context */
+	uint64_t owner; /* H_FUNC/H_KERNEL: module/library id */
+	uint32_t flags; /* H_STREAM: creation flags; H_EVENT: flags */
+};
+
+struct gpud_handles {
+	struct gpud_handle *v;
+	uint32_t n, cap;
+	uint32_t free_head; /* index+1 of a free entry, 0 if none */
+	uint32_t live;
+};
+
+uint64_t handles_add(struct gpud_handles *t, uint32_t type, void *ptr);
+struct gpud_handle *handles_get(struct gpud_handles *t, uint64_t id,
+				uint32_t type);
+void handles_del(struct gpud_handles *t, uint64_t id);
+void handles_free_all(struct gpud_handles *t);
+
+/* --- device virtual address space (vaspace.c) -------------------------- */
+
+struct gpud_alloc {
+	uint64_t addr, size;
+	unsigned long long mem; /* CUmemGenericAllocationHandle */
+};
+
+struct gpud_vaspace {
+	uint64_t base, size;
+	struct gpud_alloc *v; /* sorted by addr */
+	uint32_t n, cap;
+	uint64_t mapped;
+};
+
+/* Find a free range of @size bytes; returns 0 if none. */
+uint64_t vaspace_find(const struct gpud_vaspace *vs, uint64_t size);
+int vaspace_insert(struct gpud_vaspace *vs, const struct gpud_alloc *a);
+/* Index of the allocation starting exactly at @addr, or -1. */
+int vaspace_lookup(const struct gpud_vaspace *vs, uint64_t addr);
+void vaspace_remove(struct gpud_vaspace *vs, int idx);
+
+/* --- pending waits (server.c) ------------------------------------------ */
+
+enum gpud_action {
+	ACT_REPLY,         /* reply with result (and reply data, if any) */
+	ACT_STAGING_DONE,  /* publish staging_done[chunk] = ticket */
+	ACT_FREE,          /* unmap and release an allocation, then reply */
+};
+
+#define GPUD_PENDING_EVENTS 8
+
+struct gpud_pending {
+	uint16_t slot;
+	uint32_t seq;
+	uint32_t action;
+	uint32_t reply_len;
+	uint64_t arg0, arg1;
+	uint32_t nev;
+	CUevent ev[GPUD_PENDING_EVENTS];
+	/* Streams still to be queried instead of events (fast path of a
+	 * synchronize on idle streams). */
+	uint32_t nstream;
+	CUstream stream[GPUD_PENDING_EVENTS];
+	uint64_t user_event; /* a client event id to poll (never recycled) */
+	uint32_t sync_point; /* also return an earlier async call's error */
+};
+
+/* --- the server --------------------------------------------------------- */
+
+struct gpud {
+	const struct gpud_backend *b;
+	int verbose;
+	char instance[64]; /* for log lines */
+
+	/* Our private copy of the layout: never re-read from the segment. */
+	uint8_t *seg;
+	uint64_t seg_size;
+	struct mig_seg_header *hdr;
+	uint8_t *ring;
+	uint32_t ring_mask;
+	uint64_t head;
+	struct mig_reply_slot *slots;
+	uint8_t *staging;
+	uint64_t heap_off, heap_size;
+	uint8_t pinned_granule[4096]; /* heap granules pinned so far */
+	uint64_t pinned_fixed;
+
+	CUdevice dev;
+	CUcontext ctx;
+	struct gpud_vaspace vs;
+	uint64_t granularity;
+	struct gpud_handles h;
+
+	/* Streams per client thread (reply slot) for CU_STREAM_PER_THREAD. */
+	CUstream ptds[MIG_REPLY_SLOTS];
+
+	/* Error of a fire-and-forget call, returned at the next sync call. */
+	CUresult deferred_error;
+
+	/* Pending waits. */
+	struct gpud_pending *pend;
+	uint32_t npend, pend_cap;
+
+	/* Pool of timing-disabled events. */
+	CUevent *evpool;
+	uint32_t nevpool, evpool_cap;
+
+	/* Bounce buffer for inline host-to-device data (pinned, private). */
+	uint8_t *bounce;
+	uint64_t bounce_size, bounce_head, bounce_tail;
+	struct {
+		CUevent ev;
+		uint64_t end;
+	} bounce_q[1024];
+	uint32_t bq_head, bq_tail;
+
+	/* Waiter thread: blocks in cuEventSynchronize when we sleep. */
+	pthread_t waiter;
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	CUevent wait_ev;    /* event handed to the waiter, or NULL */
+	int wait_done;      /* set by the waiter when wait_ev completed */
+	int stopping;
+	int waiter_started;
+
+	/* Private copy of the message being decoded. */
+	uint8_t msgbuf[MIG_MSG_MAX];
+
+	int client_lifeline; /* read end: EOF when the client is gone */
+	int broken;          /* protocol violation seen */
+	struct mig_stats stats;
+};
+
+int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,
+	       uint64_t dev_va_base, uint64_t dev_va_size, const char *uuid,
+	       char *err, size_t errlen);
+/* Serve until the client is gone or breaks the protocol. Returns 0 or 1. */
+int gpud_serve(struct gpud *g);
+void gpud_teardown(struct gpud *g);
+
+void *gpud_waiter_main(void *arg);
+bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
+		   const uint8_t *body, uint32_t len);
+
+extern volatile int gpud_stop_requested;
+
+void gpud_log(const struct gpud *g, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif /* MIG_GPUD_H */

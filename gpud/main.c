@@ -1,0 +1,150 @@
+/*
+ * main.c - mig-gpud, the GPU server of one function instance.
+ *
+ *   mig-gpud --segment-fd N [--backend cuda|host] [--device UUID]
+ *            [--client-lifeline FD] [--ready-fd FD] [--segment-base ADDR]
+ *            [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME] [-v]
+ *
+ * The parent (the node daemon, or `mig run`) creates the segment and the
+ * lifeline pipe.  We write "ok" or "error: <cause>" to --ready-fd once the
+ * context exists, serve until the client's lifeline closes, clean up and
+ * exit.  Exit status: 0 normal, 1 set-up failed, 2 client broke protocol.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "gpud.h"
+#include "segment.h"
+
+volatile int gpud_stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	gpud_stop_requested = 1;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: mig-gpud --segment-fd N [--backend cuda|host] [--device UUID]\n"
+		"                [--client-lifeline FD] [--ready-fd FD] [--segment-base ADDR]\n"
+		"                [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME] [-v]\n");
+}
+
+static void say_ready(int fd, const char *msg)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, msg, strlen(msg)) < 0)
+		perror("mig-gpud: ready pipe");
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "segment-fd", required_argument, NULL, 's' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "client-lifeline", required_argument, NULL, 'l' },
+		{ "ready-fd", required_argument, NULL, 'r' },
+		{ "segment-base", required_argument, NULL, 'B' },
+		{ "dev-va-base", required_argument, NULL, 'V' },
+		{ "dev-va-size", required_argument, NULL, 'S' },
+		{ "instance", required_argument, NULL, 'i' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct gpud g; /* large: keep it off the stack */
+	struct gpud_backend b;
+	const char *backend = "cuda", *uuid = NULL;
+	uint64_t seg_base = MIG_SEGMENT_BASE_DEFAULT;
+	uint64_t va_base = MIG_DEV_VA_BASE_DEFAULT, va_size = 0;
+	int seg_fd = -1, ready_fd = -1, c, rc;
+	char err[512], msg[600];
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	g.client_lifeline = -1;
+	snprintf(g.instance, sizeof(g.instance), "%d", (int)getpid());
+	if (getenv("MIG_GPUD_VERBOSE"))
+		g.verbose = atoi(getenv("MIG_GPUD_VERBOSE"));
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			seg_fd = atoi(optarg);
+			break;
+		case 'b':
+			backend = optarg;
+			break;
+		case 'd':
+			uuid = optarg;
+			break;
+		case 'l':
+			g.client_lifeline = atoi(optarg);
+			break;
+		case 'r':
+			ready_fd = atoi(optarg);
+			break;
+		case 'B':
+			seg_base = strtoull(optarg, NULL, 0);
+			break;
+		case 'V':
+			va_base = strtoull(optarg, NULL, 0);
+			break;
+		case 'S':
+			va_size = strtoull(optarg, NULL, 0);
+			break;
+		case 'i':
+			snprintf(g.instance, sizeof(g.instance), "%s", optarg);
+			break;
+		case 'v':
+			g.verbose++;
+			break;
+		default:
+			usage();
+			return 1;
+		}
+	}
+	if (seg_fd < 0) {
+		usage();
+		return 1;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* If our parent dies, so do we: never leave a server behind. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/* Timed sleeps in the loop want microseconds, not the default 50. */
+	prctl(PR_SET_TIMERSLACK, 1000UL);
+
+	if (gpud_backend_open(backend, &b, err, sizeof(err)) < 0) {
+		snprintf(msg, sizeof(msg), "error: %s\n", err);
+		say_ready(ready_fd, msg);
+		fprintf(stderr, "mig-gpud: %s\n", err);
+		return 1;
+	}
+	g.b = &b;
+	if (gpud_setup(&g, seg_fd, seg_base, va_base, va_size, uuid, err,
+		       sizeof(err)) < 0) {
+		snprintf(msg, sizeof(msg), "error: %s\n", err);
+		say_ready(ready_fd, msg);
+		fprintf(stderr, "mig-gpud: %s\n", err);
+		gpud_teardown(&g);
+		return 1;
+	}
+	close(seg_fd);
+	say_ready(ready_fd, "ok\n");
+	gpud_log(&g, 1, "serving on %s (%s backend)", g.hdr->dev.name, b.name);
+	rc = gpud_serve(&g);
+	gpud_teardown(&g);
+	return rc ? 2 : 0;
+}

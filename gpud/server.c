@@ -1,0 +1,1710 @@
+/*
+ * server.c - mig-gpud's dispatch loop: decode the request ring, issue the
+ * driver calls, answer the client.
+ *
+ * Every message is hostile input.  The loop copies a message's header and
+ * fixed arguments out of the ring before looking at them, checks every
+ * size, offset, slot and handle, and resolves host pointers only inside
+ * the client's own segment.  A message that breaks the framing ends the
+ * session (the client can only hurt itself); a message with bad arguments
+ * gets an error code.
+ *
+ * Calls run in ring order.  A call whose answer depends on GPU progress (a
+ * synchronize, a device-to-host copy) becomes a pending wait: its events
+ * are polled between messages, so other client threads keep flowing while
+ * one waits.  Before the loop sleeps it hands one pending event to the
+ * waiter thread, which blocks in the driver and rings the doorbell when
+ * the event completes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gpud.h"
+#include "launch_attrs.h"
+#include "segment.h"
+#include "seqword.h"
+
+#define SPIN_IDLE_NS 50000ull     /* spin on an empty ring before sleeping */
+#define SPIN_PENDING_NS 200000ull /* poll pending work before handing off */
+#define SLEEP_IDLE_NS 50000000ull /* sleep slice: check the client's life */
+#define SLEEP_POLL_NS 100000ull   /* sleep slice when the waiter is busy */
+#define BOUNCE_SIZE (16u << 20)
+#define MAX_IMAGE (1ull << 30)
+#define MAX_LAUNCH_ATTRS 32u
+
+void gpud_log(const struct gpud *g, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > g->verbose)
+		return;
+	fprintf(stderr, "mig-gpud[%s]: ", g->instance);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* --- small helpers ------------------------------------------------------- */
+
+static bool in_segment(const struct gpud *g, uint64_t addr, uint64_t len)
+{
+	uint64_t base = (uint64_t)(uintptr_t)g->seg;
+
+	return addr >= base && len <= g->seg_size &&
+	       addr - base <= g->seg_size - len;
+}
+
+static void defer_error(struct gpud *g, CUresult r)
+{
+	if (r != CUDA_SUCCESS && g->deferred_error == CUDA_SUCCESS)
+		g->deferred_error = r;
+}
+
+/* Answer @m in its slot, or remember an error of a fire-and-forget call. */
+static void reply(struct gpud *g, const struct mig_msg_hdr *m, CUresult r,
+		  const void *data, uint32_t len)
+{
+	struct mig_reply_slot *s;
+
+	if (!(m->flags & MIG_MSGF_REPLY)) {
+		defer_error(g, r);
+		return;
+	}
+	s = &g->slots[m->slot];
+	s->result = r;
+	s->len = len;
+	if (len)
+		memcpy(s->data, data, len);
+	mig_seqword_publish(&s->seq, m->seq);
+}
+
+/* Synchronizing calls also return the error of an earlier async call. */
+static CUresult take_deferred(struct gpud *g, CUresult r)
+{
+	if (r == CUDA_SUCCESS && g->deferred_error != CUDA_SUCCESS) {
+		r = g->deferred_error;
+		g->deferred_error = CUDA_SUCCESS;
+	}
+	return r;
+}
+
+static CUevent event_get(struct gpud *g)
+{
+	CUevent ev;
+
+	if (g->nevpool)
+		return g->evpool[--g->nevpool];
+	if (g->b->cuEventCreate(&ev, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
+		return NULL;
+	return ev;
+}
+
+static void event_put(struct gpud *g, CUevent ev)
+{
+	pthread_mutex_lock(&g->wlock);
+	if (g->wait_ev == ev) {
+		/* The waiter still blocks on it: it returns it when done. */
+		pthread_mutex_unlock(&g->wlock);
+		return;
+	}
+	pthread_mutex_unlock(&g->wlock);
+	if (g->nevpool == g->evpool_cap) {
+		uint32_t cap = g->evpool_cap ? g->evpool_cap * 2 : 64;
+		CUevent *v = realloc(g->evpool, cap * sizeof(*v));
+
+		if (!v) {
+			g->b->cuEventDestroy(ev);
+			return;
+		}
+		g->evpool = v;
+		g->evpool_cap = cap;
+	}
+	g->evpool[g->nevpool++] = ev;
+}
+
+/*
+ * Map a client stream value to a driver stream.  0 is the legacy stream,
+ * or this thread's per-thread stream when the call came through a _ptsz
+ * entry point; 1 and 2 are CU_STREAM_LEGACY and CU_STREAM_PER_THREAD.
+ */
+static CUresult resolve_stream(struct gpud *g, const struct mig_msg_hdr *m,
+			       uint64_t id, CUstream *out)
+{
+	struct gpud_handle *h;
+
+	if (id == MIG_STREAM_NULL && !(m->flags & MIG_MSGF_PER_THREAD)) {
+		*out = NULL;
+		return CUDA_SUCCESS;
+	}
+	if (id == MIG_STREAM_LEGACY) {
+		*out = CU_STREAM_LEGACY;
+		return CUDA_SUCCESS;
+	}
+	if (id == MIG_STREAM_NULL || id == MIG_STREAM_PER_THREAD) {
+		CUstream *s = &g->ptds[m->slot];
+
+		if (!*s) {
+			CUresult r = g->b->cuStreamCreateWithPriority(s, 0, 0);
+
+			if (r != CUDA_SUCCESS) {
+				*s = NULL;
+				return r;
+			}
+		}
+		*out = *s;
+		return CUDA_SUCCESS;
+	}
+	h = handles_get(&g->h, id, H_STREAM);
+	if (!h)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*out = h->ptr;
+	return CUDA_SUCCESS;
+}
+
+/* --- pending waits ------------------------------------------------------ */
+
+static struct gpud_pending *pending_new(struct gpud *g,
+					const struct mig_msg_hdr *m,
+					uint32_t action)
+{
+	struct gpud_pending *p;
+
+	if (g->npend == g->pend_cap) {
+		uint32_t cap = g->pend_cap ? g->pend_cap * 2 : 32;
+		struct gpud_pending *v = realloc(g->pend, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		g->pend = v;
+		g->pend_cap = cap;
+	}
+	p = &g->pend[g->npend++];
+	memset(p, 0, sizeof(*p));
+	p->slot = m->slot;
+	p->seq = m->seq;
+	p->action = action;
+	if (!(m->flags & MIG_MSGF_REPLY) && action == ACT_REPLY)
+		p->slot = 0xffff;
+	return p;
+}
+
+/* Record an event on @s and make @p wait for it. */
+static CUresult pending_add_event(struct gpud *g, struct gpud_pending *p,
+				  CUstream s)
+{
+	CUevent ev;
+	CUresult r;
+
+	if (p->nev == GPUD_PENDING_EVENTS)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	ev = event_get(g);
+	if (!ev)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = g->b->cuEventRecordWithFlags(ev, s, 0);
+	if (r != CUDA_SUCCESS) {
+		event_put(g, ev);
+		return r;
+	}
+	p->ev[p->nev++] = ev;
+	return CUDA_SUCCESS;
+}
+
+static void pending_finish(struct gpud *g, struct gpud_pending *p, CUresult r)
+{
+	struct mig_reply_slot *s;
+	uint32_t i;
+
+	for (i = 0; i < p->nev; i++)
+		event_put(g, p->ev[i]);
+	p->nev = 0;
+
+	switch (p->action) {
+	case ACT_STAGING_DONE:
+		g->hdr->staging_result[p->arg0] = r;
+		mig_seqword_publish(&g->hdr->staging_done[p->arg0],
+				    (uint32_t)p->arg1);
+		return;
+	case ACT_FREE:
+		if (r == CUDA_SUCCESS) {
+			int idx = vaspace_lookup(&g->vs, p->arg0);
+
+			if (idx < 0) {
+				r = CUDA_ERROR_INVALID_VALUE;
+			} else {
+				struct gpud_alloc a = g->vs.v[idx];
+
+				r = g->b->cuMemUnmap(a.addr, a.size);
+				if (r == CUDA_SUCCESS)
+					r = g->b->cuMemRelease(a.mem);
+				vaspace_remove(&g->vs, idx);
+			}
+		}
+		break;
+	default:
+		break;
+	}
+	if (p->sync_point)
+		r = take_deferred(g, r);
+	if (p->slot == 0xffff) {
+		defer_error(g, r);
+		return;
+	}
+	s = &g->slots[p->slot];
+	s->result = r;
+	s->len = r == CUDA_SUCCESS ? p->reply_len : 0;
+	mig_seqword_publish(&s->seq, p->seq);
+}
+
+/* Poll every pending wait once; finish those that completed. */
+static bool poll_pending(struct gpud *g)
+{
+	bool progress = false;
+	uint32_t i = 0;
+
+	while (i < g->npend) {
+		struct gpud_pending *p = &g->pend[i];
+		CUresult r = CUDA_SUCCESS;
+
+		while (p->nstream) {
+			r = g->b->cuStreamQuery(p->stream[p->nstream - 1]);
+			if (r == CUDA_ERROR_NOT_READY)
+				break;
+			p->nstream--;
+			if (r != CUDA_SUCCESS)
+				break;
+		}
+		if (r == CUDA_SUCCESS && p->user_event) {
+			struct gpud_handle *e =
+				handles_get(&g->h, p->user_event, H_EVENT);
+
+			r = e ? g->b->cuEventQuery(e->ptr) : CUDA_SUCCESS;
+			if (r != CUDA_ERROR_NOT_READY)
+				p->user_event = 0;
+		}
+		while (r == CUDA_SUCCESS && p->nev) {
+			r = g->b->cuEventQuery(p->ev[p->nev - 1]);
+			if (r == CUDA_ERROR_NOT_READY)
+				break;
+			event_put(g, p->ev[--p->nev]);
+		}
+		if (r == CUDA_ERROR_NOT_READY) {
+			i++;
+			continue;
+		}
+		pending_finish(g, p, r);
+		g->pend[i] = g->pend[--g->npend];
+		progress = true;
+	}
+	return progress;
+}
+
+/* Finish @p at once if its work is already done (the common fast path). */
+static void pending_try_now(struct gpud *g)
+{
+	poll_pending(g);
+}
+
+/* --- bounce buffer for inline host-to-device data ----------------------- */
+
+static bool poll_bounce(struct gpud *g)
+{
+	bool progress = false;
+
+	while (g->bq_head != g->bq_tail) {
+		uint32_t i = g->bq_head % 1024;
+
+		if (g->b->cuEventQuery(g->bounce_q[i].ev) == CUDA_ERROR_NOT_READY)
+			break;
+		g->bounce_tail = g->bounce_q[i].end;
+		event_put(g, g->bounce_q[i].ev);
+		g->bq_head++;
+		progress = true;
+	}
+	return progress;
+}
+
+/*
+ * Take @len bytes of the bounce ring.  The ring is released in FIFO order
+ * as the copies that read it complete; when it is full we wait for the
+ * oldest copy.
+ */
+static uint8_t *bounce_take(struct gpud *g, uint64_t len)
+{
+	uint64_t at;
+
+	for (;;) {
+		uint64_t used = g->bounce_head - g->bounce_tail;
+		uint64_t off = g->bounce_head % g->bounce_size;
+		uint64_t skip = off + len > g->bounce_size ?
+					g->bounce_size - off : 0;
+
+		if (g->bq_tail - g->bq_head < 1024 &&
+		    used + skip + len <= g->bounce_size) {
+			g->bounce_head += skip;
+			at = g->bounce_head % g->bounce_size;
+			g->bounce_head += len;
+			return g->bounce + at;
+		}
+		if (g->bq_head == g->bq_tail)
+			return NULL; /* cannot happen: len <= size */
+		g->b->cuEventSynchronize(g->bounce_q[g->bq_head % 1024].ev);
+		poll_bounce(g);
+	}
+}
+
+static void bounce_fence(struct gpud *g, CUstream s)
+{
+	CUevent ev = event_get(g);
+	uint32_t i = g->bq_tail % 1024;
+
+	if (!ev || g->b->cuEventRecordWithFlags(ev, s, 0) != CUDA_SUCCESS) {
+		/* Cannot track the copy: wait until the stream drained it. */
+		if (ev)
+			event_put(g, ev);
+		while (g->b->cuStreamQuery(s) == CUDA_ERROR_NOT_READY)
+			mig_cpu_relax();
+		g->bounce_tail = g->bounce_head;
+		return;
+	}
+	g->bounce_q[i].ev = ev;
+	g->bounce_q[i].end = g->bounce_head;
+	g->bq_tail++;
+}
+
+/* --- handlers ------------------------------------------------------------ */
+
+typedef void (*handler_fn)(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len);
+
+#define ARGS(type, name)                \
+	type name;                      \
+	memcpy(&name, body, sizeof(name))
+
+static void op_hello(struct gpud *g, const struct mig_msg_hdr *m,
+		     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_hello, a);
+	(void)len;
+	gpud_log(g, 1, "client pid %u attached", a.pid);
+	reply(g, m, CUDA_SUCCESS, NULL, 0);
+}
+
+/* Wait for every stream we know of; reply when all are idle. */
+static void op_ctx_sync(struct gpud *g, const struct mig_msg_hdr *m,
+			const uint8_t *body, uint32_t len)
+{
+	struct gpud_pending *p = pending_new(g, m, ACT_REPLY);
+	CUresult r = CUDA_SUCCESS;
+	uint32_t i;
+
+	(void)body;
+	(void)len;
+	if (!p) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	/* The legacy stream waits for all blocking streams; record there
+	 * and on every non-blocking and per-thread stream. */
+	r = g->b->cuStreamQuery(NULL);
+	if (r == CUDA_ERROR_NOT_READY)
+		r = pending_add_event(g, p, NULL);
+	for (i = 0; r == CUDA_SUCCESS && i < g->h.n; i++) {
+		struct gpud_handle *h = &g->h.v[i];
+
+		if (h->type != H_STREAM)
+			continue;
+		r = g->b->cuStreamQuery(h->ptr);
+		if (r == CUDA_ERROR_NOT_READY)
+			r = pending_add_event(g, p, h->ptr);
+	}
+	for (i = 0; r == CUDA_SUCCESS && i < MIG_REPLY_SLOTS; i++) {
+		if (!g->ptds[i])
+			continue;
+		r = g->b->cuStreamQuery(g->ptds[i]);
+		if (r == CUDA_ERROR_NOT_READY)
+			r = pending_add_event(g, p, g->ptds[i]);
+	}
+	if (r != CUDA_SUCCESS || p->nev == 0) {
+		g->npend--; /* p is the last entry */
+		for (i = 0; i < p->nev; i++)
+			event_put(g, p->ev[i]);
+		reply(g, m, take_deferred(g, r), NULL, 0);
+		return;
+	}
+	p->sync_point = 1;
+}
+
+static void op_ctx_get_limit(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_ctx_limit, a);
+	size_t v = 0;
+	uint64_t out;
+	CUresult r = g->b->cuCtxGetLimit(&v, (CUlimit)a.limit);
+
+	(void)len;
+	out = v;
+	reply(g, m, r, &out, r == CUDA_SUCCESS ? sizeof(out) : 0);
+}
+
+static void op_ctx_set_limit(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_ctx_limit, a);
+	(void)len;
+	reply(g, m, g->b->cuCtxSetLimit((CUlimit)a.limit, (size_t)a.value),
+	      NULL, 0);
+}
+
+static void op_mem_get_info(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len)
+{
+	struct mig_mem_info mi;
+	size_t f = 0, t = 0;
+	CUresult r = g->b->cuMemGetInfo(&f, &t);
+
+	(void)body;
+	(void)len;
+	mi.free = f;
+	mi.total = t;
+	reply(g, m, r, &mi, r == CUDA_SUCCESS ? sizeof(mi) : 0);
+}
+
+/* Reserve-create-map: the address stays ours across a later swap. */
+static void op_mem_alloc(struct gpud *g, const struct mig_msg_hdr *m,
+			 const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_alloc, a);
+	CUmemAllocationProp prop = { 0 };
+	CUmemAccessDesc acc = { 0 };
+	struct gpud_alloc al = { 0 };
+	CUresult r;
+
+	(void)len;
+	if (a.size == 0 || a.size > g->vs.size) {
+		reply(g, m, a.size ? CUDA_ERROR_OUT_OF_MEMORY :
+				     CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	al.size = (a.size + g->granularity - 1) & ~(g->granularity - 1);
+	al.addr = vaspace_find(&g->vs, al.size);
+	if (!al.addr) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = g->dev;
+	r = g->b->cuMemCreate(&al.mem, al.size, &prop, 0);
+	if (r != CUDA_SUCCESS)
+		goto out;
+	r = g->b->cuMemMap(al.addr, al.size, 0, al.mem, 0);
+	if (r != CUDA_SUCCESS)
+		goto release;
+	acc.location = prop.location;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	r = g->b->cuMemSetAccess(al.addr, al.size, &acc, 1);
+	if (r != CUDA_SUCCESS)
+		goto unmap;
+	if (vaspace_insert(&g->vs, &al) < 0) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+		goto unmap;
+	}
+	reply(g, m, CUDA_SUCCESS, &al.addr, sizeof(al.addr));
+	return;
+unmap:
+	g->b->cuMemUnmap(al.addr, al.size);
+release:
+	g->b->cuMemRelease(al.mem);
+out:
+	reply(g, m, r, NULL, 0);
+}
+
+/* Like cuMemFree, wait for work in flight before the memory goes. */
+static void op_mem_free(struct gpud *g, const struct mig_msg_hdr *m,
+			const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_free, a);
+	struct gpud_pending *p;
+	CUresult r = CUDA_SUCCESS;
+	uint32_t i;
+
+	(void)len;
+	if (vaspace_lookup(&g->vs, a.dptr) < 0) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	p = pending_new(g, m, ACT_FREE);
+	if (!p) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	p->arg0 = a.dptr;
+	if (g->b->cuStreamQuery(NULL) == CUDA_ERROR_NOT_READY)
+		r = pending_add_event(g, p, NULL);
+	for (i = 0; r == CUDA_SUCCESS && i < g->h.n; i++) {
+		struct gpud_handle *h = &g->h.v[i];
+
+		if (h->type == H_STREAM &&
+		    g->b->cuStreamQuery(h->ptr) == CUDA_ERROR_NOT_READY)
+			r = pending_add_event(g, p, h->ptr);
+	}
+	for (i = 0; r == CUDA_SUCCESS && i < MIG_REPLY_SLOTS; i++) {
+		if (g->ptds[i] &&
+		    g->b->cuStreamQuery(g->ptds[i]) == CUDA_ERROR_NOT_READY)
+			r = pending_add_event(g, p, g->ptds[i]);
+	}
+	if (r != CUDA_SUCCESS || p->nev == 0) {
+		struct gpud_pending done = *p;
+
+		g->npend--;
+		pending_finish(g, &done, r);
+	}
+}
+
+static void op_host_pin(struct gpud *g, const struct mig_msg_hdr *m,
+			const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_host_pin, a);
+	uint64_t gi, first, last;
+	CUresult r = CUDA_SUCCESS;
+
+	(void)len;
+	if (a.size == 0 || a.offset < g->heap_off ||
+	    a.offset - g->heap_off > g->heap_size ||
+	    a.size > g->heap_size - (a.offset - g->heap_off)) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	first = (a.offset - g->heap_off) / MIG_PIN_GRANULE;
+	last = (a.offset - g->heap_off + a.size - 1) / MIG_PIN_GRANULE;
+	for (gi = first; gi <= last && r == CUDA_SUCCESS; gi++) {
+		uint64_t off = g->heap_off + gi * MIG_PIN_GRANULE;
+		uint64_t sz = MIG_PIN_GRANULE;
+
+		if (gi >= sizeof(g->pinned_granule)) {
+			r = CUDA_ERROR_INVALID_VALUE;
+			break;
+		}
+		if (g->pinned_granule[gi])
+			continue;
+		if (off + sz > g->seg_size)
+			sz = g->seg_size - off;
+		r = g->b->cuMemHostRegister(g->seg + off, sz,
+					    CU_MEMHOSTREGISTER_PORTABLE |
+						    CU_MEMHOSTREGISTER_DEVICEMAP);
+		if (r == CUDA_SUCCESS)
+			g->pinned_granule[gi] = 1;
+	}
+	reply(g, m, r, NULL, 0);
+}
+
+/* After issuing async work for @m: answer now, or when it completes. */
+static void finish_issue(struct gpud *g, const struct mig_msg_hdr *m,
+			 CUstream s, CUresult r, uint32_t reply_len)
+{
+	struct gpud_pending *p;
+
+	if (r != CUDA_SUCCESS || !(m->flags & MIG_MSGF_COMPLETE) ||
+	    !(m->flags & MIG_MSGF_REPLY)) {
+		if (m->flags & MIG_MSGF_COMPLETE)
+			r = take_deferred(g, r);
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	p = pending_new(g, m, ACT_REPLY);
+	if (!p) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	p->reply_len = reply_len;
+	p->sync_point = 1;
+	r = pending_add_event(g, p, s);
+	if (r != CUDA_SUCCESS) {
+		g->npend--;
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	pending_try_now(g);
+}
+
+static void op_memcpy_htod(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_memcpy_htod, a);
+	CUstream s;
+	CUresult r = resolve_stream(g, m, a.stream, &s);
+
+	if (r != CUDA_SUCCESS)
+		goto out;
+	if (a.src) {
+		if (!in_segment(g, a.src, a.size)) {
+			r = CUDA_ERROR_INVALID_VALUE;
+			goto out;
+		}
+		r = g->b->cuMemcpyHtoDAsync(a.dst, (void *)(uintptr_t)a.src,
+					    a.size, s);
+	} else {
+		uint8_t *bb;
+
+		if (a.size > MIG_INLINE_MAX || a.size > len - sizeof(a)) {
+			r = CUDA_ERROR_INVALID_VALUE;
+			goto out;
+		}
+		bb = bounce_take(g, a.size);
+		if (!bb) {
+			r = CUDA_ERROR_OUT_OF_MEMORY;
+			goto out;
+		}
+		memcpy(bb, body + sizeof(a), a.size);
+		r = g->b->cuMemcpyHtoDAsync(a.dst, bb, a.size, s);
+		bounce_fence(g, s);
+	}
+	g->stats.bytes_htod += a.size;
+out:
+	finish_issue(g, m, s, r, 0);
+}
+
+static void op_memcpy_dtoh(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_memcpy_dtoh, a);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.stream, &s);
+	void *dst;
+	uint32_t rlen = 0;
+
+	(void)len;
+	if (r != CUDA_SUCCESS)
+		goto out;
+	if (a.dst) {
+		if (!in_segment(g, a.dst, a.size)) {
+			r = CUDA_ERROR_INVALID_VALUE;
+			goto out;
+		}
+		dst = (void *)(uintptr_t)a.dst;
+	} else {
+		/* Into the reply slot: only for a call that waits for it. */
+		if (a.size > MIG_REPLY_DATA || !(m->flags & MIG_MSGF_REPLY)) {
+			r = CUDA_ERROR_INVALID_VALUE;
+			goto out;
+		}
+		dst = g->slots[m->slot].data;
+		rlen = (uint32_t)a.size;
+		/* Data must be there before we answer. */
+		((struct mig_msg_hdr *)m)->flags |= MIG_MSGF_COMPLETE;
+	}
+	r = g->b->cuMemcpyDtoHAsync(dst, a.src, a.size, s);
+	g->stats.bytes_dtoh += a.size;
+out:
+	finish_issue(g, m, s, r, rlen);
+}
+
+static void op_memcpy_dtod(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_memcpy_dtod, a);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.stream, &s);
+
+	(void)len;
+	if (r == CUDA_SUCCESS)
+		r = g->b->cuMemcpyDtoDAsync(a.dst, a.src, a.size, s);
+	g->stats.bytes_dtod += a.size;
+	finish_issue(g, m, s, r, 0);
+}
+
+static void op_memcpy_staged(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len, bool htod)
+{
+	ARGS(struct mig_memcpy_staged, a);
+	struct gpud_pending *p;
+	uint8_t *chunk;
+	CUstream s = NULL;
+	CUresult r;
+
+	(void)len;
+	if (a.chunk >= MIG_STAGING_CHUNKS || a.size > MIG_STAGING_CHUNK) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	chunk = g->staging + (uint64_t)a.chunk * MIG_STAGING_CHUNK;
+	r = resolve_stream(g, m, a.stream, &s);
+	if (r == CUDA_SUCCESS) {
+		r = htod ? g->b->cuMemcpyHtoDAsync(a.dev, chunk, a.size, s) :
+			   g->b->cuMemcpyDtoHAsync(chunk, a.dev, a.size, s);
+	}
+	if (htod)
+		g->stats.bytes_htod += a.size;
+	else
+		g->stats.bytes_dtoh += a.size;
+	p = pending_new(g, m, ACT_STAGING_DONE);
+	if (!p) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+		goto now;
+	}
+	p->arg0 = a.chunk;
+	p->arg1 = a.ticket;
+	p->slot = 0xffff;
+	if (r == CUDA_SUCCESS)
+		r = pending_add_event(g, p, s);
+	if (r != CUDA_SUCCESS) {
+		g->npend--;
+		goto now;
+	}
+	/* Any reply asked for means "issued"; completion is the ticket. */
+	if (m->flags & MIG_MSGF_REPLY)
+		reply(g, m, CUDA_SUCCESS, NULL, 0);
+	return;
+now:
+	g->hdr->staging_result[a.chunk] = r;
+	mig_seqword_publish(&g->hdr->staging_done[a.chunk], a.ticket);
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_staged_htod(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	op_memcpy_staged(g, m, body, len, true);
+}
+
+static void op_staged_dtoh(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	op_memcpy_staged(g, m, body, len, false);
+}
+
+static void op_memcpy_2d(struct gpud *g, const struct mig_msg_hdr *m,
+			 const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_memcpy_2d, a);
+	CUDA_MEMCPY2D c = { 0 };
+	CUstream s = NULL;
+	CUresult r;
+	uint64_t span_src, span_dst;
+
+	(void)len;
+	r = resolve_stream(g, m, a.stream, &s);
+	if (r != CUDA_SUCCESS)
+		goto out;
+	if (a.height == 0 || a.width == 0) {
+		finish_issue(g, m, s, CUDA_SUCCESS, 0);
+		return;
+	}
+	if (a.src_pitch < a.width || a.dst_pitch < a.width ||
+	    a.height > (1ull << 32) || a.src_pitch > (1ull << 40) ||
+	    a.dst_pitch > (1ull << 40)) {
+		r = CUDA_ERROR_INVALID_VALUE;
+		goto out;
+	}
+	span_src = a.src_pitch * (a.height - 1) + a.width;
+	span_dst = a.dst_pitch * (a.height - 1) + a.width;
+	if ((a.src_is_host && !in_segment(g, a.src, span_src)) ||
+	    (a.dst_is_host && !in_segment(g, a.dst, span_dst))) {
+		r = CUDA_ERROR_INVALID_VALUE;
+		goto out;
+	}
+	c.srcMemoryType = a.src_is_host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+	c.dstMemoryType = a.dst_is_host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+	if (a.src_is_host)
+		c.srcHost = (const void *)(uintptr_t)a.src;
+	else
+		c.srcDevice = a.src;
+	if (a.dst_is_host)
+		c.dstHost = (void *)(uintptr_t)a.dst;
+	else
+		c.dstDevice = a.dst;
+	c.srcPitch = a.src_pitch;
+	c.dstPitch = a.dst_pitch;
+	c.WidthInBytes = a.width;
+	c.Height = a.height;
+	r = g->b->cuMemcpy2DAsync(&c, s);
+out:
+	finish_issue(g, m, s, r, 0);
+}
+
+static void op_memset(struct gpud *g, const struct mig_msg_hdr *m,
+		      const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_memset, a);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.stream, &s);
+
+	(void)len;
+	if (r != CUDA_SUCCESS)
+		goto out;
+	if (a.height <= 1 && a.pitch == 0) {
+		switch (a.elem) {
+		case 1:
+			r = g->b->cuMemsetD8Async(a.dst, (unsigned char)a.value,
+						  a.width, s);
+			break;
+		case 2:
+			r = g->b->cuMemsetD16Async(a.dst,
+						   (unsigned short)a.value,
+						   a.width, s);
+			break;
+		case 4:
+			r = g->b->cuMemsetD32Async(a.dst, a.value, a.width, s);
+			break;
+		default:
+			r = CUDA_ERROR_INVALID_VALUE;
+		}
+	} else {
+		switch (a.elem) {
+		case 1:
+			r = g->b->cuMemsetD2D8Async(a.dst, a.pitch,
+						    (unsigned char)a.value,
+						    a.width, a.height, s);
+			break;
+		case 2:
+			r = g->b->cuMemsetD2D16Async(a.dst, a.pitch,
+						     (unsigned short)a.value,
+						     a.width, a.height, s);
+			break;
+		case 4:
+			r = g->b->cuMemsetD2D32Async(a.dst, a.pitch, a.value,
+						     a.width, a.height, s);
+			break;
+		default:
+			r = CUDA_ERROR_INVALID_VALUE;
+		}
+	}
+out:
+	finish_issue(g, m, s, r, 0);
+}
+
+/* Copy the image out of the segment: the client could change it under
+ * the driver's parser otherwise. */
+static void *image_copy(struct gpud *g, const struct mig_image_load *a)
+{
+	void *img;
+
+	if (a->size == 0 || a->size > MAX_IMAGE ||
+	    !in_segment(g, a->image, a->size))
+		return NULL;
+	img = malloc(a->size + 1);
+	if (!img)
+		return NULL;
+	memcpy(img, (const void *)(uintptr_t)a->image, a->size);
+	((char *)img)[a->size] = 0; /* PTX must be terminated */
+	return img;
+}
+
+static void op_image_load(struct gpud *g, const struct mig_msg_hdr *m,
+			  const uint8_t *body, uint32_t len, bool library)
+{
+	ARGS(struct mig_image_load, a);
+	void *img = image_copy(g, &a);
+	void *obj = NULL;
+	uint64_t id;
+	CUresult r;
+
+	(void)len;
+	if (!img) {
+		reply(g, m, CUDA_ERROR_INVALID_IMAGE, NULL, 0);
+		return;
+	}
+	if (library)
+		r = g->b->cuLibraryLoadData((CUlibrary *)&obj, img, NULL, NULL,
+					    0, NULL, NULL, 0);
+	else
+		r = g->b->cuModuleLoadData((CUmodule *)&obj, img);
+	if (r != CUDA_SUCCESS) {
+		free(img);
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	id = handles_add(&g->h, library ? H_LIBRARY : H_MODULE, obj);
+	if (!id) {
+		if (library)
+			g->b->cuLibraryUnload(obj);
+		else
+			g->b->cuModuleUnload(obj);
+		free(img);
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	/* Keep our copy for as long as the driver may look at it. */
+	handles_get(&g->h, id, library ? H_LIBRARY : H_MODULE)->ptr2 = img;
+	reply(g, m, CUDA_SUCCESS, &id, sizeof(id));
+}
+
+static void op_module_load(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	op_image_load(g, m, body, len, false);
+}
+
+static void op_library_load(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len)
+{
+	op_image_load(g, m, body, len, true);
+}
+
+static void drop_children(struct gpud *g, uint64_t owner)
+{
+	uint32_t i;
+
+	for (i = 0; i < g->h.n; i++) {
+		struct gpud_handle *h = &g->h.v[i];
+
+		if ((h->type == H_FUNC || h->type == H_KERNEL) &&
+		    h->owner == owner)
+			handles_del(&g->h, ((uint64_t)h->gen << 32) | (i + 16));
+	}
+}
+
+static void op_image_unload(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len, bool library)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *h =
+		handles_get(&g->h, a.handle, library ? H_LIBRARY : H_MODULE);
+	CUresult r;
+
+	(void)len;
+	if (!h) {
+		reply(g, m, CUDA_ERROR_INVALID_HANDLE, NULL, 0);
+		return;
+	}
+	r = library ? g->b->cuLibraryUnload(h->ptr) :
+		      g->b->cuModuleUnload(h->ptr);
+	free(h->ptr2);
+	drop_children(g, a.handle);
+	handles_del(&g->h, a.handle);
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_module_unload(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	op_image_unload(g, m, body, len, false);
+}
+
+static void op_library_unload(struct gpud *g, const struct mig_msg_hdr *m,
+			      const uint8_t *body, uint32_t len)
+{
+	op_image_unload(g, m, body, len, true);
+}
+
+/* The symbol name following the args, checked to be terminated. */
+static const char *symbol_name(const struct mig_get_symbol *a,
+			       const uint8_t *body, uint32_t len)
+{
+	const char *name = (const char *)body + sizeof(*a);
+
+	if (a->name_len == 0 || a->name_len > len - sizeof(*a) ||
+	    name[a->name_len - 1] != 0)
+		return NULL;
+	return name;
+}
+
+/* Describe @f once: attributes and parameter layout, for the client. */
+static CUresult describe_function(struct gpud *g, CUfunction f, uint64_t id,
+				  uint8_t *out, uint32_t *outlen)
+{
+	struct mig_func_info *fi = (struct mig_func_info *)out;
+	uint32_t i, max = (MIG_REPLY_DATA - sizeof(*fi)) / sizeof(fi->param[0]);
+	CUresult r;
+
+	memset(fi, 0, sizeof(*fi));
+	fi->handle = id;
+	for (i = 0; i < MIG_FUNC_ATTR_COUNT; i++) {
+		int v = 0;
+
+		if (g->b->cuFuncGetAttribute(&v, (CUfunction_attribute)i, f) ==
+		    CUDA_SUCCESS)
+			fi->attr[i] = v;
+	}
+	for (i = 0; i < MIG_MAX_PARAMS && i < max; i++) {
+		size_t off = 0, sz = 0;
+
+		r = g->b->cuFuncGetParamInfo(f, i, &off, &sz);
+		if (r != CUDA_SUCCESS)
+			break;
+		if (off + sz > MIG_MAX_PARAM_BYTES)
+			return CUDA_ERROR_NOT_SUPPORTED;
+		fi->param[i].offset = (uint16_t)off;
+		fi->param[i].size = (uint16_t)sz;
+		if (off + sz > fi->param_bytes)
+			fi->param_bytes = (uint32_t)(off + sz);
+	}
+	fi->nparams = i;
+	*outlen = sizeof(*fi) + i * sizeof(fi->param[0]);
+	return CUDA_SUCCESS;
+}
+
+static void op_get_function(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len, bool library)
+{
+	ARGS(struct mig_get_symbol, a);
+	struct mig_reply_slot *s = &g->slots[m->slot];
+	const char *name = symbol_name(&a, body, len);
+	struct gpud_handle *owner, *h;
+	CUfunction f = NULL;
+	CUkernel k = NULL;
+	uint32_t outlen = 0;
+	uint64_t id;
+	CUresult r;
+
+	owner = handles_get(&g->h, a.owner, library ? H_LIBRARY : H_MODULE);
+	if (!name || !owner || !(m->flags & MIG_MSGF_REPLY)) {
+		reply(g, m, name ? CUDA_ERROR_INVALID_HANDLE :
+				   CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	if (library) {
+		r = g->b->cuLibraryGetKernel(&k, owner->ptr, name);
+		if (r == CUDA_SUCCESS)
+			r = g->b->cuKernelGetFunction(&f, k);
+	} else {
+		r = g->b->cuModuleGetFunction(&f, owner->ptr, name);
+	}
+	if (r != CUDA_SUCCESS) {
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	id = handles_add(&g->h, library ? H_KERNEL : H_FUNC,
+			 library ? (void *)k : (void *)f);
+	if (!id) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	h = handles_get(&g->h, id, library ? H_KERNEL : H_FUNC);
+	h->ptr2 = f;
+	h->owner = a.owner;
+	r = describe_function(g, f, id, s->data, &outlen);
+	if (r != CUDA_SUCCESS) {
+		handles_del(&g->h, id);
+		outlen = 0;
+	}
+	s->result = r;
+	s->len = outlen;
+	mig_seqword_publish(&s->seq, m->seq);
+}
+
+static void op_module_get_function(struct gpud *g, const struct mig_msg_hdr *m,
+				   const uint8_t *body, uint32_t len)
+{
+	op_get_function(g, m, body, len, false);
+}
+
+static void op_library_get_kernel(struct gpud *g, const struct mig_msg_hdr *m,
+				  const uint8_t *body, uint32_t len)
+{
+	op_get_function(g, m, body, len, true);
+}
+
+static void op_get_global(struct gpud *g, const struct mig_msg_hdr *m,
+			  const uint8_t *body, uint32_t len, bool library)
+{
+	ARGS(struct mig_get_symbol, a);
+	const char *name = symbol_name(&a, body, len);
+	struct gpud_handle *owner;
+	struct mig_global_info gi = { 0 };
+	CUdeviceptr p = 0;
+	size_t sz = 0;
+	CUresult r;
+
+	owner = handles_get(&g->h, a.owner, library ? H_LIBRARY : H_MODULE);
+	if (!name || !owner) {
+		reply(g, m, name ? CUDA_ERROR_INVALID_HANDLE :
+				   CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	r = library ? g->b->cuLibraryGetGlobal(&p, &sz, owner->ptr, name) :
+		      g->b->cuModuleGetGlobal(&p, &sz, owner->ptr, name);
+	gi.dptr = p;
+	gi.size = sz;
+	reply(g, m, r, &gi, r == CUDA_SUCCESS ? sizeof(gi) : 0);
+}
+
+static void op_module_get_global(struct gpud *g, const struct mig_msg_hdr *m,
+				 const uint8_t *body, uint32_t len)
+{
+	op_get_global(g, m, body, len, false);
+}
+
+static void op_library_get_global(struct gpud *g, const struct mig_msg_hdr *m,
+				  const uint8_t *body, uint32_t len)
+{
+	op_get_global(g, m, body, len, true);
+}
+
+/* The CUfunction behind a function or kernel id. */
+static CUfunction lookup_function(struct gpud *g, uint64_t id)
+{
+	struct gpud_handle *h = handles_get(&g->h, id, H_FUNC);
+
+	if (!h)
+		h = handles_get(&g->h, id, H_KERNEL);
+	return h ? h->ptr2 : NULL;
+}
+
+static void op_func_set_attr(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_func_set_attr, a);
+	CUfunction f = lookup_function(g, a.func);
+
+	(void)len;
+	reply(g, m,
+	      f ? g->b->cuFuncSetAttribute(f, (CUfunction_attribute)a.attr,
+					   a.value) :
+		  CUDA_ERROR_INVALID_HANDLE,
+	      NULL, 0);
+}
+
+static void op_func_occupancy(struct gpud *g, const struct mig_msg_hdr *m,
+			      const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_func_occupancy, a);
+	CUfunction f = lookup_function(g, a.func);
+	int32_t n = 0;
+	int v = 0;
+	CUresult r = CUDA_ERROR_INVALID_HANDLE;
+
+	(void)len;
+	if (f)
+		r = g->b->cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+			&v, f, a.block_size, (size_t)a.dyn_smem, a.flags);
+	n = v;
+	reply(g, m, r, &n, r == CUDA_SUCCESS ? sizeof(n) : 0);
+}
+
+static void op_launch(struct gpud *g, const struct mig_msg_hdr *m,
+		      const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_launch, a);
+	CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
+	CUfunction f = lookup_function(g, a.func);
+	const uint8_t *params = body + sizeof(a);
+	size_t psize = a.param_bytes;
+	void *extra[5];
+	CUstream s = NULL;
+	CUresult r;
+	uint32_t i;
+
+	if (!f) {
+		r = CUDA_ERROR_INVALID_HANDLE;
+		goto out;
+	}
+	if (a.param_bytes > MIG_MAX_PARAM_BYTES || a.nattrs > MAX_LAUNCH_ATTRS ||
+	    (uint64_t)a.param_bytes + a.nattrs * sizeof(CUlaunchAttribute) >
+		    len - sizeof(a)) {
+		r = CUDA_ERROR_INVALID_VALUE;
+		goto out;
+	}
+	r = resolve_stream(g, m, a.stream, &s);
+	if (r != CUDA_SUCCESS)
+		goto out;
+	/* The parameter buffer is already laid out as the kernel expects. */
+	extra[0] = CU_LAUNCH_PARAM_BUFFER_POINTER;
+	extra[1] = (void *)params;
+	extra[2] = CU_LAUNCH_PARAM_BUFFER_SIZE;
+	extra[3] = &psize;
+	extra[4] = CU_LAUNCH_PARAM_END;
+	g->stats.launches++;
+	if (a.nattrs == 0) {
+		r = g->b->cuLaunchKernel(f, a.grid[0], a.grid[1], a.grid[2],
+					 a.block[0], a.block[1], a.block[2],
+					 a.shared_mem, s, NULL,
+					 psize ? extra : NULL);
+	} else {
+		CUlaunchConfig cfg = { 0 };
+
+		memcpy(attrs, params + a.param_bytes,
+		       a.nattrs * sizeof(CUlaunchAttribute));
+		for (i = 0; i < a.nattrs; i++) {
+			if (!mig_launch_attr_allowed(attrs[i].id)) {
+				r = CUDA_ERROR_NOT_SUPPORTED;
+				goto out;
+			}
+		}
+		cfg.gridDimX = a.grid[0];
+		cfg.gridDimY = a.grid[1];
+		cfg.gridDimZ = a.grid[2];
+		cfg.blockDimX = a.block[0];
+		cfg.blockDimY = a.block[1];
+		cfg.blockDimZ = a.block[2];
+		cfg.sharedMemBytes = a.shared_mem;
+		cfg.hStream = s;
+		cfg.attrs = attrs;
+		cfg.numAttrs = a.nattrs;
+		r = g->b->cuLaunchKernelEx(&cfg, f, NULL, psize ? extra : NULL);
+	}
+out:
+	finish_issue(g, m, s, r, 0);
+}
+
+static void op_stream_create(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_stream_create, a);
+	CUstream s = NULL;
+	uint64_t id;
+	CUresult r;
+
+	(void)len;
+	r = g->b->cuStreamCreateWithPriority(&s, a.flags, a.priority);
+	if (r != CUDA_SUCCESS) {
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	id = handles_add(&g->h, H_STREAM, s);
+	if (!id) {
+		g->b->cuStreamDestroy(s);
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	handles_get(&g->h, id, H_STREAM)->flags = a.flags;
+	reply(g, m, CUDA_SUCCESS, &id, sizeof(id));
+}
+
+static void op_stream_destroy(struct gpud *g, const struct mig_msg_hdr *m,
+			      const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *h = handles_get(&g->h, a.handle, H_STREAM);
+	CUresult r = CUDA_ERROR_INVALID_HANDLE;
+
+	(void)len;
+	if (h) {
+		r = g->b->cuStreamDestroy(h->ptr);
+		handles_del(&g->h, a.handle);
+	}
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_stream_query(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.handle, &s);
+
+	(void)len;
+	if (r == CUDA_SUCCESS)
+		r = g->b->cuStreamQuery(s);
+	reply(g, m, r == CUDA_ERROR_NOT_READY ? r : take_deferred(g, r), NULL,
+	      0);
+}
+
+static void op_stream_sync(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.handle, &s);
+
+	(void)len;
+	if (r == CUDA_SUCCESS)
+		r = g->b->cuStreamQuery(s);
+	if (r == CUDA_ERROR_NOT_READY) {
+		((struct mig_msg_hdr *)m)->flags |= MIG_MSGF_COMPLETE;
+		finish_issue(g, m, s, CUDA_SUCCESS, 0);
+		return;
+	}
+	reply(g, m, take_deferred(g, r), NULL, 0);
+}
+
+static void op_stream_wait_event(struct gpud *g, const struct mig_msg_hdr *m,
+				 const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_stream_wait_event, a);
+	struct gpud_handle *e = handles_get(&g->h, a.event, H_EVENT);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.stream, &s);
+
+	(void)len;
+	if (r == CUDA_SUCCESS)
+		r = e ? g->b->cuStreamWaitEvent(s, e->ptr, a.flags) :
+			CUDA_ERROR_INVALID_HANDLE;
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_event_create(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_event_create, a);
+	CUevent ev = NULL;
+	uint64_t id;
+	CUresult r;
+
+	(void)len;
+	/* Interprocess events would hand out a driver handle: not here. */
+	if (a.flags & CU_EVENT_INTERPROCESS) {
+		reply(g, m, CUDA_ERROR_NOT_SUPPORTED, NULL, 0);
+		return;
+	}
+	r = g->b->cuEventCreate(&ev, a.flags);
+	if (r != CUDA_SUCCESS) {
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	id = handles_add(&g->h, H_EVENT, ev);
+	if (!id) {
+		g->b->cuEventDestroy(ev);
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	reply(g, m, CUDA_SUCCESS, &id, sizeof(id));
+}
+
+static void op_event_destroy(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *h = handles_get(&g->h, a.handle, H_EVENT);
+	CUresult r = CUDA_ERROR_INVALID_HANDLE;
+
+	(void)len;
+	if (h) {
+		r = g->b->cuEventDestroy(h->ptr);
+		handles_del(&g->h, a.handle);
+	}
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_event_record(struct gpud *g, const struct mig_msg_hdr *m,
+			    const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_event_record, a);
+	struct gpud_handle *e = handles_get(&g->h, a.event, H_EVENT);
+	CUstream s = NULL;
+	CUresult r = resolve_stream(g, m, a.stream, &s);
+
+	(void)len;
+	if (r == CUDA_SUCCESS)
+		r = e ? g->b->cuEventRecordWithFlags(e->ptr, s, a.flags) :
+			CUDA_ERROR_INVALID_HANDLE;
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_event_query(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *e = handles_get(&g->h, a.handle, H_EVENT);
+	CUresult r = e ? g->b->cuEventQuery(e->ptr) : CUDA_ERROR_INVALID_HANDLE;
+
+	(void)len;
+	reply(g, m, r == CUDA_ERROR_NOT_READY ? r : take_deferred(g, r), NULL,
+	      0);
+}
+
+static void op_event_sync(struct gpud *g, const struct mig_msg_hdr *m,
+			  const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *e = handles_get(&g->h, a.handle, H_EVENT);
+	struct gpud_pending *p;
+	CUresult r;
+
+	(void)len;
+	if (!e) {
+		reply(g, m, CUDA_ERROR_INVALID_HANDLE, NULL, 0);
+		return;
+	}
+	r = g->b->cuEventQuery(e->ptr);
+	if (r != CUDA_ERROR_NOT_READY) {
+		reply(g, m, take_deferred(g, r), NULL, 0);
+		return;
+	}
+	/* Poll the user's event by id: it may be destroyed meanwhile. */
+	p = pending_new(g, m, ACT_REPLY);
+	if (!p) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	p->user_event = a.handle;
+	p->sync_point = 1;
+}
+
+static void op_event_elapsed(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_event_elapsed, a);
+	struct gpud_handle *e0 = handles_get(&g->h, a.start, H_EVENT);
+	struct gpud_handle *e1 = handles_get(&g->h, a.end, H_EVENT);
+	float ms = 0;
+	CUresult r = CUDA_ERROR_INVALID_HANDLE;
+
+	(void)len;
+	if (e0 && e1)
+		r = g->b->cuEventElapsedTime(&ms, e0->ptr, e1->ptr);
+	reply(g, m, r, &ms, r == CUDA_SUCCESS ? sizeof(ms) : 0);
+}
+
+static void op_stats(struct gpud *g, const struct mig_msg_hdr *m,
+		     const uint8_t *body, uint32_t len)
+{
+	(void)body;
+	(void)len;
+	reply(g, m, CUDA_SUCCESS, &g->stats, sizeof(g->stats));
+}
+
+static const struct {
+	handler_fn fn;
+	uint32_t args;
+	bool needs_reply; /* meaningless without an answer */
+} ops[MIG_OP_COUNT] = {
+#define OP(code, f, type, r) [code] = { f, sizeof(type), r }
+	OP(MIG_OP_HELLO, op_hello, struct mig_hello, true),
+	OP(MIG_OP_CTX_SYNC, op_ctx_sync, struct mig_ctx_sync, true),
+	OP(MIG_OP_CTX_GET_LIMIT, op_ctx_get_limit, struct mig_ctx_limit, true),
+	OP(MIG_OP_CTX_SET_LIMIT, op_ctx_set_limit, struct mig_ctx_limit, false),
+	OP(MIG_OP_MEM_GET_INFO, op_mem_get_info, struct mig_ctx_sync, true),
+	OP(MIG_OP_MEM_ALLOC, op_mem_alloc, struct mig_mem_alloc, true),
+	OP(MIG_OP_MEM_FREE, op_mem_free, struct mig_mem_free, false),
+	OP(MIG_OP_HOST_PIN, op_host_pin, struct mig_host_pin, true),
+	OP(MIG_OP_MEMCPY_HTOD, op_memcpy_htod, struct mig_memcpy_htod, false),
+	OP(MIG_OP_MEMCPY_DTOH, op_memcpy_dtoh, struct mig_memcpy_dtoh, false),
+	OP(MIG_OP_MEMCPY_DTOD, op_memcpy_dtod, struct mig_memcpy_dtod, false),
+	OP(MIG_OP_MEMCPY_STAGED_HTOD, op_staged_htod, struct mig_memcpy_staged,
+	   false),
+	OP(MIG_OP_MEMCPY_STAGED_DTOH, op_staged_dtoh, struct mig_memcpy_staged,
+	   false),
+	OP(MIG_OP_MEMCPY_2D, op_memcpy_2d, struct mig_memcpy_2d, false),
+	OP(MIG_OP_MEMSET, op_memset, struct mig_memset, false),
+	OP(MIG_OP_MODULE_LOAD, op_module_load, struct mig_image_load, true),
+	OP(MIG_OP_MODULE_UNLOAD, op_module_unload, struct mig_handle_arg, false),
+	OP(MIG_OP_MODULE_GET_FUNCTION, op_module_get_function,
+	   struct mig_get_symbol, true),
+	OP(MIG_OP_MODULE_GET_GLOBAL, op_module_get_global,
+	   struct mig_get_symbol, true),
+	OP(MIG_OP_LIBRARY_LOAD, op_library_load, struct mig_image_load, true),
+	OP(MIG_OP_LIBRARY_UNLOAD, op_library_unload, struct mig_handle_arg,
+	   false),
+	OP(MIG_OP_LIBRARY_GET_KERNEL, op_library_get_kernel,
+	   struct mig_get_symbol, true),
+	OP(MIG_OP_LIBRARY_GET_GLOBAL, op_library_get_global,
+	   struct mig_get_symbol, true),
+	OP(MIG_OP_FUNC_SET_ATTR, op_func_set_attr, struct mig_func_set_attr,
+	   false),
+	OP(MIG_OP_FUNC_OCCUPANCY, op_func_occupancy, struct mig_func_occupancy,
+	   true),
+	OP(MIG_OP_LAUNCH, op_launch, struct mig_launch, false),
+	OP(MIG_OP_STREAM_CREATE, op_stream_create, struct mig_stream_create,
+	   true),
+	OP(MIG_OP_STREAM_DESTROY, op_stream_destroy, struct mig_handle_arg,
+	   false),
+	OP(MIG_OP_STREAM_QUERY, op_stream_query, struct mig_handle_arg, true),
+	OP(MIG_OP_STREAM_SYNC, op_stream_sync, struct mig_handle_arg, true),
+	OP(MIG_OP_STREAM_WAIT_EVENT, op_stream_wait_event,
+	   struct mig_stream_wait_event, false),
+	OP(MIG_OP_EVENT_CREATE, op_event_create, struct mig_event_create, true),
+	OP(MIG_OP_EVENT_DESTROY, op_event_destroy, struct mig_handle_arg, false),
+	OP(MIG_OP_EVENT_RECORD, op_event_record, struct mig_event_record, false),
+	OP(MIG_OP_EVENT_QUERY, op_event_query, struct mig_handle_arg, true),
+	OP(MIG_OP_EVENT_SYNC, op_event_sync, struct mig_handle_arg, true),
+	OP(MIG_OP_EVENT_ELAPSED, op_event_elapsed, struct mig_event_elapsed,
+	   true),
+	OP(MIG_OP_STATS, op_stats, struct mig_ctx_sync, true),
+#undef OP
+};
+
+/*
+ * Decode one message.  @hdr is our private copy; @body points into the
+ * ring and is @len bytes.  Returns false when the message breaks the
+ * protocol badly enough to end the session.
+ */
+bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
+		   const uint8_t *body, uint32_t len)
+{
+	if (hdr->op == MIG_OP_PAD)
+		return true;
+	if (hdr->op >= MIG_OP_COUNT || !ops[hdr->op].fn ||
+	    hdr->slot >= MIG_REPLY_SLOTS)
+		return false;
+	if (hdr->flags & MIG_MSGF_REPLY)
+		g->stats.calls_sync++;
+	else
+		g->stats.calls_async++;
+	if (len < ops[hdr->op].args ||
+	    (ops[hdr->op].needs_reply && !(hdr->flags & MIG_MSGF_REPLY))) {
+		reply(g, hdr, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return true;
+	}
+	/*
+	 * Work on a private copy of the body, so that a racing client cannot
+	 * change a length, name or handle between our check and its use.
+	 * Inline copy data is the exception: it is copied once, to the
+	 * bounce buffer, after its length was checked on the private args.
+	 */
+	if (hdr->op != MIG_OP_MEMCPY_HTOD && len <= sizeof(g->msgbuf)) {
+		memcpy(g->msgbuf, body, len);
+		body = g->msgbuf;
+	}
+	ops[hdr->op].fn(g, hdr, body, len);
+	return true;
+}
+
+/* --- the loop ------------------------------------------------------------ */
+
+static bool drain_ring(struct gpud *g)
+{
+	uint32_t tail = mig_load_acquire(&g->hdr->req_tail.value);
+	uint32_t head = (uint32_t)g->head;
+	uint32_t avail = tail - head;
+	bool progress = false;
+
+	if (avail > g->ring_mask + 1) {
+		gpud_log(g, 0, "request ring tail out of range: client broken");
+		g->broken = 1;
+		return false;
+	}
+	while (avail >= sizeof(struct mig_msg_hdr)) {
+		uint32_t off = head & g->ring_mask;
+		struct mig_msg_hdr h;
+
+		memcpy(&h, g->ring + off, sizeof(h));
+		if (h.size < sizeof(h) || h.size % MIG_MSG_ALIGN ||
+		    h.size > avail || h.size > MIG_MSG_MAX ||
+		    off + h.size > g->ring_mask + 1) {
+			gpud_log(g, 0, "malformed message (size %u): client broken",
+				 h.size);
+			g->broken = 1;
+			return progress;
+		}
+		if (!gpud_dispatch(g, &h, g->ring + off + sizeof(h),
+				   h.size - (uint32_t)sizeof(h))) {
+			gpud_log(g, 0, "invalid message (op %u, slot %u): client broken",
+				 h.op, h.slot);
+			g->broken = 1;
+			return progress;
+		}
+		head += h.size;
+		avail -= h.size;
+		g->head = head;
+		mig_seqword_publish(&g->hdr->req_head, head);
+		progress = true;
+	}
+	return progress;
+}
+
+void *gpud_waiter_main(void *arg)
+{
+	struct gpud *g = arg;
+
+	g->b->cuCtxSetCurrent(g->ctx);
+	pthread_mutex_lock(&g->wlock);
+	while (!g->stopping) {
+		CUevent ev = g->wait_ev;
+
+		if (!ev || g->wait_done) {
+			pthread_cond_wait(&g->wcond, &g->wlock);
+			continue;
+		}
+		pthread_mutex_unlock(&g->wlock);
+		g->b->cuEventSynchronize(ev);
+		pthread_mutex_lock(&g->wlock);
+		g->wait_done = 1;
+		__atomic_fetch_add(&g->hdr->doorbell.value, 1, __ATOMIC_RELEASE);
+		mig_futex_wake(&g->hdr->doorbell.value, 1);
+	}
+	pthread_mutex_unlock(&g->wlock);
+	return NULL;
+}
+
+/* Before sleeping: let the waiter block on the oldest pending event. */
+static bool handoff(struct gpud *g)
+{
+	CUevent ev = NULL, old = NULL;
+	uint32_t i;
+	bool ok = false;
+
+	for (i = 0; i < g->npend && !ev; i++)
+		if (g->pend[i].nev)
+			ev = g->pend[i].ev[g->pend[i].nev - 1];
+	if (!ev && g->bq_head != g->bq_tail)
+		ev = g->bounce_q[g->bq_head % 1024].ev;
+	if (!ev)
+		return false;
+	pthread_mutex_lock(&g->wlock);
+	if (g->wait_ev == NULL || g->wait_done) {
+		old = g->wait_done ? g->wait_ev : NULL;
+		g->wait_ev = ev;
+		g->wait_done = 0;
+		pthread_cond_signal(&g->wcond);
+		ok = true;
+	} else if (g->wait_ev == ev) {
+		ok = true;
+	}
+	pthread_mutex_unlock(&g->wlock);
+	(void)old;
+	return ok;
+}
+
+static bool client_alive(struct gpud *g)
+{
+	struct pollfd pfd = { .fd = g->client_lifeline, .events = POLLIN };
+
+	if (g->client_lifeline < 0)
+		return true;
+	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLIN | POLLERR)))
+		return false;
+	return true;
+}
+
+static void sleep_on_doorbell(struct gpud *g, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull),
+			       .tv_nsec = (long)(ns % 1000000000ull) };
+	uint32_t v = mig_load_acquire(&g->hdr->doorbell.value);
+
+	__atomic_store_n(&g->hdr->doorbell.waiters, 1, __ATOMIC_RELAXED);
+	mig_smp_mb();
+	if (mig_load_acquire(&g->hdr->req_tail.value) == (uint32_t)g->head)
+		mig_futex_wait(&g->hdr->doorbell.value, v, &ts);
+	__atomic_store_n(&g->hdr->doorbell.waiters, 0, __ATOMIC_RELAXED);
+}
+
+int gpud_serve(struct gpud *g)
+{
+	uint64_t idle_since = 0;
+
+	while (!g->broken && !gpud_stop_requested) {
+		bool progress = drain_ring(g);
+
+		if (g->npend)
+			progress |= poll_pending(g);
+		if (g->bq_head != g->bq_tail)
+			progress |= poll_bounce(g);
+		if (progress) {
+			idle_since = 0;
+			continue;
+		}
+		if (!idle_since) {
+			idle_since = mig_now_ns();
+			continue;
+		}
+		if (mig_now_ns() - idle_since <
+		    (g->npend ? SPIN_PENDING_NS : SPIN_IDLE_NS)) {
+			mig_cpu_relax();
+			continue;
+		}
+		if (g->npend || g->bq_head != g->bq_tail) {
+			sleep_on_doorbell(g, handoff(g) ? SLEEP_IDLE_NS :
+							  SLEEP_POLL_NS);
+		} else {
+			sleep_on_doorbell(g, SLEEP_IDLE_NS);
+		}
+		if (!client_alive(g)) {
+			gpud_log(g, 1, "client gone");
+			break;
+		}
+		idle_since = mig_now_ns();
+	}
+	return g->broken ? 1 : 0;
+}

@@ -1,0 +1,509 @@
+/*
+ * copy.c - memcpy in every direction.
+ *
+ * How bytes travel depends on where the host side lives:
+ *   - inside the segment (mignificent_malloc, cuMemAllocHost): the server
+ *     DMAs straight from/to it, zero-copy, at pinned bandwidth;
+ *   - small pageable buffers (<= MIG_INLINE_MAX): host-to-device data rides
+ *     inside the request; device-to-host data comes back in the reply slot;
+ *   - large pageable buffers: pipelined through the staging chunks, so
+ *     our memcpy into chunk k+1 overlaps the DMA of chunk k.
+ * Synchronous copies keep the driver's semantics: a device-to-host copy
+ * returns when the data is in the program's buffer; a host-to-device copy
+ * from pinned memory returns when it completed, from pageable memory once
+ * the data is safely ours.
+ */
+#include <string.h>
+
+#include "seqword.h"
+#include "shim.h"
+
+enum kind { K_HOST, K_PINNED, K_DEVICE };
+
+static enum kind classify(uint64_t p, size_t n)
+{
+	if (shim_is_device_ptr(p))
+		return K_DEVICE;
+	if (shim_in_segment((const void *)(uintptr_t)p, n ? n : 1))
+		return K_PINNED;
+	return K_HOST;
+}
+
+static bool ticket_done(uint32_t v, const void *arg)
+{
+	return v == *(const uint32_t *)arg;
+}
+
+static bool server_ok(void *arg)
+{
+	(void)arg;
+	return mig_load_acquire(&shim.hdr->server_state.value) == MIG_SERVER_READY;
+}
+
+/* Wait until chunk @c finished its last DMA; return that DMA's result. */
+static CUresult chunk_wait(uint32_t c)
+{
+	uint32_t want = shim.staging_ticket[c];
+
+	if (!mig_seqword_wait(&shim.hdr->staging_done[c], ticket_done, &want,
+			      200000, 100000000, server_ok, NULL))
+		return CUDA_ERROR_DEVICE_UNAVAILABLE;
+	return (CUresult)shim.hdr->staging_result[c];
+}
+
+/* --- host to device ------------------------------------------------------ */
+
+static CUresult htod_staged(CUdeviceptr dst, const uint8_t *src, size_t n,
+			    uint64_t stream, uint32_t flags, bool wait)
+{
+	CUresult r = CUDA_SUCCESS, r2;
+	size_t done = 0;
+	uint32_t c = 0, i;
+
+	pthread_mutex_lock(&shim.staging_lock);
+	while (done < n && r == CUDA_SUCCESS) {
+		size_t piece = n - done < MIG_STAGING_CHUNK ? n - done :
+							       MIG_STAGING_CHUNK;
+		struct mig_memcpy_staged a;
+
+		/* The chunk may still feed an earlier DMA. */
+		r = chunk_wait(c);
+		if (r != CUDA_SUCCESS)
+			break;
+		memcpy(shim.staging + (uint64_t)c * MIG_STAGING_CHUNK,
+		       src + done, piece);
+		a.dev = dst + done;
+		a.size = piece;
+		a.stream = stream;
+		a.chunk = c;
+		a.ticket = ++shim.staging_ticket[c];
+		r = shim_call(MIG_OP_MEMCPY_STAGED_HTOD, &a, sizeof(a), flags,
+			      NULL, 0);
+		done += piece;
+		c = (c + 1) % MIG_STAGING_CHUNKS;
+	}
+	if (wait) {
+		for (i = 0; i < MIG_STAGING_CHUNKS; i++) {
+			r2 = chunk_wait(i);
+			if (r == CUDA_SUCCESS)
+				r = r2;
+		}
+	}
+	pthread_mutex_unlock(&shim.staging_lock);
+	return r;
+}
+
+CUresult shim_copy_htod(CUdeviceptr dst, const void *src, size_t n,
+			CUstream stream, bool async, bool per_thread)
+{
+	struct mig_memcpy_htod a = { .dst = dst, .size = n };
+	struct shim_tx tx;
+	uint32_t flags = 0;
+	CUresult r = shim_check_ctx();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (n == 0)
+		return CUDA_SUCCESS;
+	if (!src)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
+	if (r != CUDA_SUCCESS)
+		return r;
+	shim_stats_bytes(0, n);
+	if (shim_in_segment(src, n)) {
+		a.src = (uint64_t)(uintptr_t)src;
+		if (!async)
+			flags |= MIG_MSGF_REPLY | MIG_MSGF_COMPLETE;
+		return shim_call(MIG_OP_MEMCPY_HTOD, &a, sizeof(a), flags, NULL, 0);
+	}
+	if (n <= MIG_INLINE_MAX) {
+		/* The data travels in the request: the caller may reuse its
+		 * buffer as soon as we return, as with the driver. */
+		if (!async)
+			flags |= MIG_MSGF_REPLY;
+		r = shim_begin(&tx, MIG_OP_MEMCPY_HTOD, (uint32_t)(sizeof(a) + n),
+			       flags);
+		if (r != CUDA_SUCCESS)
+			return r;
+		memcpy(tx.body, &a, sizeof(a));
+		memcpy(tx.body + sizeof(a), src, n);
+		return shim_commit(&tx);
+	}
+	return htod_staged(dst, src, n, a.stream, flags, !async);
+}
+
+/* --- device to host ------------------------------------------------------ */
+
+static CUresult dtoh_staged(uint8_t *dst, CUdeviceptr src, size_t n,
+			    uint64_t stream, uint32_t flags)
+{
+	size_t issued = 0, copied = 0;
+	size_t len[MIG_STAGING_CHUNKS] = { 0 };
+	CUresult r = CUDA_SUCCESS;
+	uint32_t c_issue = 0, c_copy = 0;
+
+	pthread_mutex_lock(&shim.staging_lock);
+	while (copied < n && r == CUDA_SUCCESS) {
+		/* Keep every chunk busy, then drain in order. */
+		while (issued < n && issued - copied <
+				     (size_t)MIG_STAGING_CHUNKS * MIG_STAGING_CHUNK) {
+			struct mig_memcpy_staged a;
+			size_t piece = n - issued < MIG_STAGING_CHUNK ?
+					       n - issued : MIG_STAGING_CHUNK;
+
+			r = chunk_wait(c_issue);
+			if (r != CUDA_SUCCESS)
+				goto out;
+			a.dev = src + issued;
+			a.size = piece;
+			a.stream = stream;
+			a.chunk = c_issue;
+			a.ticket = ++shim.staging_ticket[c_issue];
+			r = shim_call(MIG_OP_MEMCPY_STAGED_DTOH, &a, sizeof(a),
+				      flags, NULL, 0);
+			if (r != CUDA_SUCCESS)
+				goto out;
+			len[c_issue] = piece;
+			issued += piece;
+			c_issue = (c_issue + 1) % MIG_STAGING_CHUNKS;
+		}
+		r = chunk_wait(c_copy);
+		if (r != CUDA_SUCCESS)
+			break;
+		memcpy(dst + copied,
+		       shim.staging + (uint64_t)c_copy * MIG_STAGING_CHUNK,
+		       len[c_copy]);
+		copied += len[c_copy];
+		c_copy = (c_copy + 1) % MIG_STAGING_CHUNKS;
+	}
+out:
+	/* Leave no DMA in flight into chunks we no longer watch. */
+	for (c_copy = 0; c_copy < MIG_STAGING_CHUNKS; c_copy++)
+		chunk_wait(c_copy);
+	pthread_mutex_unlock(&shim.staging_lock);
+	return r;
+}
+
+CUresult shim_copy_dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream,
+			bool async, bool per_thread)
+{
+	struct mig_memcpy_dtoh a = { .src = src, .size = n };
+	struct shim_tx tx;
+	uint32_t flags = 0;
+	CUresult r = shim_check_ctx();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (n == 0)
+		return CUDA_SUCCESS;
+	if (!dst)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
+	if (r != CUDA_SUCCESS)
+		return r;
+	shim_stats_bytes(1, n);
+	if (shim_in_segment(dst, n)) {
+		a.dst = (uint64_t)(uintptr_t)dst;
+		if (!async)
+			flags |= MIG_MSGF_REPLY | MIG_MSGF_COMPLETE;
+		return shim_call(MIG_OP_MEMCPY_DTOH, &a, sizeof(a), flags, NULL, 0);
+	}
+	/* Pageable destination: synchronous, even for the Async call, as in
+	 * the driver. */
+	if (n <= MIG_REPLY_DATA) {
+		r = shim_begin(&tx, MIG_OP_MEMCPY_DTOH, sizeof(a),
+			       flags | MIG_MSGF_REPLY | MIG_MSGF_COMPLETE);
+		if (r != CUDA_SUCCESS)
+			return r;
+		memcpy(tx.body, &a, sizeof(a));
+		r = shim_commit(&tx);
+		if (r == CUDA_SUCCESS)
+			memcpy(dst, shim.slots[tx.slot].data, n);
+		return r;
+	}
+	return dtoh_staged(dst, src, n, a.stream, flags);
+}
+
+/* --- device to device ---------------------------------------------------- */
+
+CUresult shim_copy_dtod(CUdeviceptr dst, CUdeviceptr src, size_t n,
+			CUstream stream, bool async, bool per_thread)
+{
+	struct mig_memcpy_dtod a = { .dst = dst, .src = src, .size = n };
+	uint32_t flags = 0;
+	CUresult r = shim_check_ctx();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (n == 0)
+		return CUDA_SUCCESS;
+	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
+	if (r != CUDA_SUCCESS)
+		return r;
+	shim_stats_bytes(2, n);
+	if (!async)
+		flags |= MIG_MSGF_REPLY;
+	return shim_call(MIG_OP_MEMCPY_DTOD, &a, sizeof(a), flags, NULL, 0);
+}
+
+/* cuMemcpy / cudaMemcpyDefault: the direction follows from the addresses. */
+static CUresult copy_any(CUdeviceptr dst, CUdeviceptr src, size_t n,
+			 CUstream stream, bool async, bool per_thread)
+{
+	enum kind kd = classify(dst, n), ks = classify(src, n);
+	CUresult r;
+
+	if (kd == K_DEVICE && ks == K_DEVICE)
+		return shim_copy_dtod(dst, src, n, stream, async, per_thread);
+	if (kd == K_DEVICE)
+		return shim_copy_htod(dst, (const void *)(uintptr_t)src, n,
+				      stream, async, per_thread);
+	if (ks == K_DEVICE)
+		return shim_copy_dtoh((void *)(uintptr_t)dst, src, n, stream,
+				      async, per_thread);
+	/* Host to host: order it after the stream's work, like the driver. */
+	r = shim_check_ctx();
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!async) {
+		r = cuCtxSynchronize();
+		if (r != CUDA_SUCCESS)
+			return r;
+	} else {
+		r = cuStreamSynchronize(stream);
+		if (r != CUDA_SUCCESS)
+			return r;
+	}
+	memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
+	return CUDA_SUCCESS;
+}
+
+/* --- 2D ------------------------------------------------------------------ */
+
+static bool is_host_type(CUmemorytype t, const void *host, CUdeviceptr dev)
+{
+	if (t == CU_MEMORYTYPE_HOST)
+		return true;
+	if (t == CU_MEMORYTYPE_UNIFIED)
+		return !shim_is_device_ptr(dev);
+	(void)host;
+	return false;
+}
+
+/*
+ * A 2D copy.  Device and segment operands go to the server as they are;
+ * a pageable host operand is packed into (or unpacked from) a temporary
+ * segment buffer first, so the server never sees a pointer it cannot
+ * check.
+ */
+static CUresult copy_2d(const CUDA_MEMCPY2D *c, CUstream stream, bool async,
+			bool per_thread)
+{
+	struct mig_memcpy_2d a = { 0 };
+	uint64_t src, dst;
+	bool src_host, dst_host;
+	uint8_t *tmp = NULL;
+	uint32_t flags = 0;
+	size_t y;
+	CUresult r = shim_check_ctx();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!c)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (c->srcMemoryType == CU_MEMORYTYPE_ARRAY ||
+	    c->dstMemoryType == CU_MEMORYTYPE_ARRAY)
+		return shim_unsupported("cuMemcpy2D with CUDA arrays");
+	if (c->WidthInBytes == 0 || c->Height == 0)
+		return CUDA_SUCCESS;
+	src_host = is_host_type(c->srcMemoryType, c->srcHost, c->srcDevice);
+	dst_host = is_host_type(c->dstMemoryType, c->dstHost, c->dstDevice);
+	src = c->srcMemoryType == CU_MEMORYTYPE_HOST ?
+		      (uint64_t)(uintptr_t)c->srcHost : c->srcDevice;
+	dst = c->dstMemoryType == CU_MEMORYTYPE_HOST ?
+		      (uint64_t)(uintptr_t)c->dstHost : c->dstDevice;
+	src += c->srcXInBytes + c->srcY * c->srcPitch;
+	dst += c->dstXInBytes + c->dstY * c->dstPitch;
+	a.width = c->WidthInBytes;
+	a.height = c->Height;
+	a.src = src;
+	a.dst = dst;
+	a.src_pitch = c->srcPitch ? c->srcPitch : c->WidthInBytes;
+	a.dst_pitch = c->dstPitch ? c->dstPitch : c->WidthInBytes;
+	a.src_is_host = src_host;
+	a.dst_is_host = dst_host;
+
+	if (src_host && dst_host) {
+		r = async ? cuStreamSynchronize(stream) : cuCtxSynchronize();
+		for (y = 0; r == CUDA_SUCCESS && y < c->Height; y++)
+			memmove((uint8_t *)(uintptr_t)dst + y * a.dst_pitch,
+				(const uint8_t *)(uintptr_t)src + y * a.src_pitch,
+				c->WidthInBytes);
+		return r;
+	}
+	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (src_host && !shim_in_segment((void *)(uintptr_t)src,
+					 a.src_pitch * (a.height - 1) + a.width)) {
+		tmp = shim_heap_alloc(a.width * a.height);
+		if (!tmp)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		for (y = 0; y < a.height; y++)
+			memcpy(tmp + y * a.width,
+			       (const uint8_t *)(uintptr_t)src + y * a.src_pitch,
+			       a.width);
+		a.src = (uint64_t)(uintptr_t)tmp;
+		a.src_pitch = a.width;
+		async = false; /* tmp must outlive the DMA */
+	} else if (dst_host && !shim_in_segment((void *)(uintptr_t)dst,
+						a.dst_pitch * (a.height - 1) + a.width)) {
+		tmp = shim_heap_alloc(a.width * a.height);
+		if (!tmp)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		a.dst = (uint64_t)(uintptr_t)tmp;
+		a.dst_pitch = a.width;
+		async = false;
+	}
+	if (!async || dst_host)
+		flags |= MIG_MSGF_REPLY | MIG_MSGF_COMPLETE;
+	if (async && dst_host && !tmp)
+		flags &= ~(MIG_MSGF_REPLY | MIG_MSGF_COMPLETE);
+	r = shim_call(MIG_OP_MEMCPY_2D, &a, sizeof(a), flags, NULL, 0);
+	if (r == CUDA_SUCCESS && tmp && dst_host) {
+		for (y = 0; y < c->Height; y++)
+			memcpy((uint8_t *)(uintptr_t)dst + y * (c->dstPitch ? c->dstPitch : c->WidthInBytes),
+			       tmp + y * a.width, a.width);
+	}
+	shim_heap_free(tmp);
+	return r;
+}
+
+/* 3D copies without arrays: one 2D copy per slice. */
+static CUresult copy_3d(const CUDA_MEMCPY3D *c, CUstream stream, bool async,
+			bool per_thread)
+{
+	CUDA_MEMCPY2D d = { 0 };
+	size_t z;
+	CUresult r = CUDA_SUCCESS;
+
+	if (!c)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (c->srcMemoryType == CU_MEMORYTYPE_ARRAY ||
+	    c->dstMemoryType == CU_MEMORYTYPE_ARRAY)
+		return shim_unsupported("cuMemcpy3D with CUDA arrays");
+	for (z = 0; z < c->Depth && r == CUDA_SUCCESS; z++) {
+		size_t ss = c->srcPitch * (c->srcHeight ? c->srcHeight : c->Height);
+		size_t ds = c->dstPitch * (c->dstHeight ? c->dstHeight : c->Height);
+
+		d.srcXInBytes = c->srcXInBytes;
+		d.srcY = c->srcY;
+		d.srcMemoryType = c->srcMemoryType;
+		d.srcHost = c->srcHost ?
+			(const uint8_t *)c->srcHost + (c->srcZ + z) * ss : NULL;
+		d.srcDevice = c->srcDevice ? c->srcDevice + (c->srcZ + z) * ss : 0;
+		d.srcPitch = c->srcPitch;
+		d.dstXInBytes = c->dstXInBytes;
+		d.dstY = c->dstY;
+		d.dstMemoryType = c->dstMemoryType;
+		d.dstHost = c->dstHost ?
+			(uint8_t *)c->dstHost + (c->dstZ + z) * ds : NULL;
+		d.dstDevice = c->dstDevice ? c->dstDevice + (c->dstZ + z) * ds : 0;
+		d.dstPitch = c->dstPitch;
+		d.WidthInBytes = c->WidthInBytes;
+		d.Height = c->Height;
+		r = copy_2d(&d, stream, async, per_thread);
+	}
+	return r;
+}
+
+/* --- entry points ---------------------------------------------------------- */
+
+#define COPY_VARIANTS(suffix, pt)                                              \
+	SHIM_API CUresult cuMemcpyHtoD_v2##suffix(CUdeviceptr d, const void *s, \
+						  size_t n)                     \
+	{                                                                      \
+		return shim_copy_htod(d, s, n, NULL, false, pt);               \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpyDtoH_v2##suffix(void *d, CUdeviceptr s,      \
+						  size_t n)                     \
+	{                                                                      \
+		return shim_copy_dtoh(d, s, n, NULL, false, pt);               \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpyDtoD_v2##suffix(CUdeviceptr d, CUdeviceptr s, \
+						  size_t n)                     \
+	{                                                                      \
+		return shim_copy_dtod(d, s, n, NULL, false, pt);               \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpy##suffix(CUdeviceptr d, CUdeviceptr s,       \
+					   size_t n)                           \
+	{                                                                      \
+		return copy_any(d, s, n, NULL, false, pt);                     \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpy2D_v2##suffix(const CUDA_MEMCPY2D *c)        \
+	{                                                                      \
+		return copy_2d(c, NULL, false, pt);                            \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpy2DUnaligned_v2##suffix(const CUDA_MEMCPY2D *c) \
+	{                                                                      \
+		return copy_2d(c, NULL, false, pt);                            \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpy3D_v2##suffix(const CUDA_MEMCPY3D *c)        \
+	{                                                                      \
+		return copy_3d(c, NULL, false, pt);                            \
+	}
+
+#define COPY_ASYNC_VARIANTS(suffix, pt)                                        \
+	SHIM_API CUresult cuMemcpyHtoDAsync_v2##suffix(                        \
+		CUdeviceptr d, const void *s, size_t n, CUstream st)           \
+	{                                                                      \
+		return shim_copy_htod(d, s, n, st, true, pt);                  \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpyDtoHAsync_v2##suffix(                        \
+		void *d, CUdeviceptr s, size_t n, CUstream st)                 \
+	{                                                                      \
+		return shim_copy_dtoh(d, s, n, st, true, pt);                  \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpyDtoDAsync_v2##suffix(                        \
+		CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st)           \
+	{                                                                      \
+		return shim_copy_dtod(d, s, n, st, true, pt);                  \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpyAsync##suffix(CUdeviceptr d, CUdeviceptr s,  \
+						size_t n, CUstream st)         \
+	{                                                                      \
+		return copy_any(d, s, n, st, true, pt);                        \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpy2DAsync_v2##suffix(const CUDA_MEMCPY2D *c,   \
+						     CUstream st)              \
+	{                                                                      \
+		return copy_2d(c, st, true, pt);                               \
+	}                                                                      \
+	SHIM_API CUresult cuMemcpy3DAsync_v2##suffix(const CUDA_MEMCPY3D *c,   \
+						     CUstream st)              \
+	{                                                                      \
+		return copy_3d(c, st, true, pt);                               \
+	}
+
+COPY_VARIANTS(, false)
+COPY_VARIANTS(_ptds, true)
+COPY_ASYNC_VARIANTS(, false)
+COPY_ASYNC_VARIANTS(_ptsz, true)
+
+/* One device: a peer copy is a device-to-device copy. */
+SHIM_API CUresult cuMemcpyPeer(CUdeviceptr d, CUcontext dc, CUdeviceptr s,
+			       CUcontext sc, size_t n)
+{
+	(void)dc;
+	(void)sc;
+	return shim_copy_dtod(d, s, n, NULL, false, false);
+}
+
+SHIM_API CUresult cuMemcpyPeerAsync(CUdeviceptr d, CUcontext dc, CUdeviceptr s,
+				    CUcontext sc, size_t n, CUstream st)
+{
+	(void)dc;
+	(void)sc;
+	return shim_copy_dtod(d, s, n, st, true, false);
+}
