@@ -171,6 +171,10 @@ int gpud_serve(struct gpud *g);
 void gpud_teardown(struct gpud *g);
 
 void *gpud_waiter_main(void *arg);
+/* Decode every message the client published; false if none. */
+bool gpud_drain(struct gpud *g);
+/* Poll pending waits and the bounce buffer once. */
+void gpud_poll(struct gpud *g);
 bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
 		   const uint8_t *body, uint32_t len);
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "gpud.h"
+#include "image.h"
 #include "launch_attrs.h"
 #include "segment.h"
 #include "seqword.h"
@@ -892,11 +893,16 @@ static void *image_copy(struct gpud *g, const struct mig_image_load *a)
 	if (a->size == 0 || a->size > MAX_IMAGE ||
 	    !in_segment(g, a->image, a->size))
 		return NULL;
-	img = malloc(a->size + 1);
+	/* Zero padding: PTX is terminated, and a parser that peeks at a
+	 * header just past a structure stays inside our allocation. */
+	img = calloc(1, a->size + 64);
 	if (!img)
 		return NULL;
 	memcpy(img, (const void *)(uintptr_t)a->image, a->size);
-	((char *)img)[a->size] = 0; /* PTX must be terminated */
+	if (mig_image_check(img, a->size + 1) == MIG_IMAGE_BAD) {
+		free(img);
+		return NULL;
+	}
 	return img;
 }
 
@@ -1552,7 +1558,7 @@ bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
 
 /* --- the loop ------------------------------------------------------------ */
 
-static bool drain_ring(struct gpud *g)
+bool gpud_drain(struct gpud *g)
 {
 	uint32_t tail = mig_load_acquire(&g->hdr->req_tail.value);
 	uint32_t head = (uint32_t)g->head;
@@ -1646,6 +1652,14 @@ static bool handoff(struct gpud *g)
 	return ok;
 }
 
+void gpud_poll(struct gpud *g)
+{
+	if (g->npend)
+		poll_pending(g);
+	if (g->bq_head != g->bq_tail)
+		poll_bounce(g);
+}
+
 static bool client_alive(struct gpud *g)
 {
 	struct pollfd pfd = { .fd = g->client_lifeline, .events = POLLIN };
@@ -1675,7 +1689,7 @@ int gpud_serve(struct gpud *g)
 	uint64_t idle_since = 0;
 
 	while (!g->broken && !gpud_stop_requested) {
-		bool progress = drain_ring(g);
+		bool progress = gpud_drain(g);
 
 		if (g->npend)
 			progress |= poll_pending(g);
