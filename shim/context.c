@@ -24,6 +24,9 @@ struct shim_ctx {
 	int primary;
 };
 
+/* Context-local storage lives in export_table.c. */
+void shim_cls_context_destroyed(CUcontext ctx);
+
 static struct shim_ctx primary_ctx = { CTX_MAGIC, 0, 1, 1 };
 static int primary_refs;
 static unsigned int primary_flags;
@@ -83,6 +86,9 @@ SHIM_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 	else
 		r = CUDA_ERROR_INVALID_CONTEXT;
 	pthread_mutex_unlock(&ctx_lock);
+	/* For the program the context is gone: its local storage goes too. */
+	if (r == CUDA_SUCCESS && primary_refs == 0)
+		shim_cls_context_destroyed((CUcontext)&primary_ctx);
 	/* The server keeps the context until the instance ends: releasing
 	 * the last reference does not lose allocations a later retain would
 	 * expect to be gone, which only cuDevicePrimaryCtxReset promises. */
@@ -317,6 +323,7 @@ SHIM_API CUresult cuCtxDestroy_v2(CUcontext ctx)
 			ctx_stack[i] = &primary_ctx;
 	if (current() == c)
 		ctx_depth--;
+	shim_cls_context_destroyed(ctx);
 	c->magic = 0;
 	free(c);
 	return CUDA_SUCCESS;
