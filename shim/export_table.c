@@ -67,7 +67,7 @@ CUresult shim_primary_ctx_peek(CUcontext *pctx, CUdevice dev)
  */
 #undef cuDeviceGetUuid
 CUresult CUDAAPI cuDeviceGetUuid(CUuuid *uuid, CUdevice dev);
-CUresult CUDAAPI cuGetExportTable(const void **ppExportTable,
+__attribute__((visibility("default"))) CUresult CUDAAPI cuGetExportTable(const void **ppExportTable,
 				  const CUuuid *pExportTableId);
 
 /*
