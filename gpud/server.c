@@ -34,7 +34,9 @@
 #include "seqword.h"
 
 #define SPIN_IDLE_NS 50000ull     /* spin on an empty ring before sleeping */
-#define SPIN_PENDING_NS 200000ull /* poll pending work before handing off */
+#define SPIN_PENDING_NS 2000000ull /* poll pending work before handing off:
+					     a client thread is waiting, and a
+					     wake-up costs tens of microseconds */
 #define SLEEP_IDLE_NS 50000000ull /* sleep slice: check the client's life */
 #define SLEEP_POLL_NS 100000ull   /* sleep slice when the waiter is busy */
 #define BOUNCE_SIZE (16u << 20)
@@ -62,6 +64,24 @@ static bool in_segment(const struct gpud *g, uint64_t addr, uint64_t len)
 
 	return addr >= base && len <= g->seg_size &&
 	       addr - base <= g->seg_size - len;
+}
+
+/*
+ * The segment is pinned as several registrations (the fixed regions, then
+ * one per heap granule), and one DMA must not cross from one registration
+ * into the next.  Bytes of [addr, addr + len) up to the next boundary.
+ */
+static uint64_t pinned_piece(const struct gpud *g, uint64_t addr, uint64_t len)
+{
+	uint64_t off = addr - (uint64_t)(uintptr_t)g->seg;
+	uint64_t end;
+
+	if (off < g->heap_off)
+		end = g->heap_off;
+	else
+		end = g->heap_off +
+		      ((off - g->heap_off) / MIG_PIN_GRANULE + 1) * MIG_PIN_GRANULE;
+	return end - off < len ? end - off : len;
 }
 
 static void defer_error(struct gpud *g, CUresult r)
@@ -652,8 +672,16 @@ static void op_memcpy_htod(struct gpud *g, const struct mig_msg_hdr *m,
 			r = CUDA_ERROR_INVALID_VALUE;
 			goto out;
 		}
-		r = g->b->cuMemcpyHtoDAsync(a.dst, (void *)(uintptr_t)a.src,
-					    a.size, s);
+		uint64_t done = 0;
+
+		while (r == CUDA_SUCCESS && done < a.size) {
+			uint64_t n = pinned_piece(g, a.src + done, a.size - done);
+
+			r = g->b->cuMemcpyHtoDAsync(a.dst + done,
+						    (void *)(uintptr_t)(a.src + done),
+						    n, s);
+			done += n;
+		}
 	} else {
 		uint8_t *bb;
 
@@ -704,7 +732,19 @@ static void op_memcpy_dtoh(struct gpud *g, const struct mig_msg_hdr *m,
 		/* Data must be there before we answer. */
 		((struct mig_msg_hdr *)m)->flags |= MIG_MSGF_COMPLETE;
 	}
-	r = g->b->cuMemcpyDtoHAsync(dst, a.src, a.size, s);
+	if (a.dst) {
+		uint64_t done = 0;
+
+		while (r == CUDA_SUCCESS && done < a.size) {
+			uint64_t n = pinned_piece(g, a.dst + done, a.size - done);
+
+			r = g->b->cuMemcpyDtoHAsync((uint8_t *)dst + done,
+						    a.src + done, n, s);
+			done += n;
+		}
+	} else {
+		r = g->b->cuMemcpyDtoHAsync(dst, a.src, a.size, s);
+	}
 	g->stats.bytes_dtoh += a.size;
 out:
 	finish_issue(g, m, s, r, rlen);

@@ -43,8 +43,8 @@
 #define MIG_INLINE_MAX (64u << 10)        /* copies up to this go inline */
 #define MIG_REPLY_SLOTS 64u               /* concurrent client threads */
 #define MIG_REPLY_DATA (64u << 10)        /* reply payload bytes per slot */
-#define MIG_STAGING_CHUNKS 8u             /* pageable-copy pipeline depth */
-#define MIG_STAGING_CHUNK (4u << 20)      /* bytes per staging chunk */
+#define MIG_STAGING_CHUNKS 32u            /* pageable-copy pipeline depth */
+#define MIG_STAGING_CHUNK (1u << 20)      /* bytes per staging chunk */
 #define MIG_MAX_PARAMS 1024u              /* kernel parameters we describe */
 #define MIG_MAX_PARAM_BYTES 32768u        /* CUDA >= 12.1 limit is 32764 */
 

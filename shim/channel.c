@@ -26,7 +26,7 @@
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-#define REPLY_SPIN_NS 100000ull    /* spin this long for an answer */
+#define REPLY_SPIN_NS 2000000ull   /* spin this long for an answer */
 #define REPLY_SLICE_NS 100000000ull /* then sleep, checking the server */
 
 struct shim_state shim = {

@@ -13,12 +13,115 @@
  * from pinned memory returns when it completed, from pageable memory once
  * the data is safely ours.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "seqword.h"
 #include "shim.h"
 
 enum kind { K_HOST, K_PINNED, K_DEVICE };
+
+/*
+ * Copying between pageable memory and the staging chunks is the one part of
+ * a pageable copy the DMA cannot do for us, and a single core's memcpy
+ * (~10 GB/s) is slower than the link.  Large pieces are therefore split
+ * across a few helper threads, started on first use.  MIG_COPY_THREADS
+ * sets their number (0 turns this off).
+ */
+#define COPY_WORKERS_MAX 7
+#define COPY_SPLIT_MIN (256u << 10)
+
+struct copy_worker {
+	pthread_t thread;
+	uint32_t go; /* futex: bumped when work is posted */
+	void *dst;
+	const void *src;
+	size_t n;
+};
+
+static struct copy_worker workers[COPY_WORKERS_MAX];
+static int nworkers = -1;
+static uint32_t parts_left;
+static pthread_once_t workers_once = PTHREAD_ONCE_INIT;
+
+static void *copy_worker_main(void *arg)
+{
+	struct copy_worker *w = arg;
+	uint32_t seen = 0;
+
+	for (;;) {
+		uint32_t go = mig_load_acquire(&w->go);
+		int spins = 0;
+
+		while (go == seen) {
+			if (++spins < 20000) {
+				mig_cpu_relax();
+			} else {
+				mig_futex_wait(&w->go, go, NULL);
+				spins = 0;
+			}
+			go = mig_load_acquire(&w->go);
+		}
+		seen = go;
+		memcpy(w->dst, w->src, w->n);
+		__atomic_fetch_sub(&parts_left, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void workers_start(void)
+{
+	const char *env = getenv("MIG_COPY_THREADS");
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int i, n = env ? atoi(env) : (int)(cpus > 1 ? cpus - 1 : 0);
+
+	if (n > 3 && !env)
+		n = 3;
+	if (n > COPY_WORKERS_MAX)
+		n = COPY_WORKERS_MAX;
+	for (i = 0; i < n; i++)
+		if (pthread_create(&workers[i].thread, NULL, copy_worker_main,
+				   &workers[i]))
+			break;
+	nworkers = i;
+}
+
+/* memcpy, split across the helper threads when large.  Called with the
+ * staging lock held, so one split copy runs at a time. */
+static void staged_memcpy(void *dst, const void *src, size_t n)
+{
+	size_t part, off;
+	int i, k;
+
+	if (n < COPY_SPLIT_MIN) {
+		memcpy(dst, src, n);
+		return;
+	}
+	pthread_once(&workers_once, workers_start);
+	if (nworkers <= 0) {
+		memcpy(dst, src, n);
+		return;
+	}
+	k = nworkers + 1;
+	part = (n / (size_t)k + 63) & ~(size_t)63;
+	off = part;
+	__atomic_store_n(&parts_left, 0, __ATOMIC_RELAXED);
+	for (i = 0; i < nworkers && off < n; i++) {
+		struct copy_worker *w = &workers[i];
+
+		w->dst = (uint8_t *)dst + off;
+		w->src = (const uint8_t *)src + off;
+		w->n = n - off < part ? n - off : part;
+		off += w->n;
+		__atomic_fetch_add(&parts_left, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&w->go, 1, __ATOMIC_RELEASE);
+		mig_futex_wake(&w->go, 1);
+	}
+	memcpy(dst, src, part < n ? part : n);
+	while (mig_load_acquire(&parts_left))
+		mig_cpu_relax();
+}
 
 static enum kind classify(uint64_t p, size_t n)
 {
@@ -46,7 +149,7 @@ static CUresult chunk_wait(uint32_t c)
 	uint32_t want = shim.staging_ticket[c];
 
 	if (!mig_seqword_wait(&shim.hdr->staging_done[c], ticket_done, &want,
-			      200000, 100000000, server_ok, NULL))
+			      2000000, 100000000, server_ok, NULL))
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	return (CUresult)shim.hdr->staging_result[c];
 }
@@ -70,8 +173,8 @@ static CUresult htod_staged(CUdeviceptr dst, const uint8_t *src, size_t n,
 		r = chunk_wait(c);
 		if (r != CUDA_SUCCESS)
 			break;
-		memcpy(shim.staging + (uint64_t)c * MIG_STAGING_CHUNK,
-		       src + done, piece);
+		staged_memcpy(shim.staging + (uint64_t)c * MIG_STAGING_CHUNK,
+			      src + done, piece);
 		a.dev = dst + done;
 		a.size = piece;
 		a.stream = stream;
@@ -171,9 +274,9 @@ static CUresult dtoh_staged(uint8_t *dst, CUdeviceptr src, size_t n,
 		r = chunk_wait(c_copy);
 		if (r != CUDA_SUCCESS)
 			break;
-		memcpy(dst + copied,
-		       shim.staging + (uint64_t)c_copy * MIG_STAGING_CHUNK,
-		       len[c_copy]);
+		staged_memcpy(dst + copied,
+			      shim.staging + (uint64_t)c_copy * MIG_STAGING_CHUNK,
+			      len[c_copy]);
 		copied += len[c_copy];
 		c_copy = (c_copy + 1) % MIG_STAGING_CHUNKS;
 	}
