@@ -26,6 +26,32 @@ void *mignificent_malloc(size_t size);
 /* mignificent_free - release memory from mignificent_malloc(); NULL is a no-op. */
 void mignificent_free(void *ptr);
 
+/*
+ * Functions.  A C function is a shared object exporting a handler:
+ *
+ *   int my_handler(const struct mig_payload *in, struct mig_payload *out);
+ *
+ * @in holds the invocation's request body.  The handler sets out->data to
+ * memory from malloc() (the executor frees it) and out->len, and may set
+ * out->content_type.  It returns 0 on success; any other value is the
+ * function's error code, reported to the caller with out->data (if any) as
+ * the message.  The shared object may also export
+ *
+ *   int mignificent_init(void);
+ *
+ * run once when an instance starts (build models, load data); nonzero fails
+ * the instance's start.  The same code runs for warm and cold invocations.
+ */
+struct mig_payload {
+	void *data;
+	size_t len;
+	char content_type[64];
+};
+
+typedef int (*mig_handler_fn)(const struct mig_payload *in,
+			      struct mig_payload *out);
+typedef int (*mig_init_fn)(void);
+
 #ifdef __cplusplus
 }
 #endif

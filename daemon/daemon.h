@@ -1,0 +1,167 @@
+/*
+ * daemon.h - shared state and the interfaces between the parts of
+ * mignificentd, the node daemon.
+ *
+ *   main.c       configuration, start-up, signals, shutdown
+ *   config.c     embedded defaults, config file (JSON), flags
+ *   http.c       the HTTP API (libmicrohttpd + jansson), tenancy, errors
+ *   registry.c   deployed functions, per tenant, persisted in the data dir
+ *   devices.c    GPUs and MIG instances through NVML -> partitions
+ *   instances.c  executors + GPU servers: placement, warm reuse, keep-alive,
+ *                queueing, scale-out, pre-initialized GPU server pool,
+ *                supervision and clean-up
+ *   metrics.c    counters and histograms, Prometheus text
+ *
+ * Threads: libmicrohttpd runs handlers on a pool of threads; a handler that
+ * invokes a function blocks in instances_invoke() until the result (or a
+ * timeout).  Each part guards its own state with its own lock.
+ */
+#ifndef MIG_DAEMON_H
+#define MIG_DAEMON_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* --- configuration (config.c) -------------------------------------------- */
+
+struct mig_tenant {
+	char name[64];
+	char token[128];
+};
+
+struct mig_config {
+	char listen_addr[64];   /* default 127.0.0.1 */
+	int listen_port;        /* default 10000 */
+	char data_dir[PATH_MAX];
+	char backend[16];       /* "cuda" (default) or "host" */
+	char nvml_path[PATH_MAX]; /* default libnvidia-ml.so.1 */
+	char bin_dir[PATH_MAX]; /* where mig-gpud and mig-exec live */
+	char shim_dir[PATH_MAX];
+	char lib_dir[PATH_MAX]; /* libmig_exec.so, python package */
+	struct mig_tenant tenants[64];
+	int ntenants;
+	int pool_per_partition;  /* pre-initialized GPU servers; default 1 */
+	uint64_t max_payload;    /* bytes; default 64 MiB */
+	int http_threads;        /* default 32 */
+	uint64_t segment_size;   /* per instance; default 2 GiB */
+	int verbose;
+};
+
+/* Defaults, then the file (if any), then flags.  0 or -1 with @err set. */
+int config_load(struct mig_config *c, int argc, char **argv, char *err,
+		size_t errlen);
+
+/* --- partitions (devices.c) ---------------------------------------------- */
+
+struct mig_partition {
+	char uuid[96];        /* GPU-... or MIG-... : what mig-gpud binds to */
+	char gpu_uuid[96];    /* the physical GPU */
+	int gpu_index;
+	char gpu_name[96];
+	char profile[32];     /* "7g.141gb"-style MIG profile, or "whole" */
+	int mig;              /* 1 if a MIG instance */
+	uint64_t mem_total;   /* bytes */
+	int sms;
+	/* Book-keeping of instances.c (under devices lock): */
+	uint64_t mem_reserved;
+	int instances;
+	int present;          /* cleared when a reload no longer finds it */
+};
+
+struct mig_devices {
+	pthread_mutex_t lock;
+	struct mig_partition *p;
+	int n;
+	char driver_version[32];
+	char error[256];      /* why discovery found nothing, if it did */
+};
+
+/*
+ * Discover partitions through NVML (dlopen'ed @nvml_path).  On a reload,
+ * partitions still present keep their book-keeping; new ones are added;
+ * vanished ones are marked !present (running instances keep running).
+ * With backend "host": one partition, the host test double.
+ */
+int devices_discover(struct mig_devices *d, const char *nvml_path,
+		     const char *backend);
+
+/* --- functions (registry.c) ---------------------------------------------- */
+
+struct mig_function {
+	char tenant[64];
+	char name[128];
+	char language[8];       /* "c" or "python" */
+	char artifact[PATH_MAX]; /* stored copy, inside the data dir */
+	char handler[128];      /* C symbol, or "module:function" for Python */
+	char python[PATH_MAX];  /* interpreter for Python functions */
+	uint64_t gpu_memory;    /* bytes requested */
+	char profile[32];       /* MIG profile or "" for any */
+	unsigned int timeout_ms;
+	unsigned int keep_alive_ms;
+	unsigned int max_instances;
+	char **env;             /* NULL-terminated "K=V" strings */
+	unsigned int version;   /* bumped by every update */
+};
+
+struct mig_registry;
+struct mig_registry *registry_open(const char *data_dir, char *err,
+				   size_t errlen);
+/* Copy of a function (free with function_free), or NULL. */
+struct mig_function *registry_get(struct mig_registry *r, const char *tenant,
+				  const char *name);
+void function_free(struct mig_function *f);
+
+/* --- instances (instances.c) --------------------------------------------- */
+
+struct mig_daemon;
+
+struct mig_invoke_result {
+	int http_status;        /* 200, or the error status */
+	int fn_status;          /* handler's return value */
+	void *body;             /* malloc'ed; result or JSON error */
+	size_t len;
+	char content_type[64];
+	char instance[64];      /* instance id that served it */
+	uint64_t queued_us, cold_start_us, run_us, swap_in_us;
+	int cold;               /* 1 if this invocation started an instance */
+};
+
+int instances_init(struct mig_daemon *d);
+/* Run one invocation of @f; blocks.  Always fills @r (errors included). */
+void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
+		      const void *payload, size_t len, const char *ctype,
+		      struct mig_invoke_result *r);
+/* JSON array (jansson json_t *) of the tenant's instances. */
+void *instances_list(struct mig_daemon *d, const char *tenant);
+int instances_kill(struct mig_daemon *d, const char *tenant, const char *id);
+/* The function was updated or deleted: retire its instances. */
+void instances_retire(struct mig_daemon *d, const char *tenant,
+		      const char *name);
+/* Drain in-flight invocations, then stop every process we started. */
+void instances_shutdown(struct mig_daemon *d);
+
+/* --- metrics (metrics.c) ------------------------------------------------- */
+
+void metrics_invocation(const char *tenant, const char *function,
+			int http_status, int cold, uint64_t total_us,
+			uint64_t queued_us, uint64_t cold_us, uint64_t run_us);
+/* Prometheus text exposition; malloc'ed. */
+char *metrics_render(struct mig_daemon *d);
+
+/* --- the daemon ---------------------------------------------------------- */
+
+struct mig_daemon {
+	struct mig_config cfg;
+	struct mig_devices devices;
+	struct mig_registry *registry;
+	void *instances;        /* private to instances.c */
+	volatile int stopping;
+};
+
+void daemon_log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif /* MIG_DAEMON_H */

@@ -1,0 +1,42 @@
+/*
+ * control.h - the control channel between the node daemon and an executor
+ * (mig-exec, or the Python executor through libmig_exec).
+ *
+ * A SOCK_STREAM socketpair carries frames: a fixed header, then @len bytes.
+ * Both sides treat the other's frames as untrusted: magic, type and length
+ * are checked before anything is read, and a frame larger than the
+ * receiver's limit ends the connection.
+ *
+ *   exec -> daemon  READY   once, after the function initialized
+ *   daemon -> exec  INVOKE  @id, body = payload (content type in @aux)
+ *   exec -> daemon  RESULT  @id, @status = handler's return, body = result
+ *   exec -> daemon  FAILED  body = message; the executor exits after it
+ *   daemon -> exec  SHUTDOWN
+ */
+#ifndef MIG_IPC_CONTROL_H
+#define MIG_IPC_CONTROL_H
+
+#include <stdint.h>
+
+#define MIG_CTL_MAGIC 0x4d43544cu /* "MCTL" */
+#define MIG_CTL_MAX_BODY (256u << 20)
+
+enum mig_ctl_type {
+	MIG_CTL_READY = 1,
+	MIG_CTL_INVOKE = 2,
+	MIG_CTL_RESULT = 3,
+	MIG_CTL_FAILED = 4,
+	MIG_CTL_SHUTDOWN = 5,
+};
+
+struct mig_ctl_hdr {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t pad;
+	uint64_t id;
+	int32_t status;
+	uint32_t len;
+	char aux[64]; /* content type of the body, NUL-terminated */
+};
+
+#endif /* MIG_IPC_CONTROL_H */
