@@ -2654,6 +2654,60 @@ out:
 	return r;
 }
 
+/*
+ * Clusters on the modelled SM: blocks of one cluster must be co-resident on
+ * one GPC of 16 SMs (H100/H200: up to 8 portable, 16 non-portable).
+ */
+static int cluster_blocks(const CUlaunchConfig *c)
+{
+	unsigned int i, n = 1;
+
+	for (i = 0; c->attrs && i < c->numAttrs; i++)
+		if (c->attrs[i].id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION)
+			n = c->attrs[i].value.clusterDim.x *
+			    c->attrs[i].value.clusterDim.y *
+			    c->attrs[i].value.clusterDim.z;
+	return (int)n;
+}
+
+static CUresult CUDAAPI h_cuOccupancyMaxActiveClusters(int *num, CUfunction fn,
+						       const CUlaunchConfig *c)
+{
+	int per_sm = 0, bs, cb;
+	CUresult r;
+
+	if (!num || !c)
+		return CUDA_ERROR_INVALID_VALUE;
+	bs = (int)(c->blockDimX * c->blockDimY * c->blockDimZ);
+	r = h_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+		&per_sm, fn, bs, c->sharedMemBytes, 0);
+	if (r)
+		return r;
+	cb = cluster_blocks(c);
+	if (cb <= 0 || cb > 16)
+		return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+	/* 132 SMs in GPCs of up to 16 (the real chip has some smaller). */
+	*num = per_sm * 16 / cb * (132 / 16);
+	return CUDA_SUCCESS;
+}
+
+static CUresult CUDAAPI h_cuOccupancyMaxPotentialClusterSize(
+	int *size, CUfunction fn, const CUlaunchConfig *c)
+{
+	int per_sm = 0, bs;
+	CUresult r;
+
+	if (!size || !c)
+		return CUDA_ERROR_INVALID_VALUE;
+	bs = (int)(c->blockDimX * c->blockDimY * c->blockDimZ);
+	r = h_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+		&per_sm, fn, bs, c->sharedMemBytes, 0);
+	if (r)
+		return r;
+	*size = per_sm > 0 ? 8 : 0; /* the portable maximum */
+	return CUDA_SUCCESS;
+}
+
 static CUresult CUDAAPI h_cuLaunchKernel(CUfunction fn, unsigned int gx,
 					 unsigned int gy, unsigned int gz,
 					 unsigned int bx, unsigned int by,

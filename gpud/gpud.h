@@ -128,6 +128,10 @@ struct gpud {
 
 	/* Error of a fire-and-forget call, returned at the next sync call. */
 	CUresult deferred_error;
+	/* A context-corrupting error (illegal address, ...): from then on,
+	 * like the driver, every call that needs the context fails with it.
+	 * Kept here because the VMM calls do not report it. */
+	CUresult sticky_error;
 
 	/* Pending waits. */
 	struct gpud_pending *pend;

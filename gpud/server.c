@@ -84,8 +84,39 @@ static uint64_t pinned_piece(const struct gpud *g, uint64_t addr, uint64_t len)
 	return end - off < len ? end - off : len;
 }
 
+/* Errors after which the context is unusable (cuda.h: "the process must
+ * be terminated and relaunched"). */
+static bool is_sticky(CUresult r)
+{
+	switch (r) {
+	case CUDA_ERROR_ILLEGAL_ADDRESS:
+	case CUDA_ERROR_LAUNCH_FAILED:
+	case CUDA_ERROR_MISALIGNED_ADDRESS:
+	case CUDA_ERROR_ILLEGAL_INSTRUCTION:
+	case CUDA_ERROR_HARDWARE_STACK_ERROR:
+	case CUDA_ERROR_INVALID_ADDRESS_SPACE:
+	case CUDA_ERROR_INVALID_PC:
+	case CUDA_ERROR_ASSERT:
+	case CUDA_ERROR_ECC_UNCORRECTABLE:
+	case CUDA_ERROR_LAUNCH_TIMEOUT:
+	case CUDA_ERROR_CONTEXT_IS_DESTROYED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void note_sticky(struct gpud *g, CUresult r)
+{
+	if (g->sticky_error == CUDA_SUCCESS && is_sticky(r)) {
+		g->sticky_error = r;
+		gpud_log(g, 1, "context error %d: the instance's context is lost", (int)r);
+	}
+}
+
 static void defer_error(struct gpud *g, CUresult r)
 {
+	note_sticky(g, r);
 	if (r != CUDA_SUCCESS && g->deferred_error == CUDA_SUCCESS)
 		g->deferred_error = r;
 }
@@ -96,6 +127,7 @@ static void reply(struct gpud *g, const struct mig_msg_hdr *m, CUresult r,
 {
 	struct mig_reply_slot *s;
 
+	note_sticky(g, r);
 	if (!(m->flags & MIG_MSGF_REPLY)) {
 		defer_error(g, r);
 		return;
@@ -275,6 +307,7 @@ static void pending_finish(struct gpud *g, struct gpud_pending *p, CUresult r)
 	}
 	if (p->sync_point)
 		r = take_deferred(g, r);
+	note_sticky(g, r);
 	if (p->slot == 0xffff) {
 		defer_error(g, r);
 		return;
@@ -511,6 +544,10 @@ static void op_mem_alloc(struct gpud *g, const struct mig_msg_hdr *m,
 	CUresult r;
 
 	(void)len;
+	if (g->sticky_error != CUDA_SUCCESS) {
+		reply(g, m, g->sticky_error, NULL, 0);
+		return;
+	}
 	if (a.size == 0 || a.size > g->vs.size) {
 		reply(g, m, a.size ? CUDA_ERROR_OUT_OF_MEMORY :
 				     CUDA_ERROR_INVALID_VALUE, NULL, 0);
@@ -1228,6 +1265,48 @@ static void op_func_occupancy(struct gpud *g, const struct mig_msg_hdr *m,
 	reply(g, m, r, &n, r == CUDA_SUCCESS ? sizeof(n) : 0);
 }
 
+static void op_func_clusters(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_func_clusters, a);
+	CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
+	CUlaunchConfig cfg = { 0 };
+	CUfunction f = lookup_function(g, a.func);
+	int v = 0;
+	int32_t out;
+	CUresult r = CUDA_ERROR_INVALID_HANDLE;
+	uint32_t i;
+
+	if (f && (a.nattrs > MAX_LAUNCH_ATTRS || a.query > 1 ||
+		  a.nattrs * sizeof(CUlaunchAttribute) > len - sizeof(a)))
+		r = CUDA_ERROR_INVALID_VALUE;
+	else if (f)
+		r = CUDA_SUCCESS;
+	if (r != CUDA_SUCCESS)
+		goto out;
+	memcpy(attrs, body + sizeof(a), a.nattrs * sizeof(CUlaunchAttribute));
+	for (i = 0; i < a.nattrs; i++) {
+		if (!mig_launch_attr_allowed(attrs[i].id)) {
+			r = CUDA_ERROR_NOT_SUPPORTED;
+			goto out;
+		}
+	}
+	cfg.gridDimX = a.grid[0];
+	cfg.gridDimY = a.grid[1];
+	cfg.gridDimZ = a.grid[2];
+	cfg.blockDimX = a.block[0];
+	cfg.blockDimY = a.block[1];
+	cfg.blockDimZ = a.block[2];
+	cfg.sharedMemBytes = a.shared_mem;
+	cfg.attrs = attrs;
+	cfg.numAttrs = a.nattrs;
+	r = a.query ? g->b->cuOccupancyMaxPotentialClusterSize(&v, f, &cfg) :
+		      g->b->cuOccupancyMaxActiveClusters(&v, f, &cfg);
+out:
+	out = v;
+	reply(g, m, r, &out, r == CUDA_SUCCESS ? sizeof(out) : 0);
+}
+
 static void op_launch(struct gpud *g, const struct mig_msg_hdr *m,
 		      const uint8_t *body, uint32_t len)
 {
@@ -1557,6 +1636,8 @@ static const struct {
 	OP(MIG_OP_EVENT_ELAPSED, op_event_elapsed, struct mig_event_elapsed,
 	   true),
 	OP(MIG_OP_STATS, op_stats, struct mig_ctx_sync, true),
+	OP(MIG_OP_FUNC_CLUSTERS, op_func_clusters, struct mig_func_clusters,
+	   true),
 #undef OP
 };
 

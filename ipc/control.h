@@ -10,7 +10,11 @@
  *   exec -> daemon  READY   once, after the function initialized
  *   daemon -> exec  INVOKE  @id, body = payload (content type in @aux)
  *   exec -> daemon  RESULT  @id, @status = handler's return, body = result
- *   exec -> daemon  FAILED  body = message; the executor exits after it
+ *   exec -> daemon  ERROR   @id, @status = enum mig_ctl_fault, body = message:
+ *                           the invocation failed (a Python exception), the
+ *                           executor stays usable
+ *   exec -> daemon  FAILED  @status = enum mig_ctl_fault, body = message;
+ *                           the executor exits after it
  *   daemon -> exec  SHUTDOWN
  */
 #ifndef MIG_IPC_CONTROL_H
@@ -27,6 +31,19 @@ enum mig_ctl_type {
 	MIG_CTL_RESULT = 3,
 	MIG_CTL_FAILED = 4,
 	MIG_CTL_SHUTDOWN = 5,
+	MIG_CTL_ERROR = 6,
+};
+
+/* Why an ERROR or FAILED frame was sent: the daemon's HTTP error follows. */
+enum mig_ctl_fault {
+	MIG_CTL_FAULT_INTERNAL = 0,  /* the executor itself failed */
+	MIG_CTL_FAULT_ARTIFACT = 1,  /* the function's code cannot be loaded */
+	MIG_CTL_FAULT_HANDLER = 2,   /* the handler is not in the code */
+	MIG_CTL_FAULT_INIT = 3,      /* mignificent_init() or the import failed */
+	MIG_CTL_FAULT_EXCEPTION = 4, /* the handler raised (Python) */
+	MIG_CTL_FAULT_RESULT = 5,    /* the handler's result cannot be sent */
+	MIG_CTL_FAULT_GPU = 6,       /* a sticky GPU error: the context is lost */
+	MIG_CTL_FAULT_GPU_GONE = 7,  /* the GPU server went away */
 };
 
 struct mig_ctl_hdr {

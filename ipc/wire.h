@@ -179,6 +179,7 @@ enum mig_op {
 	MIG_OP_EVENT_SYNC,
 	MIG_OP_EVENT_ELAPSED,
 	MIG_OP_STATS,
+	MIG_OP_FUNC_CLUSTERS,
 	MIG_OP_COUNT
 };
 
@@ -324,6 +325,21 @@ struct mig_func_occupancy {
 	uint64_t dyn_smem;
 };
 /* reply: int32_t blocks per SM */
+
+/*
+ * FUNC_CLUSTERS: cuOccupancyMaxActiveClusters (@query 0) or
+ * cuOccupancyMaxPotentialClusterSize (@query 1) for a launch
+ * configuration; @nattrs CUlaunchAttribute follow.  reply: int32_t.
+ */
+struct mig_func_clusters {
+	uint64_t func;
+	uint32_t grid[3];
+	uint32_t block[3];
+	uint32_t shared_mem;
+	uint32_t nattrs;
+	uint32_t query;
+	uint32_t pad;
+};
 
 /*
  * LAUNCH: the parameter buffer (laid out by the server's parameter

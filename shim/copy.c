@@ -208,7 +208,7 @@ CUresult shim_copy_htod(CUdeviceptr dst, const void *src, size_t n,
 		return r;
 	if (n == 0)
 		return CUDA_SUCCESS;
-	if (!src)
+	if (!src || !shim_device_range_ok(dst, n))
 		return CUDA_ERROR_INVALID_VALUE;
 	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
 	if (r != CUDA_SUCCESS)
@@ -300,7 +300,7 @@ CUresult shim_copy_dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream,
 		return r;
 	if (n == 0)
 		return CUDA_SUCCESS;
-	if (!dst)
+	if (!dst || !shim_device_range_ok(src, n))
 		return CUDA_ERROR_INVALID_VALUE;
 	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
 	if (r != CUDA_SUCCESS)

@@ -13,6 +13,38 @@
 #include "launch_attrs.h"
 #include "shim.h"
 
+/*
+ * The driver rejects an impossible launch at once, not at the next
+ * synchronize; so do we, from the device snapshot and the function's
+ * attributes, before anything is sent.
+ */
+static CUresult check_geometry(const struct shim_func *f,
+			       const unsigned int grid[3],
+			       const unsigned int block[3], unsigned int smem)
+{
+	const int32_t *a = shim.dev.attr;
+	uint64_t threads = (uint64_t)block[0] * block[1] * block[2];
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		if (!grid[i] || !block[i])
+			return CUDA_ERROR_INVALID_VALUE;
+		if (grid[i] > (unsigned int)a[CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X + i] ||
+		    block[i] > (unsigned int)a[CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X + i])
+			return CUDA_ERROR_INVALID_VALUE;
+	}
+	if (threads > (uint64_t)a[CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK])
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Fits the device, but not this kernel's registers. */
+	if (f->attr[CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK] > 0 &&
+	    threads > (uint64_t)f->attr[CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK])
+		return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+	if (smem > (unsigned int)a[CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK] &&
+	    smem > (unsigned int)f->attr[CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES])
+		return CUDA_ERROR_INVALID_VALUE;
+	return CUDA_SUCCESS;
+}
+
 static CUresult launch(struct shim_func *f, const unsigned int grid[3],
 		       const unsigned int block[3], unsigned int smem,
 		       CUstream stream, void **params, void **extra,
@@ -32,6 +64,9 @@ static CUresult launch(struct shim_func *f, const unsigned int grid[3],
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (params && extra)
 		return CUDA_ERROR_INVALID_VALUE;
+	r = check_geometry(f, grid, block, smem);
+	if (r != CUDA_SUCCESS)
+		return r;
 	if (nattrs > 32)
 		return CUDA_ERROR_INVALID_VALUE;
 	for (i = 0; i < nattrs; i++)
@@ -297,4 +332,65 @@ SHIM_API CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *out,
 		avail = optin - stat;
 	*out = avail & ~(size_t)127;
 	return CUDA_SUCCESS;
+}
+
+/* --- clusters ------------------------------------------------------------- */
+
+static CUresult cluster_query(int *out, CUfunction fn, const CUlaunchConfig *c,
+			      uint32_t query)
+{
+	struct shim_func *f = shim_func_from(fn);
+	struct mig_func_clusters a = { 0 };
+	struct shim_tx tx;
+	unsigned int i;
+	CUresult r = shim_check_ctx();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!f)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (!out || !c || c->numAttrs > 32 || (c->numAttrs && !c->attrs))
+		return CUDA_ERROR_INVALID_VALUE;
+	for (i = 0; i < c->numAttrs; i++)
+		if (!mig_launch_attr_allowed(c->attrs[i].id))
+			return shim_unsupported("cluster occupancy attribute with handles");
+	a.func = f->id;
+	a.grid[0] = c->gridDimX;
+	a.grid[1] = c->gridDimY;
+	a.grid[2] = c->gridDimZ;
+	a.block[0] = c->blockDimX;
+	a.block[1] = c->blockDimY;
+	a.block[2] = c->blockDimZ;
+	a.shared_mem = c->sharedMemBytes;
+	a.nattrs = c->numAttrs;
+	a.query = query;
+	r = shim_begin(&tx, MIG_OP_FUNC_CLUSTERS,
+		       (uint32_t)(sizeof(a) + a.nattrs * sizeof(CUlaunchAttribute)),
+		       MIG_MSGF_REPLY);
+	if (r != CUDA_SUCCESS)
+		return r;
+	memcpy(tx.body, &a, sizeof(a));
+	if (a.nattrs)
+		memcpy(tx.body + sizeof(a), c->attrs,
+		       a.nattrs * sizeof(CUlaunchAttribute));
+	r = shim_commit(&tx);
+	if (r == CUDA_SUCCESS) {
+		int32_t v;
+
+		memcpy(&v, shim.slots[tx.slot].data, sizeof(v));
+		*out = v;
+	}
+	return r;
+}
+
+SHIM_API CUresult cuOccupancyMaxActiveClusters(int *n, CUfunction fn,
+					       const CUlaunchConfig *c)
+{
+	return cluster_query(n, fn, c, 0);
+}
+
+SHIM_API CUresult cuOccupancyMaxPotentialClusterSize(int *n, CUfunction fn,
+						     const CUlaunchConfig *c)
+{
+	return cluster_query(n, fn, c, 1);
 }

@@ -101,6 +101,23 @@ bool shim_is_device_ptr(CUdeviceptr p)
 	return range_find(p, &r) != 0;
 }
 
+/*
+ * Is [p, p + n) memory the device can address: inside one allocation or
+ * global we know, or inside the (mapped, pinned) segment?  The driver
+ * rejects other addresses at once, even for asynchronous calls; checking
+ * here lets fire-and-forget calls do the same.
+ */
+bool shim_device_range_ok(CUdeviceptr p, size_t n)
+{
+	struct range r;
+
+	if (n == 0)
+		n = 1;
+	if (shim_in_segment((const void *)(uintptr_t)p, n))
+		return true;
+	return range_find(p, &r) && n <= r.size && p - r.base <= r.size - n;
+}
+
 void shim_note_global(CUdeviceptr p, size_t size)
 {
 	struct range r;
@@ -468,6 +485,8 @@ static CUresult memset_common(CUdeviceptr dst, size_t pitch, uint32_t value,
 		return r;
 	if (width == 0 || height == 0)
 		return CUDA_SUCCESS;
+	if (!shim_device_range_ok(dst, (height - 1) * pitch + width * elem))
+		return CUDA_ERROR_INVALID_VALUE;
 	r = shim_stream_id(stream, per_thread, &a.stream, &flags);
 	if (r != CUDA_SUCCESS)
 		return r;

@@ -111,6 +111,7 @@ static inline bool shim_in_segment(const void *p, size_t n)
 }
 
 bool shim_is_device_ptr(CUdeviceptr p);
+bool shim_device_range_ok(CUdeviceptr p, size_t n);
 void shim_note_global(CUdeviceptr p, size_t size);
 
 /* Segment heap (heap.c). */
