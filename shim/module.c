@@ -15,17 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image.h"
 #include "shim.h"
-
-#define FATBIN_MAGIC 0xba55ed50u
-#define FATBIN_WRAPPER_MAGIC 0x466243b1u
-
-struct fatbin_header {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t header_size;
-	uint64_t fat_size;
-};
 
 struct fatbin_wrapper {
 	uint32_t magic;
@@ -44,14 +35,14 @@ static const void *image_span(const void *image, size_t *size)
 
 	if (!image)
 		return NULL;
-	if (*m == FATBIN_WRAPPER_MAGIC) {
+	if (*m == MIG_FATBIN_WRAPPER_MAGIC) {
 		const struct fatbin_wrapper *w = image;
 
 		image = w->data;
 		m = image;
 	}
-	if (*m == FATBIN_MAGIC) {
-		const struct fatbin_header *h = image;
+	if (*m == MIG_FATBIN_MAGIC) {
+		const struct mig_fatbin_header *h = image;
 
 		*size = h->header_size + h->fat_size;
 		return image;
