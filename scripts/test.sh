@@ -45,8 +45,9 @@ MIG_TEST_BACKEND=$backend pytest_run tests
 step "remoting suite, mig-gpud under AddressSanitizer + UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMIG_SANITIZE=ON \
 	-DMIG_BUILD_CUDA_TESTS=OFF >/dev/null
-ninja -C build-asan -j "$jobs" mig-gpud mig
-ctest --test-dir build-asan --output-on-failure -j "$jobs"
+ninja -C build-asan -j "$jobs"
+# The export check is about the release shim (ASan adds its own symbols).
+ctest --test-dir build-asan --output-on-failure -j "$jobs" -E shim_exports
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 MIG_GPUD=$PWD/build-asan/bin/mig-gpud MIG_TEST_BACKEND=$backend pytest_run tests
 
