@@ -5,7 +5,8 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-      libcmocka-dev python3 python3-pip python3-venv)
+      libcmocka-dev libcurl4-openssl-dev libjansson-dev python3 python3-pip
+      python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
