@@ -79,7 +79,7 @@ enum gpud_action {
 	ACT_FREE,          /* unmap and release an allocation, then reply */
 };
 
-#define GPUD_PENDING_EVENTS 8
+#define GPUD_PENDING_EVENTS 16
 
 struct gpud_pending {
 	uint16_t slot;
@@ -95,6 +95,7 @@ struct gpud_pending {
 	CUstream stream[GPUD_PENDING_EVENTS];
 	uint64_t user_event; /* a client event id to poll (never recycled) */
 	uint32_t sync_point; /* also return an earlier async call's error */
+	uint32_t ctx_rescan; /* more busy streams than events: look again */
 };
 
 /* --- the server --------------------------------------------------------- */

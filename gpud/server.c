@@ -318,6 +318,9 @@ static void pending_finish(struct gpud *g, struct gpud_pending *p, CUresult r)
 	mig_seqword_publish(&s->seq, p->seq);
 }
 
+static CUresult pending_add_busy_streams(struct gpud *g,
+					 struct gpud_pending *p);
+
 /* Poll every pending wait once; finish those that completed. */
 static bool poll_pending(struct gpud *g)
 {
@@ -349,6 +352,11 @@ static bool poll_pending(struct gpud *g)
 			if (r == CUDA_ERROR_NOT_READY)
 				break;
 			event_put(g, p->ev[--p->nev]);
+		}
+		if (r == CUDA_SUCCESS && p->ctx_rescan) {
+			r = pending_add_busy_streams(g, p);
+			if (r == CUDA_SUCCESS && p->nev)
+				r = CUDA_ERROR_NOT_READY;
 		}
 		if (r == CUDA_ERROR_NOT_READY) {
 			i++;
@@ -452,12 +460,50 @@ static void op_hello(struct gpud *g, const struct mig_msg_hdr *m,
 	reply(g, m, CUDA_SUCCESS, NULL, 0);
 }
 
+/*
+ * Make @p wait for every stream of the context that has work in flight:
+ * the legacy stream (which also waits for the blocking streams), every
+ * created stream and every per-thread stream.  Streams found idle cost
+ * one query and no event.  When more streams are busy than @p can hold
+ * events for, @p rescans once those complete (ctx_rescan), which may wait
+ * for a little more work than asked, never for less.
+ */
+static CUresult pending_add_busy_stream(struct gpud *g, struct gpud_pending *p,
+					CUstream s)
+{
+	CUresult r = g->b->cuStreamQuery(s);
+
+	/* An error here (a fault) is the answer: the driver reports it on
+	 * the next synchronize too. */
+	return r == CUDA_ERROR_NOT_READY ? pending_add_event(g, p, s) : r;
+}
+
+static CUresult pending_add_busy_streams(struct gpud *g, struct gpud_pending *p)
+{
+	CUresult r;
+	uint32_t i;
+
+	p->ctx_rescan = 0;
+	r = pending_add_busy_stream(g, p, NULL);
+	for (i = 0; r == CUDA_SUCCESS && i < g->h.n; i++)
+		if (g->h.v[i].type == H_STREAM)
+			r = pending_add_busy_stream(g, p, g->h.v[i].ptr);
+	for (i = 0; r == CUDA_SUCCESS && i < MIG_REPLY_SLOTS; i++)
+		if (g->ptds[i])
+			r = pending_add_busy_stream(g, p, g->ptds[i]);
+	if (r == CUDA_ERROR_OUT_OF_MEMORY && p->nev == GPUD_PENDING_EVENTS) {
+		p->ctx_rescan = 1;
+		r = CUDA_SUCCESS;
+	}
+	return r;
+}
+
 /* Wait for every stream we know of; reply when all are idle. */
 static void op_ctx_sync(struct gpud *g, const struct mig_msg_hdr *m,
 			const uint8_t *body, uint32_t len)
 {
 	struct gpud_pending *p = pending_new(g, m, ACT_REPLY);
-	CUresult r = CUDA_SUCCESS;
+	CUresult r;
 	uint32_t i;
 
 	(void)body;
@@ -466,27 +512,7 @@ static void op_ctx_sync(struct gpud *g, const struct mig_msg_hdr *m,
 		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
 		return;
 	}
-	/* The legacy stream waits for all blocking streams; record there
-	 * and on every non-blocking and per-thread stream. */
-	r = g->b->cuStreamQuery(NULL);
-	if (r == CUDA_ERROR_NOT_READY)
-		r = pending_add_event(g, p, NULL);
-	for (i = 0; r == CUDA_SUCCESS && i < g->h.n; i++) {
-		struct gpud_handle *h = &g->h.v[i];
-
-		if (h->type != H_STREAM)
-			continue;
-		r = g->b->cuStreamQuery(h->ptr);
-		if (r == CUDA_ERROR_NOT_READY)
-			r = pending_add_event(g, p, h->ptr);
-	}
-	for (i = 0; r == CUDA_SUCCESS && i < MIG_REPLY_SLOTS; i++) {
-		if (!g->ptds[i])
-			continue;
-		r = g->b->cuStreamQuery(g->ptds[i]);
-		if (r == CUDA_ERROR_NOT_READY)
-			r = pending_add_event(g, p, g->ptds[i]);
-	}
+	r = pending_add_busy_streams(g, p);
 	if (r != CUDA_SUCCESS || p->nev == 0) {
 		g->npend--; /* p is the last entry */
 		for (i = 0; i < p->nev; i++)
@@ -593,8 +619,7 @@ static void op_mem_free(struct gpud *g, const struct mig_msg_hdr *m,
 {
 	ARGS(struct mig_mem_free, a);
 	struct gpud_pending *p;
-	CUresult r = CUDA_SUCCESS;
-	uint32_t i;
+	CUresult r;
 
 	(void)len;
 	if (vaspace_lookup(&g->vs, a.dptr) < 0) {
@@ -607,20 +632,7 @@ static void op_mem_free(struct gpud *g, const struct mig_msg_hdr *m,
 		return;
 	}
 	p->arg0 = a.dptr;
-	if (g->b->cuStreamQuery(NULL) == CUDA_ERROR_NOT_READY)
-		r = pending_add_event(g, p, NULL);
-	for (i = 0; r == CUDA_SUCCESS && i < g->h.n; i++) {
-		struct gpud_handle *h = &g->h.v[i];
-
-		if (h->type == H_STREAM &&
-		    g->b->cuStreamQuery(h->ptr) == CUDA_ERROR_NOT_READY)
-			r = pending_add_event(g, p, h->ptr);
-	}
-	for (i = 0; r == CUDA_SUCCESS && i < MIG_REPLY_SLOTS; i++) {
-		if (g->ptds[i] &&
-		    g->b->cuStreamQuery(g->ptds[i]) == CUDA_ERROR_NOT_READY)
-			r = pending_add_event(g, p, g->ptds[i]);
-	}
+	r = pending_add_busy_streams(g, p);
 	if (r != CUDA_SUCCESS || p->nev == 0) {
 		struct gpud_pending done = *p;
 
