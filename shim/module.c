@@ -269,14 +269,16 @@ struct shim_func *shim_func_from(const void *handle)
 	return f && f->magic == SHIM_FUNC_MAGIC ? f : NULL;
 }
 
-static CUresult get_function(struct shim_module *m, const char *name,
-			     bool kernel, struct shim_func **out)
+/*
+ * Ask the server about symbol @name of module or library @m (op is one of
+ * the GET_FUNCTION/KERNEL/GLOBAL calls); on success the answer is in this
+ * thread's reply slot.
+ */
+static CUresult symbol_query(uint16_t op, const struct shim_module *m,
+			     const char *name, struct mig_reply_slot **out)
 {
 	struct mig_get_symbol a;
 	struct shim_tx tx;
-	struct mig_reply_slot *s;
-	const struct mig_func_info *fi;
-	struct shim_func *f;
 	size_t nl;
 	CUresult r = shim_check_ctx();
 
@@ -284,7 +286,7 @@ static CUresult get_function(struct shim_module *m, const char *name,
 		return r;
 	if (!m)
 		return CUDA_ERROR_INVALID_HANDLE;
-	if (!name || !out)
+	if (!name)
 		return CUDA_ERROR_INVALID_VALUE;
 	nl = strlen(name) + 1;
 	if (nl > MIG_MSG_MAX / 2)
@@ -292,17 +294,30 @@ static CUresult get_function(struct shim_module *m, const char *name,
 	a.owner = m->id;
 	a.name_len = (uint32_t)nl;
 	a.pad = 0;
-	r = shim_begin(&tx, kernel ? MIG_OP_LIBRARY_GET_KERNEL :
-				     MIG_OP_MODULE_GET_FUNCTION,
-		       (uint32_t)(sizeof(a) + nl), MIG_MSGF_REPLY);
+	r = shim_begin(&tx, op, (uint32_t)(sizeof(a) + nl), MIG_MSGF_REPLY);
 	if (r != CUDA_SUCCESS)
 		return r;
 	memcpy(tx.body, &a, sizeof(a));
 	memcpy(tx.body + sizeof(a), name, nl);
 	r = shim_commit(&tx);
+	*out = &shim.slots[tx.slot];
+	return r;
+}
+
+static CUresult get_function(struct shim_module *m, const char *name,
+			     bool kernel, struct shim_func **out)
+{
+	struct mig_reply_slot *s;
+	const struct mig_func_info *fi;
+	struct shim_func *f;
+	CUresult r;
+
+	if (!out)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = symbol_query(kernel ? MIG_OP_LIBRARY_GET_KERNEL :
+				  MIG_OP_MODULE_GET_FUNCTION, m, name, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
-	s = &shim.slots[tx.slot];
 	fi = (const struct mig_func_info *)s->data;
 	if (s->len < sizeof(*fi) ||
 	    s->len < sizeof(*fi) + fi->nparams * sizeof(fi->param[0]))
@@ -509,35 +524,14 @@ SHIM_API CUresult cuKernelSetCacheConfig(CUkernel k, CUfunc_cache c,
 static CUresult get_global(struct shim_module *m, bool library,
 			   CUdeviceptr *dptr, size_t *bytes, const char *name)
 {
-	struct mig_get_symbol a;
 	struct mig_global_info gi;
-	struct shim_tx tx;
-	size_t nl;
-	CUresult r = shim_check_ctx();
+	struct mig_reply_slot *s;
+	CUresult r = symbol_query(library ? MIG_OP_LIBRARY_GET_GLOBAL :
+					    MIG_OP_MODULE_GET_GLOBAL, m, name, &s);
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (!m)
-		return CUDA_ERROR_INVALID_HANDLE;
-	if (!name)
-		return CUDA_ERROR_INVALID_VALUE;
-	nl = strlen(name) + 1;
-	if (nl > MIG_MSG_MAX / 2)
-		return CUDA_ERROR_INVALID_VALUE;
-	a.owner = m->id;
-	a.name_len = (uint32_t)nl;
-	a.pad = 0;
-	r = shim_begin(&tx, library ? MIG_OP_LIBRARY_GET_GLOBAL :
-				      MIG_OP_MODULE_GET_GLOBAL,
-		       (uint32_t)(sizeof(a) + nl), MIG_MSGF_REPLY);
-	if (r != CUDA_SUCCESS)
-		return r;
-	memcpy(tx.body, &a, sizeof(a));
-	memcpy(tx.body + sizeof(a), name, nl);
-	r = shim_commit(&tx);
-	if (r != CUDA_SUCCESS)
-		return r;
-	memcpy(&gi, shim.slots[tx.slot].data, sizeof(gi));
+	memcpy(&gi, s->data, sizeof(gi));
 	shim_note_global(gi.dptr, gi.size);
 	if (dptr)
 		*dptr = gi.dptr;
