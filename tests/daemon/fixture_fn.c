@@ -1,0 +1,176 @@
+/*
+ * fixture_fn.c - C functions that misbehave on purpose, for
+ * tests/daemon/test_instances.py.  Built twice by the test: plain (no
+ * CUDA) and with -DFIXTURE_GPU, linked against the shim, for the GPU
+ * failure modes (the driver API, so no nvcc is needed).
+ *
+ * Handlers: empty echo fail crash sleep hang exit pid; with FIXTURE_GPU
+ * also gpu_fault (a kernel that stores to address 0: an illegal address on
+ * a GPU, and on the host test double through fixture_kernels.c) and
+ * gpu_sleep (sleeps, then allocates device memory: to kill its GPU server
+ * meanwhile).  mignificent_init fails when FIXTURE_FAIL_INIT is set.
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mignificent.h"
+
+#ifdef FIXTURE_GPU
+#include <cuda.h>
+#endif
+
+static int reply(struct mig_payload *out, const char *s)
+{
+	out->len = strlen(s);
+	out->data = malloc(out->len + 1);
+	memcpy(out->data, s, out->len + 1);
+	strcpy(out->content_type, "text/plain");
+	return 0;
+}
+
+int mignificent_init(void)
+{
+	return getenv("FIXTURE_FAIL_INIT") ? 5 : 0;
+}
+
+int empty(const struct mig_payload *in, struct mig_payload *out)
+{
+	(void)in;
+	(void)out;
+	return 0;
+}
+
+int echo(const struct mig_payload *in, struct mig_payload *out)
+{
+	out->data = malloc(in->len + 1);
+	memcpy(out->data, in->data, in->len);
+	out->len = in->len;
+	strcpy(out->content_type, "application/x-echo");
+	return 0;
+}
+
+int fail(const struct mig_payload *in, struct mig_payload *out)
+{
+	(void)in;
+	reply(out, "the fixture failed on purpose");
+	return 3;
+}
+
+int crash(const struct mig_payload *in, struct mig_payload *out)
+{
+	(void)in;
+	(void)out;
+	raise(SIGSEGV); /* what a stray pointer does, without the UB */
+	return 0;
+}
+
+int sleep_ms(const struct mig_payload *in, struct mig_payload *out)
+{
+	usleep((useconds_t)atoi(in->data) * 1000);
+	return reply(out, "slept");
+}
+
+int hang(const struct mig_payload *in, struct mig_payload *out)
+{
+	(void)in;
+	(void)out;
+	for (;;)
+		pause();
+}
+
+int exit_7(const struct mig_payload *in, struct mig_payload *out)
+{
+	(void)in;
+	(void)out;
+	exit(7);
+}
+
+int pid(const struct mig_payload *in, struct mig_payload *out)
+{
+	char buf[64];
+
+	(void)in;
+	snprintf(buf, sizeof(buf), "%d", (int)getpid());
+	return reply(out, buf);
+}
+
+#ifdef FIXTURE_GPU
+static const char fault_ptx[] =
+	".version 8.0\n"
+	".target sm_75\n"
+	".address_size 64\n"
+	".visible .entry fixture_fault(.param .u64 p)\n"
+	"{\n"
+	"	.reg .b64 %rd<2>;\n"
+	"	.reg .b32 %r<2>;\n"
+	"	ld.param.u64 %rd1, [p];\n"
+	"	mov.u32 %r1, 1;\n"
+	"	st.global.u32 [%rd1], %r1;\n"
+	"	ret;\n"
+	"}\n";
+
+static int cu_fail(struct mig_payload *out, const char *what, CUresult r)
+{
+	char buf[160];
+	const char *name = NULL;
+
+	cuGetErrorName(r, &name);
+	snprintf(buf, sizeof(buf), "%s: %s", what, name ? name : "?");
+	reply(out, buf);
+	return (int)r;
+}
+
+static CUresult context(void)
+{
+	static CUcontext ctx;
+	CUdevice dev;
+	CUresult r;
+
+	if (ctx)
+		return cuCtxSetCurrent(ctx);
+	if ((r = cuInit(0)) || (r = cuDeviceGet(&dev, 0)) ||
+	    (r = cuDevicePrimaryCtxRetain(&ctx, dev)))
+		return r;
+	return cuCtxSetCurrent(ctx);
+}
+
+int gpu_fault(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUdeviceptr null = 0;
+	void *args[] = { &null };
+	CUmodule mod;
+	CUfunction fn;
+	CUresult r;
+
+	(void)in;
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if ((r = cuModuleLoadData(&mod, fault_ptx)))
+		return cu_fail(out, "cuModuleLoadData", r);
+	if ((r = cuModuleGetFunction(&fn, mod, "fixture_fault")))
+		return cu_fail(out, "cuModuleGetFunction", r);
+	if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
+		return cu_fail(out, "cuLaunchKernel", r);
+	if ((r = cuCtxSynchronize()))
+		return cu_fail(out, "cuCtxSynchronize", r);
+	return reply(out, "no fault?");
+}
+
+int gpu_sleep(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUdeviceptr p;
+	CUresult r;
+
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	usleep((useconds_t)atoi(in->data) * 1000);
+	if ((r = cuMemAlloc(&p, 1 << 20)))
+		return cu_fail(out, "cuMemAlloc", r);
+	cuMemFree(p);
+	return reply(out, "allocated");
+}
+#endif

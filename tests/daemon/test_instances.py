@@ -1,0 +1,584 @@
+"""Function instances (daemon/instances.c) against real processes.
+
+tests/daemon/instances_harness.c links instances.c with a stand-in for the
+rest of the daemon (config, devices table, logger) and drives it over a
+line protocol; every instance is a real mig-exec or Python executor and a
+real mig-gpud (the host test double unless MIG_TEST_BACKEND=cuda).  The
+misbehaving functions are tests/daemon/fixture_fn.c, fixture_py.py and
+fixture_py_broken.py; the well-behaved ones are examples/.
+
+Besides answers, every test checks clean-up: after the harness shuts the
+instances down it has no child processes (no zombies) and exactly the file
+descriptors it had before instances_init.
+"""
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from migtest import BACKEND, BUILD, ROOT  # noqa: E402
+
+HERE = ROOT / "tests" / "daemon"
+EXAMPLES = BUILD / "examples"
+CUDA_INC = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include")
+
+
+def _cc(args, cwd):
+    cc = os.environ.get("CC", "cc")
+    p = subprocess.run([cc, *args], cwd=cwd, capture_output=True, text=True)
+    assert p.returncode == 0, f"$ {cc} {' '.join(args)}\n{p.stderr}"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """The harness and the fixture functions, compiled -Werror."""
+    needed = [BUILD / "bin" / "mig-gpud", BUILD / "bin" / "mig-exec",
+              BUILD / "lib" / "libmig_exec.so", BUILD / "lib" / "shim" / "libcuda.so.1"]
+    missing = [str(p) for p in needed if not p.exists()]
+    assert not missing, "not built (ninja -C build): " + ", ".join(missing)
+    assert os.path.exists("/usr/include/jansson.h"), \
+        "jansson.h is missing: apt-get install libjansson-dev (the daemon needs it)"
+    out = tmp_path_factory.mktemp("instances")
+    warn = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing"]
+    inc = ["-Iinclude", "-Iipc", "-Idaemon", "-Igpud", f"-I{CUDA_INC}"]
+    # The sanitizer pass of scripts/test.sh (MIG_GPUD set) checks
+    # instances.c under AddressSanitizer and UBSan too.
+    san = (["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=undefined"] if os.environ.get("MIG_GPUD") else [])
+    _cc([*warn, *san, "-std=gnu11", "-pthread", *inc, "tests/daemon/instances_harness.c",
+         "daemon/instances.c", "ipc/segment.c", "-ljansson",
+         "-o", str(out / "harness")], ROOT)
+    _cc([*warn, "-shared", "-fPIC", *inc, "tests/daemon/fixture_fn.c",
+         "-o", str(out / "libfixture.so")], ROOT)
+    _cc([*warn, "-shared", "-fPIC", "-DFIXTURE_GPU", *inc, "tests/daemon/fixture_fn.c",
+         f"-L{BUILD / 'lib' / 'shim'}", "-lcuda", "-o", str(out / "libfixture_gpu.so")],
+        ROOT)
+    _cc([*warn, "-shared", "-fPIC", *inc, "tests/daemon/fixture_kernels.c",
+         "-o", str(out / "libfixture_kernels.so")], ROOT)
+    return out
+
+
+class Harness:
+    """One instances_harness process; cmd() sends a line, returns its answer."""
+
+    def __init__(self, built, settings):
+        self.log = open(built / f"harness-{os.getpid()}-{time.monotonic_ns()}.log", "w+")
+        env = dict(os.environ)
+        env.pop("MIG_HOST_KERNELS", None)
+        self.p = subprocess.Popen([str(built / "harness")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                  env=env, bufsize=1)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.baseline_fds = None
+        for k, v in settings.items():
+            assert self.cmd(f"set {k} {v}")["ok"]
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def cmd(self, line, timeout=60):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        try:
+            out = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no answer to {line!r} within {timeout} s\n{self.stderr()}")
+        assert out is not None, f"the harness died on {line!r}\n{self.stderr()}"
+        return json.loads(out)
+
+    def stderr(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-6000:]
+
+    def init(self):
+        self.baseline_fds = self.fds()
+        assert self.cmd("init")["ok"], self.stderr()
+
+    def fn(self, key, **attrs):
+        env = attrs.pop("env", {})
+        words = [f"{k}={v}" for k, v in attrs.items()]
+        words += [f"env={k}={v}" for k, v in env.items()]
+        assert self.cmd(f"fn {key} {' '.join(words)}")["ok"]
+
+    def invoke(self, key, payload="", timeout=60):
+        return self.cmd(f"invoke {key} {payload}", timeout)
+
+    def go(self, tag, key, payload=""):
+        assert self.cmd(f"go {tag} {key} {payload}")["ok"]
+
+    def wait(self, tag, timeout=60):
+        return self.cmd(f"wait {tag}", timeout)
+
+    def list(self, tenant=""):
+        return self.cmd(f"list {tenant}")["instances"]
+
+    def fds(self):
+        return sorted(e["fd"] for e in self.cmd("fds")["list"])
+
+    def children(self):
+        return self.cmd("children")["children"]
+
+    def until(self, what, cond, timeout=10):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            v = cond()
+            if v:
+                return v
+            time.sleep(0.02)
+        raise AssertionError(f"{what} within {timeout} s\n{self.stderr()}")
+
+    def close(self):
+        """Shut down and check nothing is left: no children, no fds."""
+        assert self.cmd("shutdown", timeout=30)["ok"]
+        kids = self.children()
+        assert not kids, f"children left after shutdown: {kids}\n{self.stderr()}"
+        fds = self.fds()
+        assert fds == self.baseline_fds, (
+            f"file descriptors before init {self.baseline_fds}, after shutdown {fds}")
+        self.p.stdin.write("quit\n")
+        self.p.stdin.close()
+        assert self.p.wait(timeout=10) == 0, self.stderr()
+        self.log.close()
+
+
+@pytest.fixture
+def harness(built):
+    hs = []
+
+    def make(pool=0, mem_mib=4096, partitions=1, profile="whole", start=True):
+        settings = {"backend": BACKEND, "bin_dir": BUILD / "bin",
+                    "shim_dir": BUILD / "lib" / "shim", "lib_dir": BUILD / "lib",
+                    "pool": pool, "partitions": partitions, "profile": profile,
+                    "mem_mib": mem_mib if BACKEND == "host" else 140000,
+                    "verbose": 2}
+        h = Harness(built, settings)
+        hs.append(h)
+        if start:
+            h.init()
+        return h
+
+    yield make
+    for h in hs:
+        if h.p.poll() is None:
+            h.close()
+
+
+def fixture(built, h, key, handler, gpu=False, **attrs):
+    lib = "libfixture_gpu.so" if gpu else "libfixture.so"
+    env = attrs.pop("env", {})
+    if gpu:
+        env["MIG_HOST_KERNELS"] = built / "libfixture_kernels.so"
+    h.fn(key, artifact=built / lib, handler=handler, env=env, **attrs)
+
+
+def hello(h, key="hello", **attrs):
+    lib = EXAMPLES / "libhello.so"
+    if not lib.exists():
+        pytest.skip("examples/hello was not built (no nvcc)")
+    h.fn(key, artifact=lib, handler="hello",
+         env={"MIG_HOST_KERNELS": EXAMPLES / "libhello_kernels.so"}, **attrs)
+
+
+def error_of(r, status, code):
+    assert r["status"] == status, r
+    assert r["content_type"] == "application/json", r
+    err = json.loads(r["body"])["error"]
+    assert err["code"] == code, r
+    assert err["message"], r
+    return err["message"]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- warm reuse, tenants, results -------------------------------------------
+
+def test_cold_then_warm(harness):
+    h = harness()
+    hello(h)
+    r1 = h.invoke("hello", "100")
+    assert r1["status"] == 200, r1
+    assert json.loads(r1["body"]) == {"n": 100, "sum": 14850, "ok": True}
+    assert r1["content_type"] == "application/json"
+    assert r1["cold"] == 1 and r1["cold_start_us"] > 0 and r1["run_us"] > 0
+    r2 = h.invoke("hello", "1000")
+    assert r2["status"] == 200 and json.loads(r2["body"])["sum"] == 1498500, r2
+    assert r2["cold"] == 0 and r2["cold_start_us"] == 0
+    assert r2["instance"] == r1["instance"]
+    [inst] = h.list()
+    assert inst["id"] == r1["instance"] and inst["state"] == "idle"
+    assert inst["invocations"] == 2 and inst["function"] == "hello"
+    kids = {c["pid"]: c["comm"] for c in h.children()}
+    assert kids == {inst["exec_pid"]: "mig-exec", inst["gpud_pid"]: "mig-gpud"}
+
+
+def test_tenants_never_share(harness, built):
+    h = harness()
+    fixture(built, h, "a", "pid", tenant="alice", name="same")
+    fixture(built, h, "b", "pid", tenant="bob", name="same")
+    ra, rb = h.invoke("a"), h.invoke("b")
+    assert ra["status"] == rb["status"] == 200
+    assert ra["instance"] != rb["instance"] and ra["body"] != rb["body"]
+    assert [i["id"] for i in h.list("alice")] == [ra["instance"]]
+    assert [i["id"] for i in h.list("bob")] == [rb["instance"]]
+    assert h.cmd(f"kill bob {ra['instance']}")["rc"] == -2  # -ENOENT
+
+
+def test_large_payload_roundtrip(harness, built):
+    h = harness()
+    fixture(built, h, "echo", "echo")
+    for n in (0, 1, 100_000, 20 << 20):
+        r = h.cmd(f"echo echo {n}")
+        assert r["status"] == 200 and r["same"], (n, r)
+        assert r["content_type"] == "application/x-echo"
+    assert len(h.list()) == 1
+
+
+# --- failures: a clear answer, the instance cleaned up ----------------------
+
+FAILURES = [
+    # key, handler, attrs, status, code, instance kept
+    ("fail", "fail", {}, 500, "function_error", True),
+    ("crash", "crash", {}, 500, "function_crashed", False),
+    ("exit", "exit_7", {}, 502, "executor_exited", False),
+    ("nohandler", "no_such_handler", {}, 500, "handler_missing", False),
+    ("initfail", "echo", {"env": {"FIXTURE_FAIL_INIT": "1"}}, 500, "init_failed", False),
+    ("big", "echo", {"gpu_mib": 1 << 30}, 507, "insufficient_gpu_memory", False),
+    ("profile", "echo", {"profile": "1g.18gb"}, 503, "no_partition", False),
+]
+
+
+@pytest.mark.parametrize("case", FAILURES, ids=[c[0] for c in FAILURES])
+def test_failure_answers(harness, built, case):
+    key, handler, attrs, status, code, kept = case
+    h = harness()
+    fixture(built, h, key, handler, **attrs)
+    msg = error_of(h.invoke(key), status, code)
+    assert f'"{key}"' in msg, msg  # names the function
+    if kept:
+        assert [i["state"] for i in h.list()] == ["idle"]
+    else:
+        h.until("instance cleaned up", lambda: not h.list() and not h.children())
+
+
+def test_function_error_keeps_status_and_message(harness, built):
+    h = harness()
+    fixture(built, h, "fail", "fail")
+    r = h.invoke("fail")
+    assert r["fn_status"] == 3
+    assert "the fixture failed on purpose" in error_of(r, 500, "function_error")
+
+
+def test_artifact_missing_or_broken(harness, built, tmp_path):
+    h = harness()
+    h.fn("gone", artifact=tmp_path / "nope.so", handler="x")
+    error_of(h.invoke("gone"), 500, "artifact_missing")
+    junk = tmp_path / "junk.so"
+    junk.write_text("not an ELF file\n" * 100)
+    h.fn("junk", artifact=junk, handler="x")
+    assert "ELF" in error_of(h.invoke("junk"), 500, "artifact_invalid")
+    h.until("cleaned up", lambda: not h.list() and not h.children())
+
+
+def test_gpu_fault(harness, built):
+    h = harness()
+    fixture(built, h, "fault", "gpu_fault", gpu=True)
+    msg = error_of(h.invoke("fault"), 500, "gpu_fault")
+    assert "ILLEGAL_ADDRESS" in msg, msg
+    h.until("faulted instance cleaned up", lambda: not h.list() and not h.children())
+
+
+def test_timeout_kills_both_processes(harness, built):
+    h = harness()
+    fixture(built, h, "hang", "hang", timeout_ms=300)
+    h.go("t", "hang")
+    busy = h.until("instance busy", lambda: [i for i in h.list() if i["state"] == "busy"])
+    pids = (busy[0]["exec_pid"], busy[0]["gpud_pid"])
+    r = h.wait("t")
+    assert "300 ms" in error_of(r, 504, "timeout")
+    assert 250_000 <= r["run_us"] < 2_000_000, r
+    h.until("both processes gone", lambda: not any(map(pid_alive, pids)) and not h.list())
+    assert not h.children()
+
+
+def test_executor_killed_mid_invocation(harness, built):
+    h = harness()
+    fixture(built, h, "sleep", "sleep_ms")
+    h.go("t", "sleep", "3000")
+    [inst] = h.until("instance busy", lambda: [i for i in h.list() if i["state"] == "busy"])
+    os.kill(inst["exec_pid"], signal.SIGKILL)
+    msg = error_of(h.wait("t"), 502, "executor_killed")
+    assert "SIGKILL" in msg, msg
+    h.until("cleaned up", lambda: not h.list() and not h.children())
+
+
+def test_gpu_server_killed_mid_invocation(harness, built):
+    h = harness()
+    fixture(built, h, "gsleep", "gpu_sleep", gpu=True)
+    h.go("t", "gsleep", "1500")
+    [inst] = h.until("instance busy", lambda: [i for i in h.list() if i["state"] == "busy"])
+    time.sleep(0.2)  # let the handler create its context first
+    os.kill(inst["gpud_pid"], signal.SIGKILL)
+    error_of(h.wait("t"), 502, "gpu_server_died")
+    h.until("cleaned up", lambda: not h.list() and not h.children())
+    # The function still works: a new instance.
+    r = h.invoke("gsleep", "0")
+    assert r["status"] == 200 and r["instance"] != inst["id"], r
+
+
+def test_idle_instance_whose_server_dies_is_replaced(harness, built):
+    h = harness()
+    fixture(built, h, "pid", "pid")
+    first = h.invoke("pid")
+    [inst] = h.list()
+    os.kill(inst["gpud_pid"], signal.SIGKILL)
+    h.until("dead instance removed", lambda: not h.list() and not h.children())
+    r = h.invoke("pid")
+    assert r["status"] == 200 and r["instance"] != first["instance"], r
+
+
+def test_kill_request(harness, built):
+    h = harness()
+    fixture(built, h, "sleep", "sleep_ms")
+    assert h.invoke("sleep", "0")["status"] == 200
+    [idle] = h.list()
+    assert h.cmd(f"kill t1 {idle['id']}")["rc"] == 0
+    h.until("killed idle instance gone", lambda: not h.list() and not h.children())
+    h.go("t", "sleep", "5000")
+    [busy] = h.until("busy", lambda: [i for i in h.list() if i["state"] == "busy"])
+    assert h.cmd(f"kill t1 {busy['id']}")["rc"] == 0
+    assert busy["id"] in error_of(h.wait("t"), 502, "instance_killed")
+    h.until("killed busy instance gone", lambda: not h.list() and not h.children())
+    assert h.cmd("kill t1 i-999")["rc"] == -2
+
+
+# --- life cycle: keep-alive, retire, shutdown, pool -------------------------
+
+def test_keep_alive_expiry(harness, built):
+    h = harness()
+    fixture(built, h, "short", "pid", keep_alive_ms=300)
+    fixture(built, h, "long", "pid", keep_alive_ms=60000)
+    assert h.invoke("short")["status"] == 200
+    assert h.invoke("long")["status"] == 200
+    t0 = time.monotonic()
+    h.until("short-lived instance expired", lambda: [i["function"] for i in h.list()] == ["long"])
+    assert time.monotonic() - t0 < 2.0
+    assert len(h.children()) == 2
+
+
+def test_retire_on_update(harness, built):
+    h = harness()
+    fixture(built, h, "f", "pid", name="f", version=1)
+    r1 = h.invoke("f")
+    assert h.cmd("retire t1 f")["ok"]
+    h.until("old version stopped", lambda: not h.list())
+    fixture(built, h, "f", "pid", name="f", version=2)
+    r2 = h.invoke("f")
+    assert r2["status"] == 200 and r2["cold"] == 1 and r2["body"] != r1["body"]
+    assert [i["version"] for i in h.list()] == [2]
+
+
+def test_shutdown_drains_in_flight(harness, built):
+    h = harness()
+    fixture(built, h, "sleep", "sleep_ms")
+    h.go("t", "sleep", "700")
+    h.until("busy", lambda: [i for i in h.list() if i["state"] == "busy"])
+    t0 = time.monotonic()
+    assert h.cmd("shutdown", timeout=30)["ok"]
+    assert time.monotonic() - t0 > 0.3  # it waited for the invocation
+    r = h.wait("t")
+    assert r["status"] == 200 and r["body"] == "slept", r
+    error_of(h.invoke("sleep", "0"), 503, "shutting_down")
+    assert not h.children()
+    assert h.fds() == h.baseline_fds
+
+
+def test_preinitialized_gpu_server(harness, built):
+    h = harness(pool=1)
+    fixture(built, h, "pid", "pid", keep_alive_ms=60000)
+    h.until("pool server running", lambda: [c for c in h.children() if c["comm"] == "mig-gpud"])
+    time.sleep(1.0)  # and ready (nothing shows that; it takes ~0.1 s)
+    r = h.invoke("pid")
+    assert r["status"] == 200 and r["cold"] == 1, r
+    [inst] = h.list()
+    assert inst["preinitialized"], inst
+    # The pool is refilled: this instance's two processes and a new server.
+    h.until("pool refilled", lambda: len(h.children()) == 3)
+    # A function whose server needs other host kernels cannot use that
+    # server; the pool then follows what cold starts ask for.
+    hello(h, keep_alive_ms=60000)
+    r = h.invoke("hello", "10")
+    assert r["status"] == 200, r
+    assert not [i for i in h.list() if i["function"] == "hello"][0]["preinitialized"]
+    time.sleep(1.5)  # the pool now holds a server with hello's kernels
+    h.cmd("retire t1 hello")
+    h.until("hello retired", lambda: len(h.list()) == 1)
+    r = h.invoke("hello", "10")
+    assert r["status"] == 200, r
+    assert [i for i in h.list() if i["function"] == "hello"][0]["preinitialized"]
+
+
+# --- queueing, scale-out, fairness ------------------------------------------
+
+def test_queue_is_fifo_at_max_instances(harness, built):
+    h = harness()
+    fixture(built, h, "one", "sleep_ms", max_instances=1)
+    for i in range(5):
+        h.go(f"q{i}", "one", "150")
+        time.sleep(0.02)
+    rs = [h.wait(f"q{i}") for i in range(5)]
+    assert all(r["status"] == 200 for r in rs), rs
+    assert len({r["instance"] for r in rs}) == 1
+    done = [r["done_ms"] for r in rs]
+    assert done == sorted(done), done
+    assert rs[4]["queued_us"] > rs[1]["queued_us"] > 0
+
+
+def test_burst_scales_out_to_max_instances(harness, built):
+    h = harness()
+    fixture(built, h, "burst", "sleep_ms", max_instances=3)
+    for i in range(6):
+        h.go(f"b{i}", "burst", "300")
+    rs = [h.wait(f"b{i}") for i in range(6)]
+    assert all(r["status"] == 200 for r in rs), rs
+    assert len({r["instance"] for r in rs}) == 3
+    assert len(h.list()) == 3
+
+
+def test_queue_timeout(harness, built):
+    h = harness()
+    fixture(built, h, "slow", "sleep_ms", max_instances=1, timeout_ms=400)
+    h.go("a", "slow", "350")
+    time.sleep(0.05)
+    h.go("b", "slow", "350")
+    assert h.wait("a")["status"] == 200
+    r = h.wait("b")
+    assert r["status"] in (200, 503), r
+    if r["status"] == 503:
+        error_of(r, 503, "queue_timeout")
+
+
+def test_no_starvation_across_functions(harness, built):
+    """One partition with room for one instance: a function hammered by
+    queued invocations does not starve another that arrived later."""
+    h = harness(mem_mib=1024)
+    fixture(built, h, "A", "sleep_ms", gpu_mib=1024, max_instances=1)
+    fixture(built, h, "B", "sleep_ms", gpu_mib=1024, max_instances=1)
+    for i in range(4):
+        h.go(f"a{i}", "A", "100")
+        time.sleep(0.04)
+    h.go("b", "B", "100")
+    time.sleep(0.04)
+    for i in range(4, 8):
+        h.go(f"a{i}", "A", "100")
+        time.sleep(0.04)
+    a = [h.wait(f"a{i}") for i in range(8)]
+    b = h.wait("b")
+    assert b["status"] == 200 and all(r["status"] == 200 for r in a), (a, b)
+    assert b["done_ms"] < min(r["done_ms"] for r in a[4:]), (b, a)
+    assert b["done_ms"] > max(r["done_ms"] for r in a[:4])
+
+
+def test_placement_spreads_over_partitions(harness, built):
+    h = harness(partitions=2, mem_mib=1024)
+    fixture(built, h, "f", "sleep_ms", gpu_mib=600, max_instances=2)
+    h.go("1", "f", "200")
+    h.go("2", "f", "200")
+    assert h.wait("1")["status"] == 200 and h.wait("2")["status"] == 200
+    assert sorted(i["partition"] for i in h.list()) == ["host-0", "host-1"]
+
+
+# --- Python functions -------------------------------------------------------
+
+def py(h, key, handler, artifact=None, **attrs):
+    h.fn(key, language="python", python=sys.executable,
+         artifact=artifact or HERE / "fixture_py.py", handler=handler, **attrs)
+
+
+def test_python_results(harness):
+    h = harness()
+    py(h, "ok", "fixture_py:ok")
+    py(h, "text", "fixture_py:text")
+    py(h, "raw", "fixture_py:raw")
+    r1, r2 = h.invoke("ok", "abc"), h.invoke("ok", "def")
+    assert r1["status"] == 200 and r1["content_type"] == "application/json"
+    assert json.loads(r2["body"])["calls"] == 2 and r2["instance"] == r1["instance"]
+    r = h.invoke("text", "you")
+    assert (r["status"], r["body"]) == (200, "hello you")
+    assert r["content_type"].startswith("text/plain")
+    r = h.invoke("raw", "abc")
+    assert (r["body"], r["content_type"]) == ("cba", "application/octet-stream")
+
+
+def test_python_example(harness):
+    h = harness()
+    py(h, "hello", "hello:handler", artifact=ROOT / "examples" / "hello_py" / "hello.py")
+    r = h.invoke("hello", "Ada")
+    assert r["status"] == 200 and json.loads(r["body"])["hello"] == "Ada", r
+
+
+def test_python_failures(harness):
+    h = harness()
+    py(h, "boom", "fixture_py:boom")
+    py(h, "bad", "fixture_py:bad_return")
+    py(h, "nofn", "fixture_py:NOT_A_FUNCTION")
+    py(h, "broken", "fixture_py_broken:handler", artifact=HERE / "fixture_py_broken.py")
+    msg = error_of(h.invoke("boom", "xyz"), 500, "function_exception")
+    assert msg.endswith("raised ValueError: bad input: xyz"), msg
+    # An exception leaves the instance usable.
+    assert [i["state"] for i in h.list()] == ["idle"]
+    assert "returned int" in error_of(h.invoke("bad"), 500, "bad_result")
+    assert "NOT_A_FUNCTION" in error_of(h.invoke("nofn"), 500, "handler_missing")
+    msg = error_of(h.invoke("broken"), 500, "init_failed")
+    assert "RuntimeError: this module cannot be imported" in msg, msg
+    h.until("failed instances cleaned up", lambda: len(h.list()) == 2)
+
+
+# --- no leaks, speed --------------------------------------------------------
+
+def test_no_leaks_after_many_failures(harness, built):
+    h = harness()
+    fixture(built, h, "crash", "crash")
+    fixture(built, h, "exit", "exit_7")
+    fixture(built, h, "hang", "hang", timeout_ms=100)
+    fixture(built, h, "fail", "fail")
+    fixture(built, h, "fault", "gpu_fault", gpu=True)
+    for _ in range(3):
+        for key in ("crash", "exit", "hang", "fail", "fault"):
+            assert h.invoke(key)["status"] >= 500
+    h.until("only the healthy instance left", lambda: len(h.list()) == 1)
+    h.until("no zombies", lambda: all(c["state"] != "Z" for c in h.children()))
+    # 4 per live instance: control socket, 2 pidfds, the server's lifeline;
+    # 2 for the supervisor: epoll, eventfd.
+    assert len(h.fds()) == len(h.baseline_fds) + 2 + 4
+
+
+def test_warm_path_speed(harness, built):
+    """Not a benchmark (see bench/): a sanity bound on the warm path, far
+    above what it costs, so a lock convoy or a fork per call shows up."""
+    h = harness()
+    fixture(built, h, "empty", "empty", max_instances=8)
+    assert h.cmd("bench empty 8 800")["errors"] == 0  # start 8 instances
+    one = h.cmd("bench empty 1 5000")
+    many = h.cmd("bench empty 8 40000")
+    print(f"\nwarm empty C function through instances_invoke: p50 {one['p50_us']:.1f} us, "
+          f"p99 {one['p99_us']:.1f} us; 8 threads, 8 instances: {many['per_s']:.0f}/s")
+    assert one["errors"] == 0 and many["errors"] == 0
+    assert one["p50_us"] < 100, one
+    assert many["per_s"] > 10000, many
