@@ -2708,6 +2708,57 @@ static CUresult CUDAAPI h_cuOccupancyMaxPotentialClusterSize(
 	return CUDA_SUCCESS;
 }
 
+/*
+ * Tensor maps: the host double has no TMA; it stores the arguments it
+ * was given in the descriptor, so a test can see them come back.
+ */
+static CUresult CUDAAPI h_cuTensorMapEncodeTiled(
+	CUtensorMap *m, CUtensorMapDataType dt, cuuint32_t rank, void *addr,
+	const cuuint64_t *dim, const cuuint64_t *strides, const cuuint32_t *box,
+	const cuuint32_t *es, CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+	CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill oob)
+{
+	(void)strides;
+	(void)box;
+	(void)es;
+	(void)il;
+	(void)sw;
+	(void)l2;
+	(void)oob;
+	if (!m || !addr || !dim || rank == 0 || rank > 5 ||
+	    ((uintptr_t)addr & 15))
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(m, 0, sizeof(*m));
+	memcpy(&m->opaque[0], &addr, sizeof(addr));
+	m->opaque[1] = ((cuuint64_t)dt << 32) | rank;
+	return CUDA_SUCCESS;
+}
+
+static CUresult CUDAAPI h_cuTensorMapEncodeIm2col(
+	CUtensorMap *m, CUtensorMapDataType dt, cuuint32_t rank, void *addr,
+	const cuuint64_t *dim, const cuuint64_t *strides, const int *lo,
+	const int *hi, cuuint32_t cpp, cuuint32_t ppc, const cuuint32_t *es,
+	CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+	CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill oob)
+{
+	(void)lo;
+	(void)hi;
+	(void)cpp;
+	(void)ppc;
+	if (rank < 3)
+		return CUDA_ERROR_INVALID_VALUE;
+	return h_cuTensorMapEncodeTiled(m, dt, rank, addr, dim, strides, NULL,
+					es, il, sw, l2, oob);
+}
+
+static CUresult CUDAAPI h_cuTensorMapReplaceAddress(CUtensorMap *m, void *addr)
+{
+	if (!m || !addr || ((uintptr_t)addr & 15))
+		return CUDA_ERROR_INVALID_VALUE;
+	memcpy(&m->opaque[0], &addr, sizeof(addr));
+	return CUDA_SUCCESS;
+}
+
 static CUresult CUDAAPI h_cuLaunchKernel(CUfunction fn, unsigned int gx,
 					 unsigned int gy, unsigned int gz,
 					 unsigned int bx, unsigned int by,

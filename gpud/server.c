@@ -1319,6 +1319,44 @@ out:
 	reply(g, m, r, &out, r == CUDA_SUCCESS ? sizeof(out) : 0);
 }
 
+static void op_tensor_map(struct gpud *g, const struct mig_msg_hdr *m,
+			  const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_tensor_map, a);
+	CUtensorMap map;
+	void *addr = (void *)(uintptr_t)a.global_address;
+	CUresult r;
+
+	(void)len;
+	if (a.rank == 0 || a.rank > 5) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	switch (a.kind) {
+	case 0:
+		r = g->b->cuTensorMapEncodeTiled(
+			&map, a.data_type, a.rank, addr, a.global_dim,
+			a.global_strides, a.box_dim, a.element_strides,
+			a.interleave, a.swizzle, a.l2_promotion, a.oob_fill);
+		break;
+	case 1:
+		r = g->b->cuTensorMapEncodeIm2col(
+			&map, a.data_type, a.rank, addr, a.global_dim,
+			a.global_strides, a.lower_corner, a.upper_corner,
+			a.channels_per_pixel, a.pixels_per_column,
+			a.element_strides, a.interleave, a.swizzle,
+			a.l2_promotion, a.oob_fill);
+		break;
+	case 2:
+		memcpy(&map, a.map, sizeof(map));
+		r = g->b->cuTensorMapReplaceAddress(&map, addr);
+		break;
+	default:
+		r = CUDA_ERROR_INVALID_VALUE;
+	}
+	reply(g, m, r, &map, r == CUDA_SUCCESS ? sizeof(map) : 0);
+}
+
 static void op_launch(struct gpud *g, const struct mig_msg_hdr *m,
 		      const uint8_t *body, uint32_t len)
 {
@@ -1650,6 +1688,7 @@ static const struct {
 	OP(MIG_OP_STATS, op_stats, struct mig_ctx_sync, true),
 	OP(MIG_OP_FUNC_CLUSTERS, op_func_clusters, struct mig_func_clusters,
 	   true),
+	OP(MIG_OP_TENSOR_MAP, op_tensor_map, struct mig_tensor_map, true),
 #undef OP
 };
 

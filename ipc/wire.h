@@ -180,6 +180,7 @@ enum mig_op {
 	MIG_OP_EVENT_ELAPSED,
 	MIG_OP_STATS,
 	MIG_OP_FUNC_CLUSTERS,
+	MIG_OP_TENSOR_MAP,
 	MIG_OP_COUNT
 };
 
@@ -381,6 +382,27 @@ struct mig_event_elapsed {
 	uint64_t start, end;
 };
 /* reply: float ms */
+
+/*
+ * TENSOR_MAP: encode a TMA descriptor (the format is the driver's secret,
+ * so the server's driver writes it).  @kind 0 tiled, 1 im2col, 2 replace
+ * the address of @map.  reply: the 128-byte CUtensorMap.
+ */
+struct mig_tensor_map {
+	uint32_t kind;
+	uint32_t data_type;
+	uint32_t rank;      /* 1..5 */
+	uint32_t interleave, swizzle, l2_promotion, oob_fill;
+	uint32_t channels_per_pixel, pixels_per_column;
+	uint32_t pad;
+	uint64_t global_address;
+	uint64_t global_dim[5];
+	uint64_t global_strides[4];
+	uint32_t box_dim[5];
+	uint32_t element_strides[5];
+	int32_t lower_corner[3], upper_corner[3];
+	uint8_t map[128];   /* kind 2: the descriptor to change */
+};
 
 /* STATS reply: what the server counted for this client. */
 struct mig_stats {

@@ -76,6 +76,7 @@ static const char *const op_names[MIG_OP_COUNT] = {
 	[MIG_OP_EVENT_RECORD] = "event-record", [MIG_OP_EVENT_QUERY] = "event-query",
 	[MIG_OP_EVENT_SYNC] = "event-sync", [MIG_OP_EVENT_ELAPSED] = "event-elapsed",
 	[MIG_OP_STATS] = "stats", [MIG_OP_FUNC_CLUSTERS] = "occupancy-clusters",
+	[MIG_OP_TENSOR_MAP] = "tensor-map",
 };
 
 void shim_stats_bytes(int dir, uint64_t n)

@@ -394,3 +394,95 @@ SHIM_API CUresult cuOccupancyMaxPotentialClusterSize(int *n, CUfunction fn,
 {
 	return cluster_query(n, fn, c, 1);
 }
+
+/* --- tensor maps (TMA descriptors) ------------------------------------------ */
+
+static CUresult tensor_map(struct mig_tensor_map *a, CUtensorMap *out)
+{
+	CUresult r = shim_check_ctx();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!out)
+		return CUDA_ERROR_INVALID_VALUE;
+	return shim_call(MIG_OP_TENSOR_MAP, a, sizeof(*a), MIG_MSGF_REPLY, out,
+			 sizeof(*out));
+}
+
+static CUresult tensor_map_args(struct mig_tensor_map *a, CUtensorMapDataType dt,
+				cuuint32_t rank, void *addr,
+				const cuuint64_t *dim, const cuuint64_t *strides,
+				const cuuint32_t *es, CUtensorMapInterleave il,
+				CUtensorMapSwizzle sw, CUtensorMapL2promotion l2,
+				CUtensorMapFloatOOBfill oob)
+{
+	memset(a, 0, sizeof(*a));
+	if (rank == 0 || rank > 5 || !dim || !es || (rank > 1 && !strides))
+		return CUDA_ERROR_INVALID_VALUE;
+	a->data_type = dt;
+	a->rank = rank;
+	a->global_address = (uint64_t)(uintptr_t)addr;
+	memcpy(a->global_dim, dim, rank * sizeof(*dim));
+	if (rank > 1)
+		memcpy(a->global_strides, strides, (rank - 1) * sizeof(*strides));
+	memcpy(a->element_strides, es, rank * sizeof(*es));
+	a->interleave = il;
+	a->swizzle = sw;
+	a->l2_promotion = l2;
+	a->oob_fill = oob;
+	return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuTensorMapEncodeTiled(
+	CUtensorMap *m, CUtensorMapDataType dt, cuuint32_t rank, void *addr,
+	const cuuint64_t *dim, const cuuint64_t *strides, const cuuint32_t *box,
+	const cuuint32_t *es, CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+	CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill oob)
+{
+	struct mig_tensor_map a;
+	CUresult r = tensor_map_args(&a, dt, rank, addr, dim, strides, es, il,
+				     sw, l2, oob);
+
+	if (r != CUDA_SUCCESS || !box)
+		return r != CUDA_SUCCESS ? r : CUDA_ERROR_INVALID_VALUE;
+	a.kind = 0;
+	memcpy(a.box_dim, box, rank * sizeof(*box));
+	return tensor_map(&a, m);
+}
+
+SHIM_API CUresult cuTensorMapEncodeIm2col(
+	CUtensorMap *m, CUtensorMapDataType dt, cuuint32_t rank, void *addr,
+	const cuuint64_t *dim, const cuuint64_t *strides, const int *lo,
+	const int *hi, cuuint32_t cpp, cuuint32_t ppc, const cuuint32_t *es,
+	CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+	CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill oob)
+{
+	struct mig_tensor_map a;
+	CUresult r = tensor_map_args(&a, dt, rank, addr, dim, strides, es, il,
+				     sw, l2, oob);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (rank < 3 || !lo || !hi)
+		return CUDA_ERROR_INVALID_VALUE;
+	a.kind = 1;
+	memcpy(a.lower_corner, lo, (rank - 2) * sizeof(*lo));
+	memcpy(a.upper_corner, hi, (rank - 2) * sizeof(*hi));
+	a.channels_per_pixel = cpp;
+	a.pixels_per_column = ppc;
+	return tensor_map(&a, m);
+}
+
+SHIM_API CUresult cuTensorMapReplaceAddress(CUtensorMap *m, void *addr)
+{
+	struct mig_tensor_map a;
+
+	if (!m)
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(&a, 0, sizeof(a));
+	a.kind = 2;
+	a.rank = 1;
+	a.global_address = (uint64_t)(uintptr_t)addr;
+	memcpy(a.map, m, sizeof(a.map));
+	return tensor_map(&a, m);
+}
