@@ -174,7 +174,9 @@ static int set(const char *key, const char *val)
 	for (int i = 0; i < nparts; i++) {
 		struct mig_partition *p = &daemon_.devices.p[i];
 
-		if (*uuid && nparts == 1)
+		/* On a GPU every partition is the real device: placement
+		 * logic is what is tested, not isolation. */
+		if (*uuid)
 			snprintf(p->uuid, sizeof(p->uuid), "%s", uuid);
 		else
 			snprintf(p->uuid, sizeof(p->uuid), "host-%d", i);

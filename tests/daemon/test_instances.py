@@ -152,6 +152,15 @@ class Harness:
         self.log.close()
 
 
+def _gpu_uuid():
+    """The first real GPU's UUID, for the GPU suite (the server binds to it)."""
+    if BACKEND != "cuda":
+        return ""
+    out = subprocess.run(["nvidia-smi", "--query-gpu=uuid", "--format=csv,noheader"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()[0]
+
+
 @pytest.fixture
 def harness(built):
     hs = []
@@ -162,6 +171,8 @@ def harness(built):
                     "pool": pool, "partitions": partitions, "profile": profile,
                     "mem_mib": mem_mib if BACKEND == "host" else 140000,
                     "verbose": 2}
+        if BACKEND == "cuda":
+            settings["uuid"] = _gpu_uuid()
         h = Harness(built, settings)
         hs.append(h)
         if start:
