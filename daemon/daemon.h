@@ -45,9 +45,12 @@ struct mig_config {
 	int ntenants;
 	int pool_per_partition;  /* pre-initialized GPU servers; default 1 */
 	uint64_t max_payload;    /* bytes; default 64 MiB */
-	int http_threads;        /* default 32 */
+	int http_threads;        /* 0 (default): a thread per connection;
+				  * N: a pool of N threads (http.c) */
 	uint64_t segment_size;   /* per instance; default 2 GiB */
 	int verbose;
+	uint64_t max_artifact;   /* bytes of one deployed artifact; 256 MiB */
+	bool metrics_public;     /* GET /metrics without a token: all tenants */
 };
 
 /* Defaults, then the file (if any), then flags.  0 or -1 with @err set. */
@@ -113,6 +116,26 @@ struct mig_registry *registry_open(const char *data_dir, char *err,
 struct mig_function *registry_get(struct mig_registry *r, const char *tenant,
 				  const char *name);
 void function_free(struct mig_function *f);
+/*
+ * Deploy or update @name of @tenant from @spec, the parsed body of
+ * PUT /v1/functions/{name} (a jansson json_t *): validate it, store the
+ * artifact, bump the version, persist.  0 with *@version (and *@created
+ * for a new function); else -EINVAL (bad spec), -EFBIG (artifact larger
+ * than @max_artifact) or another -errno (storage), with @err saying why.
+ */
+int registry_put(struct mig_registry *r, const char *tenant, const char *name,
+		 void *spec, uint64_t max_artifact, unsigned int *version,
+		 bool *created, char *err, size_t errlen);
+/* 0, or -ENOENT. */
+int registry_delete(struct mig_registry *r, const char *tenant,
+		    const char *name);
+/* One function as JSON (json_t *), or NULL; the tenant's as an array. */
+void *registry_describe(struct mig_registry *r, const char *tenant,
+			const char *name);
+void *registry_list(struct mig_registry *r, const char *tenant);
+void registry_close(struct mig_registry *r);
+/* [A-Za-z0-9_.-]{1,100}, not "." or "..". */
+bool function_name_ok(const char *name);
 
 /* --- instances (instances.c) --------------------------------------------- */
 
@@ -145,11 +168,24 @@ void instances_shutdown(struct mig_daemon *d);
 
 /* --- metrics (metrics.c) ------------------------------------------------- */
 
+/* @cold: 1 cold, 0 warm, -1 no instance served it (it failed before). */
 void metrics_invocation(const char *tenant, const char *function,
 			int http_status, int cold, uint64_t total_us,
 			uint64_t queued_us, uint64_t cold_us, uint64_t run_us);
 /* Prometheus text exposition; malloc'ed. */
 char *metrics_render(struct mig_daemon *d);
+/* The same, with only @tenant's series (NULL: every tenant's). */
+char *metrics_render_for(struct mig_daemon *d, const char *tenant);
+
+/* --- the HTTP API (http.c) ----------------------------------------------- */
+
+/* Listen and serve; 0, or -1 with @err saying why. */
+int http_start(struct mig_daemon *d, char *err, size_t errlen);
+/* Stop accepting connections (requests in flight go on). */
+void http_quiesce(void);
+/* Wait until no request is in flight, at most @timeout_ms. */
+void http_drain(unsigned int timeout_ms);
+void http_stop(void);
 
 /* --- the daemon ---------------------------------------------------------- */
 
@@ -161,7 +197,12 @@ struct mig_daemon {
 	volatile int stopping;
 };
 
+/* log.c: to stderr, level 0 always, 1 with -v, 2 with -vv. */
 void daemon_log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void daemon_log_level(int verbose);
+
+/* main.c: find the partitions again (SIGHUP, POST /v1/devices/reload). */
+int daemon_reload(struct mig_daemon *d);
 
 #endif /* MIG_DAEMON_H */

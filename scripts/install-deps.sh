@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-      libcmocka-dev libcurl4-openssl-dev libjansson-dev python3 python3-pip
+      libcmocka-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev python3 python3-pip
       python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do

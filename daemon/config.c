@@ -1,0 +1,582 @@
+/*
+ * config.c - mignificentd's configuration: embedded defaults, then the
+ * JSON file of --config (if any), then the command-line flags.
+ *
+ * The daemon must start with no configuration at all, so every setting has
+ * a default; the file and the flags only override.  The file is strict: an
+ * unknown key or a value of the wrong type is an error that names the key,
+ * because a misspelt setting silently ignored is worse than a refusal to
+ * start.  Paths end up absolute: the daemon starts its children in other
+ * directories, where a relative path would mean something else.
+ *
+ * The format is described in docs/operations.md.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "daemon.h"
+#include "segment.h"
+
+#define DEFAULT_ADDR "127.0.0.1"
+#define DEFAULT_PORT 10000
+#define DEFAULT_MAX_PAYLOAD (64ull << 20)
+#define DEFAULT_MAX_ARTIFACT (256ull << 20)
+#define PAYLOAD_LIMIT (256ull << 20)   /* MIG_CTL_MAX_BODY */
+#define ARTIFACT_LIMIT (4ull << 30)
+#define TOKEN_MIN 16
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mignificentd [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
+		"                    [--backend cuda|host] [--nvml PATH] [-v]...\n"
+		"\n"
+		"  --config FILE      settings in JSON (docs/operations.md); flags win\n"
+		"  --listen ADDR:PORT where the HTTP API listens (default 127.0.0.1:10000;\n"
+		"                     [::1]:PORT for IPv6, :PORT for every interface, port 0\n"
+		"                     for any free one)\n"
+		"  --data-dir DIR     functions and the token (default /var/lib/mignificent\n"
+		"                     as root, else $XDG_STATE_HOME/mignificent)\n"
+		"  --backend B        cuda (the GPUs, found through NVML) or host (the test\n"
+		"                     double, no GPU needed)\n"
+		"  --nvml PATH        the NVML library (default libnvidia-ml.so.1)\n"
+		"  -v, --verbose      more log; twice for every request\n"
+		"\n"
+		"SIGHUP finds the GPU partitions again; SIGTERM drains and stops.\n");
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* --- values ------------------------------------------------------------- */
+
+/* "64MiB", "1.5G", "4096": bytes (K, M, G, T are powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	const char *u;
+	double v, mul = 1;
+	char *end;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !(v >= 0) || !isdigit((unsigned char)*s))
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (*end) {
+		u = strchr(units, toupper((unsigned char)*end));
+		if (!u)
+			return -1;
+		mul = ldexp(1.0, 10 * (int)(u - units + 1));
+		end++;
+		if (*end == 'i' || *end == 'I')
+			end++;
+		if (*end == 'b' || *end == 'B')
+			end++;
+	}
+	if (*end || v * mul >= 18446744073709551615.0)
+		return -1;
+	*out = (uint64_t)(v * mul);
+	return 0;
+}
+
+/*
+ * "ADDR:PORT", "[V6]:PORT" or ":PORT" (every interface) into @c.  The
+ * address is resolved later, by http.c, which can then say why it failed.
+ */
+static int parse_listen(const char *s, struct mig_config *c, char *err,
+			size_t errlen)
+{
+	const char *colon, *host = s;
+	size_t hlen;
+	char *end;
+	long port;
+
+	colon = strrchr(s, ':');
+	if (!colon)
+		goto bad;
+	hlen = (size_t)(colon - s);
+	if (*s == '[') {
+		if (hlen < 3 || s[hlen - 1] != ']')
+			goto bad;
+		host = s + 1;
+		hlen -= 2;
+	} else if (memchr(s, ':', hlen)) {
+		goto bad; /* an IPv6 address wants brackets */
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+		goto bad;
+	if (hlen >= sizeof(c->listen_addr))
+		goto bad;
+	if (hlen)
+		snprintf(c->listen_addr, sizeof(c->listen_addr), "%.*s",
+			 (int)hlen, host);
+	else
+		snprintf(c->listen_addr, sizeof(c->listen_addr), "0.0.0.0");
+	c->listen_port = (int)port;
+	return 0;
+bad:
+	return fail(err, errlen, "listen address \"%s\" is not ADDR:PORT: write "
+		    "e.g. 127.0.0.1:10000, [::1]:10000 or :10000", s);
+}
+
+/* @path made absolute against @base (a directory, or NULL for the cwd). */
+static int absolute(char *out, size_t outlen, const char *path,
+		    const char *base, const char *what, char *err,
+		    size_t errlen)
+{
+	char cwd[PATH_MAX];
+	int k;
+
+	if (!*path)
+		return fail(err, errlen, "%s is empty: give a directory or leave "
+			    "it out", what);
+	if (*path == '/') {
+		if (strlen(path) >= outlen)
+			goto long_;
+		snprintf(out, outlen, "%s", path);
+		return 0;
+	}
+	if (!base) {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return fail(err, errlen, "cannot make %s \"%s\" absolute: "
+				    "getcwd: %s; give an absolute path", what,
+				    path, strerror(errno));
+		base = cwd;
+	}
+	k = snprintf(out, outlen, "%s/%s", base, path);
+	if (k < 0 || (size_t)k >= outlen)
+		goto long_;
+	return 0;
+long_:
+	return fail(err, errlen, "%s \"%s\" is too long (at most %zu bytes)",
+		    what, path, outlen - 1);
+}
+
+static bool tenant_name_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (!n || n >= sizeof(((struct mig_tenant *)0)->name) ||
+	    !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+			return false;
+	return true;
+}
+
+static bool token_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n < TOKEN_MIN || n >= sizeof(((struct mig_tenant *)0)->token))
+		return false;
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* --- defaults ----------------------------------------------------------- */
+
+static void default_data_dir(char *out, size_t n)
+{
+	const char *dir = getenv("MIG_DATA_DIR"), *home;
+
+	if (dir && *dir) {
+		snprintf(out, n, "%s", dir);
+	} else if (geteuid() == 0) {
+		snprintf(out, n, "/var/lib/mignificent");
+	} else if ((dir = getenv("XDG_STATE_HOME")) && *dir == '/') {
+		snprintf(out, n, "%s/mignificent", dir);
+	} else if ((home = getenv("HOME")) && *home == '/') {
+		snprintf(out, n, "%s/.local/state/mignificent", home);
+	} else {
+		snprintf(out, n, "/tmp/mignificent-%u", (unsigned int)geteuid());
+	}
+}
+
+static void defaults(struct mig_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->listen_addr, sizeof(c->listen_addr), DEFAULT_ADDR);
+	c->listen_port = DEFAULT_PORT;
+	default_data_dir(c->data_dir, sizeof(c->data_dir));
+	snprintf(c->backend, sizeof(c->backend), "cuda");
+	c->pool_per_partition = 1;
+	c->max_payload = DEFAULT_MAX_PAYLOAD;
+	c->max_artifact = DEFAULT_MAX_ARTIFACT;
+	c->http_threads = 0;
+	c->segment_size = MIG_SEGMENT_SIZE_DEFAULT;
+}
+
+/* --- the file ----------------------------------------------------------- */
+
+struct file_ctx {
+	const char *path;
+	char dir[PATH_MAX];     /* relative paths in the file are from here */
+	char *err;
+	size_t errlen;
+};
+
+static int key_fail(struct file_ctx *x, const char *key, const char *want)
+{
+	return fail(x->err, x->errlen, "config %s: \"%s\" must be %s", x->path,
+		    key, want);
+}
+
+static int get_string(struct file_ctx *x, const char *key, json_t *v,
+		      char *out, size_t n)
+{
+	if (!json_is_string(v))
+		return key_fail(x, key, "a string");
+	if (json_string_length(v) >= n)
+		return fail(x->err, x->errlen, "config %s: \"%s\" is longer "
+			    "than %zu bytes", x->path, key, n - 1);
+	snprintf(out, n, "%s", json_string_value(v));
+	return 0;
+}
+
+static int get_path(struct file_ctx *x, const char *key, json_t *v, char *out,
+		    size_t n)
+{
+	char tmp[PATH_MAX];
+
+	if (get_string(x, key, v, tmp, sizeof(tmp)))
+		return -1;
+	return absolute(out, n, tmp, x->dir, key, x->err, x->errlen);
+}
+
+static int get_int(struct file_ctx *x, const char *key, json_t *v, int lo,
+		   int hi, int *out)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), "an integer from %d to %d", lo, hi);
+	if (!json_is_integer(v) || json_integer_value(v) < lo ||
+	    json_integer_value(v) > hi)
+		return key_fail(x, key, want);
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+static int get_size(struct file_ctx *x, const char *key, json_t *v,
+		    uint64_t *out)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_string(v) && !parse_size(json_string_value(v), out))
+		return 0;
+	return key_fail(x, key, "a number of bytes or a size such as \"64MiB\"");
+}
+
+static int get_tenants(struct file_ctx *x, json_t *v, struct mig_config *c)
+{
+	size_t i, n = json_array_size(v);
+	json_t *t, *val;
+	const char *k;
+	int j;
+
+	if (!json_is_array(v))
+		return key_fail(x, "tenants", "an array of {\"name\", \"token\"}");
+	if (!n)
+		return fail(x->err, x->errlen, "config %s: \"tenants\" is empty: "
+			    "list at least one, or leave it out for the default "
+			    "tenant", x->path);
+	if (n > sizeof(c->tenants) / sizeof(c->tenants[0]))
+		return fail(x->err, x->errlen, "config %s: %zu tenants; at most "
+			    "%zu are supported", x->path, n,
+			    sizeof(c->tenants) / sizeof(c->tenants[0]));
+	json_array_foreach(v, i, t) {
+		struct mig_tenant *m = &c->tenants[i];
+		json_t *name = json_object_get(t, "name");
+		json_t *token = json_object_get(t, "token");
+
+		if (!json_is_object(t) || !json_is_string(name) ||
+		    !json_is_string(token))
+			return fail(x->err, x->errlen, "config %s: tenants[%zu] "
+				    "must be {\"name\": \"...\", \"token\": \"...\"}",
+				    x->path, i);
+		json_object_foreach(t, k, val)
+			if (strcmp(k, "name") && strcmp(k, "token"))
+				return fail(x->err, x->errlen, "config %s: "
+					    "tenants[%zu] has an unknown key "
+					    "\"%s\" (known: name, token)",
+					    x->path, i, k);
+		if (!tenant_name_ok(json_string_value(name)))
+			return fail(x->err, x->errlen, "config %s: tenant name "
+				    "\"%s\" must be 1 to 63 of A-Z a-z 0-9 _ . - "
+				    "(and not . or ..)", x->path,
+				    json_string_value(name));
+		if (!token_ok(json_string_value(token)))
+			return fail(x->err, x->errlen, "config %s: the token of "
+				    "tenant \"%s\" must be %d to %zu printable "
+				    "characters without spaces; make one with "
+				    "`openssl rand -hex 32`", x->path,
+				    json_string_value(name), TOKEN_MIN,
+				    sizeof(m->token) - 1);
+		snprintf(m->name, sizeof(m->name), "%s", json_string_value(name));
+		snprintf(m->token, sizeof(m->token), "%s",
+			 json_string_value(token));
+		for (j = 0; j < (int)i; j++) {
+			if (!strcmp(c->tenants[j].name, m->name))
+				return fail(x->err, x->errlen, "config %s: "
+					    "tenant \"%s\" is listed twice",
+					    x->path, m->name);
+			if (!strcmp(c->tenants[j].token, m->token))
+				return fail(x->err, x->errlen, "config %s: "
+					    "tenants \"%s\" and \"%s\" have the "
+					    "same token; give each its own",
+					    x->path, c->tenants[j].name, m->name);
+		}
+	}
+	c->ntenants = (int)n;
+	return 0;
+}
+
+static const char *const known_keys =
+	"listen, data_dir, backend, nvml_path, bin_dir, shim_dir, lib_dir, "
+	"tenants, pool_per_partition, max_payload, max_artifact, "
+	"http_threads, segment_size, verbose, metrics_public";
+
+static int apply_key(struct file_ctx *x, const char *k, json_t *v,
+		     struct mig_config *c)
+{
+	char tmp[128];
+
+	if (!strcmp(k, "listen")) {
+		char why[256];
+
+		if (get_string(x, k, v, tmp, sizeof(tmp)))
+			return -1;
+		if (parse_listen(tmp, c, why, sizeof(why)))
+			return fail(x->err, x->errlen, "config %s: %s", x->path,
+				    why);
+		return 0;
+	}
+	if (!strcmp(k, "data_dir"))
+		return get_path(x, k, v, c->data_dir, sizeof(c->data_dir));
+	if (!strcmp(k, "backend"))
+		return get_string(x, k, v, c->backend, sizeof(c->backend));
+	if (!strcmp(k, "nvml_path")) /* a library name is looked up: as is */
+		return get_string(x, k, v, c->nvml_path, sizeof(c->nvml_path));
+	if (!strcmp(k, "bin_dir"))
+		return get_path(x, k, v, c->bin_dir, sizeof(c->bin_dir));
+	if (!strcmp(k, "shim_dir"))
+		return get_path(x, k, v, c->shim_dir, sizeof(c->shim_dir));
+	if (!strcmp(k, "lib_dir"))
+		return get_path(x, k, v, c->lib_dir, sizeof(c->lib_dir));
+	if (!strcmp(k, "tenants"))
+		return get_tenants(x, v, c);
+	if (!strcmp(k, "pool_per_partition"))
+		return get_int(x, k, v, 0, 64, &c->pool_per_partition);
+	if (!strcmp(k, "max_payload"))
+		return get_size(x, k, v, &c->max_payload);
+	if (!strcmp(k, "max_artifact"))
+		return get_size(x, k, v, &c->max_artifact);
+	if (!strcmp(k, "http_threads"))
+		return get_int(x, k, v, 0, 1024, &c->http_threads);
+	if (!strcmp(k, "segment_size"))
+		return get_size(x, k, v, &c->segment_size);
+	if (!strcmp(k, "verbose"))
+		return get_int(x, k, v, 0, 3, &c->verbose);
+	if (!strcmp(k, "metrics_public")) {
+		if (!json_is_boolean(v))
+			return key_fail(x, k, "true or false");
+		c->metrics_public = json_is_true(v);
+		return 0;
+	}
+	return fail(x->err, x->errlen, "config %s: unknown key \"%s\" (known: "
+		    "%s)", x->path, k, known_keys);
+}
+
+static int load_file(const char *path, struct mig_config *c, char *err,
+		     size_t errlen)
+{
+	struct file_ctx x = { .path = path, .err = err, .errlen = errlen };
+	json_error_t jerr;
+	const char *k;
+	json_t *j, *v;
+	char *slash;
+	int ret = 0;
+
+	if (absolute(x.dir, sizeof(x.dir), path, NULL, "--config", err, errlen))
+		return -1;
+	slash = strrchr(x.dir, '/');
+	if (slash == x.dir)
+		slash[1] = 0;
+	else if (slash)
+		*slash = 0;
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j) {
+		if (jerr.line < 1)
+			return fail(err, errlen, "config %s: %s", path, jerr.text);
+		return fail(err, errlen, "config %s: line %d, column %d: %s: fix "
+			    "the JSON", path, jerr.line, jerr.column, jerr.text);
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return fail(err, errlen, "config %s: the file must hold one JSON "
+			    "object ({\"listen\": \"127.0.0.1:10000\", ...})",
+			    path);
+	}
+	json_object_foreach(j, k, v) {
+		if (apply_key(&x, k, v, c)) {
+			ret = -1;
+			break;
+		}
+	}
+	json_decref(j);
+	return ret;
+}
+
+/* --- checks ------------------------------------------------------------- */
+
+static int check(struct mig_config *c, char *err, size_t errlen)
+{
+	if (strcmp(c->backend, "cuda") && strcmp(c->backend, "host"))
+		return fail(err, errlen, "backend \"%s\" is unknown: use cuda "
+			    "(the GPUs) or host (the test double)", c->backend);
+	if (!c->max_payload || c->max_payload > PAYLOAD_LIMIT)
+		return fail(err, errlen, "max_payload %llu is out of range: give "
+			    "1 byte to %llu MiB",
+			    (unsigned long long)c->max_payload,
+			    PAYLOAD_LIMIT >> 20);
+	if (!c->max_artifact || c->max_artifact > ARTIFACT_LIMIT)
+		return fail(err, errlen, "max_artifact %llu is out of range: give "
+			    "1 byte to %llu MiB",
+			    (unsigned long long)c->max_artifact,
+			    ARTIFACT_LIMIT >> 20);
+	if (c->segment_size < MIG_SEGMENT_SIZE_MIN)
+		return fail(err, errlen, "segment_size %llu is below the minimum "
+			    "of %llu MiB", (unsigned long long)c->segment_size,
+			    MIG_SEGMENT_SIZE_MIN >> 20);
+	return 0;
+}
+
+/* --- flags -------------------------------------------------------------- */
+
+static const struct option long_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "listen", required_argument, NULL, 'l' },
+	{ "data-dir", required_argument, NULL, 'd' },
+	{ "backend", required_argument, NULL, 'b' },
+	{ "nvml", required_argument, NULL, 'n' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+#define SHORT_OPTS "c:l:d:b:n:vh"
+
+/* First pass: only --config and --help, so the file can come first. */
+static int find_config(int argc, char **argv, const char **path, char *err,
+		       size_t errlen)
+{
+	int o;
+
+	opterr = 0;
+	optind = 0; /* glibc: start over, whatever an earlier scan did */
+	while ((o = getopt_long(argc, argv, SHORT_OPTS, long_opts, NULL)) != -1) {
+		if (o == 'c') {
+			*path = optarg;
+		} else if (o == 'h') {
+			usage(stdout);
+			exit(0);
+		} else if (o == '?') {
+			usage(stderr);
+			return fail(err, errlen, "unknown option or missing value: "
+				    "%s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument \"%s\" (see "
+			    "--help)", argv[optind]);
+	return 0;
+}
+
+static int apply_flags(int argc, char **argv, struct mig_config *c, char *err,
+		       size_t errlen)
+{
+	int o;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, SHORT_OPTS, long_opts, NULL)) != -1) {
+		switch (o) {
+		case 'l':
+			if (parse_listen(optarg, c, err, errlen))
+				return -1;
+			break;
+		case 'd':
+			if (absolute(c->data_dir, sizeof(c->data_dir), optarg, NULL,
+				     "--data-dir", err, errlen))
+				return -1;
+			break;
+		case 'b':
+			if (strlen(optarg) >= sizeof(c->backend))
+				return fail(err, errlen, "backend \"%s\" is unknown: "
+					    "use cuda or host", optarg);
+			snprintf(c->backend, sizeof(c->backend), "%s", optarg);
+			break;
+		case 'n':
+			if (strlen(optarg) >= sizeof(c->nvml_path))
+				return fail(err, errlen, "--nvml is too long");
+			snprintf(c->nvml_path, sizeof(c->nvml_path), "%s", optarg);
+			break;
+		case 'v':
+			c->verbose++;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+int config_load(struct mig_config *c, int argc, char **argv, char *err,
+		size_t errlen)
+{
+	const char *file = NULL;
+	char dir[PATH_MAX];
+
+	defaults(c);
+	if (find_config(argc, argv, &file, err, errlen))
+		return -1;
+	if (file && load_file(file, c, err, errlen))
+		return -1;
+	if (apply_flags(argc, argv, c, err, errlen))
+		return -1;
+	/* The default (or $MIG_DATA_DIR) may be relative too. */
+	snprintf(dir, sizeof(dir), "%s", c->data_dir);
+	if (absolute(c->data_dir, sizeof(c->data_dir), dir, NULL, "data_dir",
+		     err, errlen))
+		return -1;
+	return check(c, err, errlen);
+}
