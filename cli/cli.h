@@ -20,7 +20,6 @@ int mig_cmd_reload(int argc, char **argv);
 int mig_cmd_bench(int argc, char **argv);
 
 /* Helpers shared by the HTTP commands (commands.c). */
-int mig_parse_size(const char *s, uint64_t *out);
 void *mig_read_file(const char *cmd, const char *path, size_t *len);
 
 #endif

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "units.h"
 #include "http_client.h"
 
 /* The daemon's API, as the CLI uses it (docs/openapi.yaml). */
@@ -265,36 +266,6 @@ static int get_table(const char *cmd, struct mig_http *h, const char *path,
 
 /* --- mig deploy ---------------------------------------------------------- */
 
-/* "1GiB", "512M", "1.5G", "4096": bytes (K, M, G, T are powers of 1024). */
-int mig_parse_size(const char *s, uint64_t *out)
-{
-	static const char units[] = "KMGT";
-	const char *u;
-	double v, mul = 1;
-	char *end;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -1;
-	while (*end == ' ')
-		end++;
-	if (*end) {
-		u = strchr(units, toupper((unsigned char)*end));
-		if (!u)
-			return -1;
-		mul = ldexp(1.0, 10 * (int)(u - units + 1));
-		end++;
-		if (*end == 'i' || *end == 'I')
-			end++;
-		if (*end == 'b' || *end == 'B')
-			end++;
-	}
-	if (*end)
-		return -1;
-	*out = (uint64_t)(v * mul);
-	return 0;
-}
 
 /* The whole of @path, malloc'ed; NULL after saying why. */
 void *mig_read_file(const char *cmd, const char *path, size_t *len)

@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "units.h"
 #include "segment.h"
 
 #define DEFAULT_ADDR "127.0.0.1"
@@ -71,36 +72,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 
 /* --- values ------------------------------------------------------------- */
 
-/* "64MiB", "1.5G", "4096": bytes (K, M, G, T are powers of 1024). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	static const char units[] = "KMGT";
-	const char *u;
-	double v, mul = 1;
-	char *end;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !(v >= 0) || !isdigit((unsigned char)*s))
-		return -1;
-	while (*end == ' ')
-		end++;
-	if (*end) {
-		u = strchr(units, toupper((unsigned char)*end));
-		if (!u)
-			return -1;
-		mul = ldexp(1.0, 10 * (int)(u - units + 1));
-		end++;
-		if (*end == 'i' || *end == 'I')
-			end++;
-		if (*end == 'b' || *end == 'B')
-			end++;
-	}
-	if (*end || v * mul >= 18446744073709551615.0)
-		return -1;
-	*out = (uint64_t)(v * mul);
-	return 0;
-}
 
 /*
  * "ADDR:PORT", "[V6]:PORT" or ":PORT" (every interface) into @c.  The
@@ -292,7 +263,7 @@ static int get_size(struct file_ctx *x, const char *key, json_t *v,
 		*out = (uint64_t)json_integer_value(v);
 		return 0;
 	}
-	if (json_is_string(v) && !parse_size(json_string_value(v), out))
+	if (json_is_string(v) && !mig_parse_size(json_string_value(v), out))
 		return 0;
 	return key_fail(x, key, "a number of bytes or a size such as \"64MiB\"");
 }

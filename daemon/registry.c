@@ -44,6 +44,7 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "units.h"
 
 #define NBUCKETS 4096u
 #define NAME_MAX_LEN 100
@@ -541,11 +542,6 @@ static bool in_list(const char *const *l, const char *k)
 /* "512MiB", "1.5G", 1073741824: bytes (K, M, G, T: powers of 1024). */
 static int parse_size(json_t *v, uint64_t *out)
 {
-	static const char units[] = "KMGT";
-	const char *s, *u;
-	double d, mul = 1;
-	char *end;
-
 	if (json_is_integer(v)) {
 		if (json_integer_value(v) < 0)
 			return -1;
@@ -554,28 +550,7 @@ static int parse_size(json_t *v, uint64_t *out)
 	}
 	if (!json_is_string(v))
 		return -1;
-	s = json_string_value(v);
-	errno = 0;
-	d = strtod(s, &end);
-	if (errno || end == s || !isdigit((unsigned char)*s) || !(d >= 0))
-		return -1;
-	while (*end == ' ')
-		end++;
-	if (*end) {
-		u = strchr(units, toupper((unsigned char)*end));
-		if (!u)
-			return -1;
-		mul = ldexp(1.0, 10 * (int)(u - units + 1));
-		end++;
-		if (*end == 'i' || *end == 'I')
-			end++;
-		if (*end == 'b' || *end == 'B')
-			end++;
-	}
-	if (*end || d * mul >= 1.8e19)
-		return -1;
-	*out = (uint64_t)(d * mul);
-	return 0;
+	return mig_parse_size(json_string_value(v), out);
 }
 
 static int get_uint(json_t *j, const char *key, unsigned int lo,
