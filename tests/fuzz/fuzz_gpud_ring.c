@@ -33,6 +33,7 @@ static void setup(void)
 	}
 	g.b = &b;
 	g.client_lifeline = -1;
+	g.verbose = -1; /* every input is malformed: no line per input */
 	snprintf(g.instance, sizeof(g.instance), "fuzz");
 	if (gpud_setup(&g, fd, MIG_SEGMENT_BASE_DEFAULT, MIG_DEV_VA_BASE_DEFAULT,
 		       1ull << 30, NULL, err, sizeof(err)) < 0) {
