@@ -3,12 +3,15 @@
 #   1. install what is missing;
 #   2. build with -Wall -Wextra -Werror;
 #   3. unit tests (cmocka, through ctest);
-#   4. the remoting suite: unmodified CUDA programs (static and shared
-#      runtime) through `mig run` against the host test-double backend;
-#   5. the same suite with mig-gpud built with AddressSanitizer + UBSan;
+#   4. the pytest suite: unmodified CUDA programs (static and shared
+#      runtime) through `mig run`, and the daemon over real HTTP with real
+#      executor and GPU-server processes, against the host test double;
+#   5. the same suite with mig-gpud and mignificentd built with
+#      AddressSanitizer + UBSan;
 #   6. the fuzz target of the server's message decoder, for a while.
 # With MIG_TEST_BACKEND=cuda (on a GPU machine) step 4 runs against the real
-# driver and the GPU-only tests (third-party clients) run too.
+# driver and the GPU-only tests (third-party clients, the daemon on the GPU)
+# run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +30,7 @@ ninja -C build -j "$jobs"
 step "unit tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-step "remoting suite ($backend backend)"
+step "pytest suite: remoting and daemon ($backend backend)"
 pytest_run() {
 	set +e
 	.venv/bin/pytest -q -p no:cacheprovider "$@"
@@ -42,7 +45,7 @@ pytest_run() {
 }
 MIG_TEST_BACKEND=$backend pytest_run tests
 
-step "remoting suite, mig-gpud under AddressSanitizer + UBSan"
+step "pytest suite, mig-gpud and mignificentd under AddressSanitizer + UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMIG_SANITIZE=ON \
 	-DMIG_BUILD_CUDA_TESTS=OFF >/dev/null
 ninja -C build-asan -j "$jobs"
