@@ -106,6 +106,7 @@ struct mig_function {
 	unsigned int keep_alive_ms;
 	unsigned int max_instances;
 	char **env;             /* NULL-terminated "K=V" strings */
+	char log_path[PATH_MAX]; /* its executors' output (stdout and stderr) */
 	unsigned int version;   /* bumped by every update */
 };
 
@@ -136,6 +137,10 @@ void *registry_list(struct mig_registry *r, const char *tenant);
 void registry_close(struct mig_registry *r);
 /* [A-Za-z0-9_.-]{1,100}, not "." or "..". */
 bool function_name_ok(const char *name);
+
+/* A function's log is kept to about this size: past it, at the start of
+ * an instance, the file moves to "<log>.1" (replacing the older one). */
+#define MIG_FUNCTION_LOG_MAX (8u << 20)
 
 /* --- instances (instances.c) --------------------------------------------- */
 

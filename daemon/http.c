@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,17 +587,65 @@ static enum MHD_Result do_function(struct MHD_Connection *c, struct req *q,
 	return j ? reply_json(c, q, MHD_HTTP_OK, j) : not_found(c, q);
 }
 
+/* The last @max bytes of @path, malloc'ed, in *@len; NULL if none. */
+static char *file_tail(const char *path, size_t max, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*len = 0;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return NULL;
+	}
+	if ((uint64_t)st.st_size < max)
+		max = (size_t)st.st_size;
+	buf = malloc(max ? max : 1);
+	n = buf ? pread(fd, buf, max, st.st_size - (off_t)max) : -1;
+	close(fd);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	*len = (size_t)n;
+	return buf;
+}
+
+/*
+ * GET /v1/functions/{name}/logs: the end of what the function's executors
+ * wrote to stdout and stderr (?bytes=N, default 64 KiB, at most 8 MiB).
+ */
 static enum MHD_Result do_logs(struct MHD_Connection *c, struct req *q)
 {
-	json_t *j = registry_describe(H.d->registry, q->tenant->name, q->name);
+	struct mig_function *f = registry_get(H.d->registry, q->tenant->name,
+					      q->name);
+	const char *arg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "bytes");
+	size_t max = 64u << 10, len;
+	char *body;
 
-	if (!j)
+	if (!f)
 		return not_found(c, q);
-	json_decref(j);
-	return reply_error(c, q, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented",
-			   "logs are not collected per function yet: a "
-			   "function's output goes to the daemon's standard "
-			   "error (e.g. journalctl -u mignificentd)");
+	if (arg) {
+		char *end;
+		unsigned long long v = strtoull(arg, &end, 10);
+
+		if (*end || !*arg || v == 0 || v > MIG_FUNCTION_LOG_MAX) {
+			function_free(f);
+			return reply_error(c, q, MHD_HTTP_BAD_REQUEST, "bad_request",
+					   "bytes must be a number from 1 to %u",
+					   MIG_FUNCTION_LOG_MAX);
+		}
+		max = (size_t)v;
+	}
+	body = file_tail(f->log_path, max, &len);
+	function_free(f);
+	return reply(c, q, MHD_HTTP_OK, "text/plain; charset=utf-8", body, len,
+		     false);
 }
 
 static void add_us(struct MHD_Response *r, const char *name, uint64_t v)

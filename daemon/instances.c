@@ -245,6 +245,7 @@ struct spawn {
 	const char *cwd;
 	bool search_path;
 	int fds[4];                     /* become fds 3, 4, ... of the child */
+	const char *log_path;           /* stdout+stderr there, else ours */
 	int nfds;
 	struct proc *p;                 /* filled in */
 	struct watch *w;                /* registered for its pidfd */
@@ -516,9 +517,26 @@ static int pidfd_open_(pid_t pid)
  * mask (whatever the daemon's threads block), its own process group (a
  * terminal's ^C is for the daemon, which then stops its children itself).
  */
+/*
+ * Open @path for a child's output, moving it to "<path>.1" first when it
+ * has grown past MIG_FUNCTION_LOG_MAX.  -1 when it cannot be opened: the
+ * child then writes to our stderr, which is no reason to fail its start.
+ */
+static int open_log(const char *path)
+{
+	struct stat st;
+	char old[PATH_MAX + 4];
+
+	if (!stat(path, &st) && (uint64_t)st.st_size > MIG_FUNCTION_LOG_MAX) {
+		snprintf(old, sizeof(old), "%s.1", path);
+		rename(path, old);
+	}
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
+
 static int do_spawn(struct spawn *sp, pid_t *pid)
 {
-	int src[4], tmp[4], ntmp = 0, top = 3 + sp->nfds, r, i;
+	int src[4], tmp[4], ntmp = 0, top = 3 + sp->nfds, r, i, log = -1;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, deflt;
@@ -537,7 +555,12 @@ static int do_spawn(struct spawn *sp, pid_t *pid)
 	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, 2, 1);
+	if (sp->log_path && (log = open_log(sp->log_path)) >= 0) {
+		posix_spawn_file_actions_adddup2(&fa, log, 1);
+		posix_spawn_file_actions_adddup2(&fa, log, 2);
+	} else {
+		posix_spawn_file_actions_adddup2(&fa, 2, 1);
+	}
 	for (i = 0; i < sp->nfds; i++)
 		posix_spawn_file_actions_adddup2(&fa, src[i], 3 + i);
 	posix_spawn_file_actions_addclosefrom_np(&fa, top);
@@ -559,6 +582,8 @@ static int do_spawn(struct spawn *sp, pid_t *pid)
 		r = posix_spawn(pid, sp->path, &fa, &at, sp->argv, sp->envp);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
+	if (log >= 0)
+		close(log);
 out_tmp:
 	while (ntmp)
 		close(tmp[--ntmp]);
@@ -1709,6 +1734,7 @@ static int start_executor(struct im *im, struct inst *in,
 	sp.argv = argv.v;
 	sp.envp = env.v;
 	sp.cwd = dir;
+	sp.log_path = *f->log_path ? f->log_path : NULL;
 	sp.fds[0] = sv[1];
 	sp.fds[1] = in->srv->seg;
 	sp.fds[2] = in->srv->srv_r;

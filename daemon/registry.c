@@ -894,6 +894,8 @@ static struct entry *entry_new(struct mig_registry *r, struct spec *s)
 	fn_dir(r, s->f.tenant, s->f.name, dir, sizeof(dir));
 	pathf(s->f.artifact, sizeof(s->f.artifact), "%s/%s", dir,
 		 s->artifact_rel);
+	/* One log per function, across its versions and instances. */
+	pathf(s->f.log_path, sizeof(s->f.log_path), "%s/log", dir);
 	e->f = pack(&s->f, s->envv, &e->fsize);
 	if (!e->f) {
 		free(e);

@@ -376,7 +376,29 @@ def test_logs_route(start_daemon, fixture_so):
     assert d.request("GET", "/v1/functions/f/logs").status == 404
     deploy(d, "f", c_spec(fixture_so))
     r = d.request("GET", "/v1/functions/f/logs")
-    assert r.status == 501 and r.error()["code"] == "not_implemented"
+    assert r.status == 200 and r.body == b""  # nothing ran yet
+    assert d.request("GET", "/v1/functions/f/logs?bytes=0").status == 400
+    assert d.request("GET", "/v1/functions/f/logs?bytes=x").status == 400
+
+
+@invocation
+def test_logs_hold_what_the_function_printed(start_daemon):
+    d = start_daemon(two_tenants())
+    src = ("import sys\n"
+           "def noisy(p):\n"
+           "    print('to stdout:', p.decode(), flush=True)\n"
+           "    print('to stderr:', p.decode(), file=sys.stderr, flush=True)\n"
+           "    return b'done'\n")
+    deploy(d, "noisy", py_spec(src, handler="noisy:noisy"))
+    assert d.request("POST", "/v1/functions/noisy/invoke", "first").status == 200
+    assert d.request("POST", "/v1/functions/noisy/invoke", "second").status == 200
+    log = d.request("GET", "/v1/functions/noisy/logs").body.decode()
+    for line in ("to stdout: first", "to stderr: first", "to stdout: second"):
+        assert line in log, log
+    tail = d.request("GET", "/v1/functions/noisy/logs?bytes=10").body
+    assert len(tail) == 10 and log.endswith(tail.decode())
+    # Another tenant cannot read it.
+    assert d.request("GET", "/v1/functions/noisy/logs", tenant="bob").status == 404
 
 
 def test_devices_and_reload(start_daemon):
