@@ -812,6 +812,28 @@ def test_sigterm_drains_in_flight_invocations(start_daemon, fixture_so):
 
 
 @invocation
+def test_client_disconnecting_mid_invocation(start_daemon, fixture_so):
+    """A client that goes away while its invocation runs: the invocation
+    finishes, its answer is dropped, the instance serves the next caller."""
+    d = start_daemon(two_tenants())
+    deploy(d, "slow", c_spec(fixture_so, handler="sleep_ms", max_instances=1))
+    assert d.request("POST", "/v1/functions/slow/invoke", b"1").status == 200
+    first = d.request("GET", "/v1/instances").json()["instances"][0]["id"]
+    host, port = d.url[len("http://"):].rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=5)
+    s.sendall(b"POST /v1/functions/slow/invoke HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + TOKENS["alice"].encode() +
+              b"\r\nContent-Length: 3\r\n\r\n400")
+    time.sleep(0.1)
+    s.close()  # gone before the 400 ms sleep ends
+    r = d.request("POST", "/v1/functions/slow/invoke", b"1")
+    assert r.status == 200 and r.body == b"slept", r
+    assert r.headers["X-Mig-Instance"] == first  # the same instance, not broken
+    assert d.request("GET", "/v1/health", token=None).status == 200
+    assert d.stop() == 0
+
+
+@invocation
 def test_the_mig_cli_speaks_this_api(start_daemon, fixture_so):
     """cli/commands.c's deploy and invoke against the daemon (the contract)."""
     mig = BUILD / "bin" / "mig"

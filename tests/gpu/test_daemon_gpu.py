@@ -85,6 +85,7 @@ def _invoke(url, token, name, payload):
 def test_c_cuda_function_over_http(daemon):
     url, token, _ = daemon
     _deploy(url, token, "hello", "c", BUILD / "examples" / "libhello.so", "hello")
+    time.sleep(2)  # let the pool's GPU server create its context
     h, out = _invoke(url, token, "hello", b"1048576")
     assert out["ok"] and h["X-Mig-Cold"] == "1"
     pooled = int(h["X-Mig-Cold-Start-Us"])
