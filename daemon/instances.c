@@ -1931,7 +1931,11 @@ static enum run_end run(struct im *im, struct inst *in,
 		free(body);
 		return RUN_KEEP;
 	case MIG_CTL_ERROR:
-		if (h.status == MIG_CTL_FAULT_EXCEPTION)
+		if (h.status == MIG_CTL_FAULT_GPU_OOM)
+			set_error(r, 507, "gpu_out_of_memory",
+				  "function \"%s\" ran out of GPU memory (deployed with gpu_memory %llu MiB; the partition has no more): %.600s",
+				  f->name, (unsigned long long)(f->gpu_memory >> 20), body);
+		else if (h.status == MIG_CTL_FAULT_EXCEPTION)
 			set_error(r, 500, "function_exception",
 				  "function \"%s\" raised %.800s", f->name, body);
 		else

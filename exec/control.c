@@ -242,6 +242,25 @@ static int is_sticky(CUresult r)
 	}
 }
 
+/*
+ * The shim's count of GPU out-of-memory answers, or 0 when the function
+ * never loaded the driver (our shim).  Compared around an invocation.
+ */
+MIG_EXEC_API unsigned long mig_exec_oom_count(void)
+{
+	unsigned long (*count)(void);
+	unsigned long n = 0;
+	void *dl = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+
+	if (!dl)
+		return 0;
+	count = (unsigned long (*)(void))dlsym(dl, "mignificent_gpu_oom_count");
+	if (count)
+		n = count();
+	dlclose(dl);
+	return n;
+}
+
 MIG_EXEC_API int mig_exec_gpu_check(char *msg, size_t msglen)
 {
 	CUresult (*get_current)(CUcontext *);

@@ -62,6 +62,8 @@ static int serve(mig_handler_fn handler)
 		struct mig_payload out = { 0 };
 		int st, fault;
 
+		unsigned long oom = mig_exec_oom_count();
+
 		memcpy(in.content_type, ctype, sizeof(in.content_type));
 		st = handler(&in, &out);
 		out.content_type[sizeof(out.content_type) - 1] = 0;
@@ -71,6 +73,17 @@ static int serve(mig_handler_fn handler)
 		if (st && (fault = mig_exec_gpu_check(msg, sizeof(msg)))) {
 			free(out.data);
 			return fail(fault, "%s%s", msg, "");
+		}
+		if (st && mig_exec_oom_count() != oom) {
+			snprintf(msg, sizeof(msg),
+				 "the function returned %d after the GPU ran out of memory%s%.*s",
+				 st, out.data && out.len ? ": " : "",
+				 (int)(out.data && out.len < 400 ? out.len : 0),
+				 out.data ? (const char *)out.data : "");
+			free(out.data);
+			if (mig_exec_error(id, MIG_CTL_FAULT_GPU_OOM, msg) < 0)
+				return 1;
+			continue;
 		}
 		r = mig_exec_result(id, st, out.data, out.data ? out.len : 0,
 				    out.content_type);

@@ -64,5 +64,7 @@ MIG_EXEC_API int mig_exec_fail(int fault, const char *msg);
  * GPU server is gone), with a description in @msg.
  */
 MIG_EXEC_API int mig_exec_gpu_check(char *msg, size_t msglen);
+/* GPU out-of-memory answers the function got so far (see mignificent.h). */
+MIG_EXEC_API unsigned long mig_exec_oom_count(void);
 
 #endif /* MIG_EXEC_H */

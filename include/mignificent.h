@@ -27,6 +27,14 @@ void *mignificent_malloc(size_t size);
 void mignificent_free(void *ptr);
 
 /*
+ * mignificent_gpu_oom_count - how many calls of this process the GPU server
+ * refused for lack of GPU memory so far.  The executor compares it before
+ * and after a failed invocation to tell "out of GPU memory" from other
+ * errors.
+ */
+unsigned long mignificent_gpu_oom_count(void);
+
+/*
  * Functions.  A C function is a shared object exporting a handler:
  *
  *   int my_handler(const struct mig_payload *in, struct mig_payload *out);

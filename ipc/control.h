@@ -44,6 +44,8 @@ enum mig_ctl_fault {
 	MIG_CTL_FAULT_RESULT = 5,    /* the handler's result cannot be sent */
 	MIG_CTL_FAULT_GPU = 6,       /* a sticky GPU error: the context is lost */
 	MIG_CTL_FAULT_GPU_GONE = 7,  /* the GPU server went away */
+	MIG_CTL_FAULT_GPU_OOM = 8,   /* the handler failed after the GPU ran out
+				      * of memory (executor stays usable) */
 };
 
 struct mig_ctl_hdr {

@@ -47,6 +47,12 @@ static __thread uint32_t my_seq;
 static uint64_t stat_calls[MIG_OP_COUNT][2]; /* [op][async, sync] */
 static uint64_t stat_bytes[3];
 static uint64_t stat_wait_ns;
+static unsigned long stat_oom;
+
+SHIM_API unsigned long mignificent_gpu_oom_count(void)
+{
+	return __atomic_load_n(&stat_oom, __ATOMIC_RELAXED);
+}
 
 static const char *const op_names[MIG_OP_COUNT] = {
 	[MIG_OP_PAD] = "pad", [MIG_OP_HELLO] = "attach",
@@ -376,6 +382,8 @@ CUresult shim_commit(struct shim_tx *tx)
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}
 	__atomic_fetch_add(&stat_wait_ns, mig_now_ns() - t0, __ATOMIC_RELAXED);
+	if (s->result == CUDA_ERROR_OUT_OF_MEMORY)
+		__atomic_fetch_add(&stat_oom, 1, __ATOMIC_RELAXED);
 	return (CUresult)s->result;
 }
 

@@ -33,6 +33,7 @@ FAULT_HANDLER = 2
 FAULT_INIT = 3
 FAULT_EXCEPTION = 4
 FAULT_RESULT = 5
+FAULT_GPU_OOM = 8
 FAULT_GPU = 6
 FAULT_GPU_GONE = 7
 
@@ -50,6 +51,7 @@ def _bind(path):
         "mig_exec_error": ([c.c_uint64, c.c_int, c.c_char_p], c.c_int),
         "mig_exec_fail": ([c.c_int, c.c_char_p], c.c_int),
         "mig_exec_gpu_check": ([c.c_char_p, c.c_size_t], c.c_int),
+        "mig_exec_oom_count": ([], c.c_ulong),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -151,6 +153,7 @@ def _serve(lib, handler):
             print(f"mignificent.executor: control channel error {r}", file=sys.stderr)
             return 1
         payload = ctypes.string_at(data, length.value) if length.value else b""
+        oom = lib.mig_exec_oom_count()
         try:
             result = handler(payload)
         except BaseException as e:  # noqa: B902 - report every failure
@@ -159,6 +162,11 @@ def _serve(lib, handler):
             if fault:
                 lib.mig_exec_fail(fault, msg.encode())
                 return 1
+            if lib.mig_exec_oom_count() != oom:
+                lib.mig_exec_error(inv.value, FAULT_GPU_OOM, (
+                    "raised after the GPU ran out of memory: " +
+                    _last_line(e)).encode())
+                continue
             lib.mig_exec_error(inv.value, FAULT_EXCEPTION, _last_line(e).encode())
             continue
         try:

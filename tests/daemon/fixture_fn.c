@@ -160,6 +160,21 @@ int gpu_fault(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, "no fault?");
 }
 
+/* Ask for far more GPU memory than any partition has. */
+int gpu_oom(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUdeviceptr p;
+	CUresult r;
+
+	(void)in;
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if ((r = cuMemAlloc(&p, (size_t)1 << 50)))
+		return cu_fail(out, "cuMemAlloc of 1 PiB", r);
+	cuMemFree(p);
+	return reply(out, "allocated 1 PiB?");
+}
+
 int gpu_sleep(const struct mig_payload *in, struct mig_payload *out)
 {
 	CUdeviceptr p;

@@ -315,6 +315,18 @@ def test_gpu_fault(harness, built):
     h.until("faulted instance cleaned up", lambda: not h.list() and not h.children())
 
 
+def test_gpu_out_of_memory(harness, built):
+    """Out of GPU memory is its own answer (507), and the instance, whose
+    context is fine, serves again."""
+    h = harness()
+    fixture(built, h, "oom", "gpu_oom", gpu=True)
+    msg = error_of(h.invoke("oom"), 507, "gpu_out_of_memory")
+    assert "OUT_OF_MEMORY" in msg, msg
+    first = h.list()[0]["id"]
+    error_of(h.invoke("oom"), 507, "gpu_out_of_memory")
+    assert [i["id"] for i in h.list()] == [first]
+
+
 def test_timeout_kills_both_processes(harness, built):
     h = harness()
     fixture(built, h, "hang", "hang", timeout_ms=300)
