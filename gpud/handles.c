@@ -13,12 +13,18 @@
 #include "gpud.h"
 
 #define ID_BIAS 16u
+/* Streams, events, modules and functions one client may hold at once: far
+ * beyond what programs use (PyTorch: hundreds), low enough that a client
+ * creating handles in a loop exhausts its own limit, not the node. */
+#define HANDLES_MAX (1u << 20)
 
 uint64_t handles_add(struct gpud_handles *t, uint32_t type, void *ptr)
 {
 	struct gpud_handle *e;
 	uint32_t idx;
 
+	if (t->live >= HANDLES_MAX)
+		return 0;
 	if (t->free_head) {
 		idx = t->free_head - 1;
 		e = &t->v[idx];
