@@ -41,7 +41,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mignificentd [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
-		"                    [--backend cuda|host] [--nvml PATH] [-v]...\n"
+		"                    [--backend cuda|host] [--nvml PATH]\n"
+		"                    [--devices LIST] [-v]...\n"
 		"\n"
 		"  --config FILE      settings in JSON (docs/operations.md); flags win\n"
 		"  --listen ADDR:PORT where the HTTP API listens (default 127.0.0.1:10000;\n"
@@ -52,6 +53,8 @@ static void usage(FILE *f)
 		"  --backend B        cuda (the GPUs, found through NVML) or host (the test\n"
 		"                     double, no GPU needed)\n"
 		"  --nvml PATH        the NVML library (default libnvidia-ml.so.1)\n"
+		"  --devices LIST     use only these GPUs/MIG instances: UUIDs or GPU\n"
+		"                     indices, comma-separated (default: all)\n"
 		"  -v, --verbose      more log; twice for every request\n"
 		"\n"
 		"SIGHUP finds the GPU partitions again; SIGTERM drains and stops.\n");
@@ -460,12 +463,13 @@ static const struct option long_opts[] = {
 	{ "data-dir", required_argument, NULL, 'd' },
 	{ "backend", required_argument, NULL, 'b' },
 	{ "nvml", required_argument, NULL, 'n' },
+	{ "devices", required_argument, NULL, 'D' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
-#define SHORT_OPTS "c:l:d:b:n:vh"
+#define SHORT_OPTS "c:l:d:b:n:D:vh"
 
 /* First pass: only --config and --help, so the file can come first. */
 static int find_config(int argc, char **argv, const char **path, char *err,
@@ -520,6 +524,11 @@ static int apply_flags(int argc, char **argv, struct mig_config *c, char *err,
 			if (strlen(optarg) >= sizeof(c->nvml_path))
 				return fail(err, errlen, "--nvml is too long");
 			snprintf(c->nvml_path, sizeof(c->nvml_path), "%s", optarg);
+			break;
+		case 'D':
+			if (strlen(optarg) >= sizeof(c->devices))
+				return fail(err, errlen, "--devices is too long");
+			snprintf(c->devices, sizeof(c->devices), "%s", optarg);
 			break;
 		case 'v':
 			c->verbose++;

@@ -50,6 +50,8 @@ struct mig_config {
 	uint64_t segment_size;   /* per instance; default 2 GiB */
 	int verbose;
 	uint64_t max_artifact;   /* bytes of one deployed artifact; 256 MiB */
+	char devices[1024];      /* comma-separated GPU/MIG UUIDs to use (or
+				  * GPU indices); "" for every partition */
 	bool metrics_public;     /* GET /metrics without a token: all tenants */
 };
 

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,24 @@ static void default_tenant(struct mig_config *c)
 
 /* --- partitions --------------------------------------------------------- */
 
+/* Is partition @p named by the --devices list (UUID, its GPU's UUID or
+ * its GPU's index)?  An empty list names every partition. */
+static bool device_selected(const char *list, const struct mig_partition *p)
+{
+	char buf[sizeof(((struct mig_config *)0)->devices)], *tok, *save;
+	char idx[16];
+
+	if (!*list)
+		return true;
+	snprintf(buf, sizeof(buf), "%s", list);
+	snprintf(idx, sizeof(idx), "%d", p->gpu_index);
+	for (tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+		if (!strcmp(tok, p->uuid) || !strcmp(tok, p->gpu_uuid) ||
+		    !strcmp(tok, idx))
+			return true;
+	return false;
+}
+
 int daemon_reload(struct mig_daemon *d)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -199,8 +218,18 @@ int daemon_reload(struct mig_daemon *d)
 	rc = devices_discover(&d->devices, d->cfg.nvml_path, d->cfg.backend);
 	pthread_mutex_unlock(&lock);
 	pthread_mutex_lock(&d->devices.lock);
-	for (i = 0; i < d->devices.n; i++)
+	for (i = 0; i < d->devices.n; i++) {
+		/* Left out by --devices: as if absent, for new instances. */
+		if (!device_selected(d->cfg.devices, &d->devices.p[i]))
+			d->devices.p[i].present = 0;
 		present += d->devices.p[i].present != 0;
+	}
+	if (!rc && !present) {
+		rc = -1;
+		snprintf(d->devices.error, sizeof(d->devices.error),
+			 "--devices %.160s names none of the partitions found",
+			 d->cfg.devices);
+	}
 	if (rc)
 		daemon_log(0, "no GPU partition: %s; invocations fail with 503 "
 			   "until a reload (SIGHUP or `mig reload`) finds one",
