@@ -401,6 +401,17 @@ def test_logs_hold_what_the_function_printed(start_daemon):
     assert d.request("GET", "/v1/functions/noisy/logs", tenant="bob").status == 404
 
 
+def test_devices_flag_restricts_partitions(start_daemon):
+    d = start_daemon(two_tenants(), args=("--devices", "0"))
+    parts = d.request("GET", "/v1/devices").json()["partitions"]
+    assert [p["present"] for p in parts] == [True]
+    d.stop()
+    d = start_daemon(two_tenants(), args=("--devices", "GPU-none"), name="none")
+    parts = d.request("GET", "/v1/devices").json()["partitions"]
+    assert [p["present"] for p in parts] == [False]
+    assert "names none of the partitions" in d.logs()
+
+
 def test_devices_and_reload(start_daemon):
     d = start_daemon(two_tenants())
     j = d.request("GET", "/v1/devices").json()
