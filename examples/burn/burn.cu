@@ -3,8 +3,9 @@
 // floating-point work for a fixed number of iterations.
 //
 // Request body: the iterations per thread (default 4194304, about 20 ms on
-// an H100/H200), or "fault" to write through a null pointer (a GPU fault
-// that loses this instance's context, and only this instance's).
+// an H100/H200), "fault" to write through a null pointer (a GPU fault that
+// loses this instance's context, and only this instance's), or "spin" for a
+// kernel that never ends (stopped by the invocation timeout).
 // Answer: JSON with the iterations and a checksum of the result.
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +31,13 @@ extern "C" __global__ void burn_fault(int *p)
 	*p = 1;
 }
 
+// Never ends: the invocation timeout has to stop it.
+extern "C" __global__ void burn_spin(volatile int *flag)
+{
+	while (*flag == 0)
+		;
+}
+
 static float *out;
 static int blocks;
 
@@ -47,6 +55,17 @@ extern "C" int burn(const struct mig_payload *in, struct mig_payload *o)
 	cudaError_t e;
 	int iters = 4194304, sms = 0;
 
+	if (in->len == 4 && !memcmp(in->data, "spin", 4)) {
+		int *flag;
+
+		if ((e = cudaMalloc(&flag, sizeof(*flag))) ||
+		    (e = cudaMemset(flag, 0, sizeof(*flag))))
+			goto fail;
+		burn_spin<<<1, 1>>>(flag);
+		e = cudaDeviceSynchronize();
+		snprintf(buf, sizeof(buf), "{\"spin\": \"%s\"}", cudaGetErrorName(e));
+		return reply(o, buf, 1);
+	}
 	if (in->len == 5 && !memcmp(in->data, "fault", 5)) {
 		burn_fault<<<1, 1>>>(nullptr);
 		e = cudaDeviceSynchronize();

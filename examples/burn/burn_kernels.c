@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "host_kernels.h"
 
@@ -32,7 +33,18 @@ static int burn_fault(const struct mig_host_launch *l, void **params)
 	return 700; /* CUDA_ERROR_ILLEGAL_ADDRESS */
 }
 
+/* The host double runs kernels in the server's thread: this one blocks it
+ * for an hour, which the invocation timeout has to end. */
+static int burn_spin(const struct mig_host_launch *l, void **params)
+{
+	(void)l;
+	(void)params;
+	sleep(3600);
+	return 0;
+}
+
 const struct mig_host_kernel mig_host_kernels[] = {
+	{ "burn_spin", 1, { 8 }, burn_spin, 0 },
 	{ "burn_fma", 2, { 8, 4 }, burn_fma, 0 },
 	{ "burn_fault", 1, { 8 }, burn_fault, 0 },
 	{ 0 },
