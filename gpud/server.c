@@ -1277,6 +1277,34 @@ static void op_func_occupancy(struct gpud *g, const struct mig_msg_hdr *m,
 	reply(g, m, r, &n, r == CUDA_SUCCESS ? sizeof(n) : 0);
 }
 
+/*
+ * Fill @cfg from a launch geometry and @n attributes copied from @src into
+ * @attrs (a private copy), refusing attributes that carry handles.
+ */
+static CUresult launch_config(CUlaunchConfig *cfg, CUlaunchAttribute *attrs,
+			      const void *src, uint32_t n,
+			      const uint32_t grid[3], const uint32_t block[3],
+			      uint32_t shared_mem)
+{
+	uint32_t i;
+
+	memcpy(attrs, src, n * sizeof(CUlaunchAttribute));
+	for (i = 0; i < n; i++)
+		if (!mig_launch_attr_allowed(attrs[i].id))
+			return CUDA_ERROR_NOT_SUPPORTED;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->gridDimX = grid[0];
+	cfg->gridDimY = grid[1];
+	cfg->gridDimZ = grid[2];
+	cfg->blockDimX = block[0];
+	cfg->blockDimY = block[1];
+	cfg->blockDimZ = block[2];
+	cfg->sharedMemBytes = shared_mem;
+	cfg->attrs = attrs;
+	cfg->numAttrs = n;
+	return CUDA_SUCCESS;
+}
+
 static void op_func_clusters(struct gpud *g, const struct mig_msg_hdr *m,
 			     const uint8_t *body, uint32_t len)
 {
@@ -1287,7 +1315,6 @@ static void op_func_clusters(struct gpud *g, const struct mig_msg_hdr *m,
 	int v = 0;
 	int32_t out;
 	CUresult r = CUDA_ERROR_INVALID_HANDLE;
-	uint32_t i;
 
 	if (f && (a.nattrs > MAX_LAUNCH_ATTRS || a.query > 1 ||
 		  a.nattrs * sizeof(CUlaunchAttribute) > len - sizeof(a)))
@@ -1296,22 +1323,10 @@ static void op_func_clusters(struct gpud *g, const struct mig_msg_hdr *m,
 		r = CUDA_SUCCESS;
 	if (r != CUDA_SUCCESS)
 		goto out;
-	memcpy(attrs, body + sizeof(a), a.nattrs * sizeof(CUlaunchAttribute));
-	for (i = 0; i < a.nattrs; i++) {
-		if (!mig_launch_attr_allowed(attrs[i].id)) {
-			r = CUDA_ERROR_NOT_SUPPORTED;
-			goto out;
-		}
-	}
-	cfg.gridDimX = a.grid[0];
-	cfg.gridDimY = a.grid[1];
-	cfg.gridDimZ = a.grid[2];
-	cfg.blockDimX = a.block[0];
-	cfg.blockDimY = a.block[1];
-	cfg.blockDimZ = a.block[2];
-	cfg.sharedMemBytes = a.shared_mem;
-	cfg.attrs = attrs;
-	cfg.numAttrs = a.nattrs;
+	r = launch_config(&cfg, attrs, body + sizeof(a), a.nattrs, a.grid,
+			  a.block, a.shared_mem);
+	if (r != CUDA_SUCCESS)
+		goto out;
 	r = a.query ? g->b->cuOccupancyMaxPotentialClusterSize(&v, f, &cfg) :
 		      g->b->cuOccupancyMaxActiveClusters(&v, f, &cfg);
 out:
@@ -1368,7 +1383,6 @@ static void op_launch(struct gpud *g, const struct mig_msg_hdr *m,
 	void *extra[5];
 	CUstream s = NULL;
 	CUresult r;
-	uint32_t i;
 
 	if (!f) {
 		r = CUDA_ERROR_INVALID_HANDLE;
@@ -1398,24 +1412,11 @@ static void op_launch(struct gpud *g, const struct mig_msg_hdr *m,
 	} else {
 		CUlaunchConfig cfg = { 0 };
 
-		memcpy(attrs, params + a.param_bytes,
-		       a.nattrs * sizeof(CUlaunchAttribute));
-		for (i = 0; i < a.nattrs; i++) {
-			if (!mig_launch_attr_allowed(attrs[i].id)) {
-				r = CUDA_ERROR_NOT_SUPPORTED;
-				goto out;
-			}
-		}
-		cfg.gridDimX = a.grid[0];
-		cfg.gridDimY = a.grid[1];
-		cfg.gridDimZ = a.grid[2];
-		cfg.blockDimX = a.block[0];
-		cfg.blockDimY = a.block[1];
-		cfg.blockDimZ = a.block[2];
-		cfg.sharedMemBytes = a.shared_mem;
+		r = launch_config(&cfg, attrs, params + a.param_bytes, a.nattrs,
+				  a.grid, a.block, a.shared_mem);
+		if (r != CUDA_SUCCESS)
+			goto out;
 		cfg.hStream = s;
-		cfg.attrs = attrs;
-		cfg.numAttrs = a.nattrs;
 		r = g->b->cuLaunchKernelEx(&cfg, f, NULL, psize ? extra : NULL);
 	}
 out:
