@@ -46,6 +46,9 @@ enum mig_ctl_fault {
 	MIG_CTL_FAULT_GPU_GONE = 7,  /* the GPU server went away */
 	MIG_CTL_FAULT_GPU_OOM = 8,   /* the handler failed after the GPU ran out
 				      * of memory (executor stays usable) */
+	MIG_CTL_FAULT_SANDBOX = 9,   /* the sandbox could not be set up, or the
+				      * executor cannot run inside it
+				      * (sent by mig-sandbox) */
 };
 
 struct mig_ctl_hdr {
