@@ -36,13 +36,20 @@
 #define PAYLOAD_LIMIT (256ull << 20)   /* MIG_CTL_MAX_BODY */
 #define ARTIFACT_LIMIT (4ull << 30)
 #define TOKEN_MIN 16
+/* Host uids of sandboxed functions: far above any login or subordinate
+ * (/etc/subuid) range a distribution hands out. */
+#define DEFAULT_UID_BASE 1700000000u
+#define DEFAULT_UID_COUNT 65536u
+#define DEFAULT_SANDBOX_MEMORY (8ull << 30)
+#define DEFAULT_SANDBOX_PIDS 1024u
+#define DEFAULT_SANDBOX_TMP (256ull << 20)
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mignificentd [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
 		"                    [--backend cuda|host] [--nvml PATH]\n"
-		"                    [--devices LIST] [-v]...\n"
+		"                    [--devices LIST] [--isolation MODE] [-v]...\n"
 		"\n"
 		"  --config FILE      settings in JSON (docs/operations.md); flags win\n"
 		"  --listen ADDR:PORT where the HTTP API listens (default 127.0.0.1:10000;\n"
@@ -55,6 +62,9 @@ static void usage(FILE *f)
 		"  --nvml PATH        the NVML library (default libnvidia-ml.so.1)\n"
 		"  --devices LIST     use only these GPUs/MIG instances: UUIDs or GPU\n"
 		"                     indices, comma-separated (default: all)\n"
+		"  --isolation MODE   how functions are walled off: sandbox (default; needs\n"
+		"                     root), oci (an OCI runtime) or bare (development only:\n"
+		"                     NO isolation)\n"
 		"  -v, --verbose      more log; twice for every request\n"
 		"\n"
 		"SIGHUP finds the GPU partitions again; SIGTERM drains and stops.\n");
@@ -207,6 +217,29 @@ static void defaults(struct mig_config *c)
 	c->max_artifact = DEFAULT_MAX_ARTIFACT;
 	c->http_threads = 0;
 	c->segment_size = MIG_SEGMENT_SIZE_DEFAULT;
+	snprintf(c->isolation, sizeof(c->isolation), "sandbox");
+	c->sandbox.uid_base = DEFAULT_UID_BASE;
+	c->sandbox.uid_count = DEFAULT_UID_COUNT;
+	c->sandbox.memory = DEFAULT_SANDBOX_MEMORY;
+	c->sandbox.cpus = 0;
+	c->sandbox.pids = DEFAULT_SANDBOX_PIDS;
+	c->sandbox.tmp = DEFAULT_SANDBOX_TMP;
+	snprintf(c->oci_runtime, sizeof(c->oci_runtime), "crun");
+}
+
+static void free_strv(char ***v)
+{
+	for (char **p = *v; p && *p; p++)
+		free(*p);
+	free(*v);
+	*v = NULL;
+}
+
+void config_free(struct mig_config *c)
+{
+	free_strv(&c->sandbox.ro_paths);
+	free_strv(&c->sandbox.hide);
+	free_strv(&c->oci_command);
 }
 
 /* --- the file ----------------------------------------------------------- */
@@ -338,7 +371,116 @@ static int get_tenants(struct file_ctx *x, json_t *v, struct mig_config *c)
 static const char *const known_keys =
 	"listen, data_dir, backend, nvml_path, bin_dir, shim_dir, lib_dir, "
 	"tenants, pool_per_partition, max_payload, max_artifact, "
-	"http_threads, segment_size, verbose, metrics_public";
+	"http_threads, segment_size, verbose, metrics_public, isolation, "
+	"allow_bare, sandbox, oci";
+
+/* An array of strings (absolute paths if @paths) into a NULL-ended
+ * vector. */
+static int get_strv(struct file_ctx *x, const char *key, json_t *v, bool paths,
+		    char ***out)
+{
+	size_t i, n = json_array_size(v);
+	json_t *e;
+	char **vec;
+
+	if (!json_is_array(v) || n > 4096)
+		return key_fail(x, key, paths ? "an array of absolute paths" :
+				"an array of strings");
+	vec = calloc(n + 1, sizeof(*vec));
+	if (!vec)
+		return fail(x->err, x->errlen, "out of memory");
+	json_array_foreach(v, i, e) {
+		const char *s = json_string_value(e);
+
+		if (!s || (paths && (*s != '/' || strstr(s, "/../"))) ||
+		    !(vec[i] = strdup(s))) {
+			free_strv(&vec);
+			return key_fail(x, key, paths ? "an array of absolute paths" :
+					"an array of strings");
+		}
+	}
+	free_strv(out);
+	*out = vec;
+	return 0;
+}
+
+static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
+{
+	struct mig_sandbox_config *s = &c->sandbox;
+	const char *k;
+	json_t *v;
+	int n;
+
+	if (!json_is_object(obj))
+		return key_fail(x, "sandbox", "an object ({\"memory\": \"4GiB\", ...})");
+	json_object_foreach(obj, k, v) {
+		int rc;
+
+		if (!strcmp(k, "uid_base")) {
+			if (!json_is_integer(v) || json_integer_value(v) < 1000 ||
+			    json_integer_value(v) > 0xf0000000ll)
+				return key_fail(x, "sandbox.uid_base", "an integer from 1000 to 4026531840");
+			s->uid_base = (unsigned int)json_integer_value(v);
+			rc = 0;
+		} else if (!strcmp(k, "uid_count")) {
+			rc = get_int(x, "sandbox.uid_count", v, 1, 1 << 20, &n);
+			s->uid_count = (unsigned int)n;
+		} else if (!strcmp(k, "memory")) {
+			rc = get_size(x, "sandbox.memory", v, &s->memory);
+		} else if (!strcmp(k, "tmp")) {
+			rc = get_size(x, "sandbox.tmp", v, &s->tmp);
+		} else if (!strcmp(k, "pids")) {
+			rc = get_int(x, "sandbox.pids", v, 0, 1 << 22, &n);
+			s->pids = (unsigned int)n;
+		} else if (!strcmp(k, "cpus")) {
+			if (!json_is_number(v) || json_number_value(v) < 0 ||
+			    json_number_value(v) > 4096)
+				return key_fail(x, "sandbox.cpus", "a number of CPUs (0: no limit)");
+			s->cpus = json_number_value(v);
+			rc = 0;
+		} else if (!strcmp(k, "ro_paths")) {
+			rc = get_strv(x, "sandbox.ro_paths", v, true, &s->ro_paths);
+		} else if (!strcmp(k, "hide")) {
+			rc = get_strv(x, "sandbox.hide", v, true, &s->hide);
+		} else if (!strcmp(k, "cgroup_parent")) {
+			rc = get_path(x, "sandbox.cgroup_parent", v, s->cgroup_parent,
+				      sizeof(s->cgroup_parent));
+		} else {
+			return fail(x->err, x->errlen, "config %s: unknown key \"sandbox.%s\" "
+				    "(known: uid_base, uid_count, memory, cpus, pids, tmp, "
+				    "ro_paths, hide, cgroup_parent)", x->path, k);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int get_oci(struct file_ctx *x, json_t *obj, struct mig_config *c)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(obj))
+		return key_fail(x, "oci", "an object ({\"runtime\": \"crun\"})");
+	json_object_foreach(obj, k, v) {
+		int rc;
+
+		if (!strcmp(k, "runtime"))
+			rc = get_string(x, "oci.runtime", v, c->oci_runtime,
+					sizeof(c->oci_runtime));
+		else if (!strcmp(k, "command"))
+			rc = get_strv(x, "oci.command", v, false, &c->oci_command);
+		else
+			return fail(x->err, x->errlen, "config %s: unknown key \"oci.%s\" "
+				    "(known: runtime, command)", x->path, k);
+		if (rc)
+			return rc;
+	}
+	if (c->oci_command && !c->oci_command[0])
+		return key_fail(x, "oci.command", "a non-empty array (a command template)");
+	return 0;
+}
 
 static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		     struct mig_config *c)
@@ -381,6 +523,18 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		return get_size(x, k, v, &c->segment_size);
 	if (!strcmp(k, "verbose"))
 		return get_int(x, k, v, 0, 3, &c->verbose);
+	if (!strcmp(k, "isolation"))
+		return get_string(x, k, v, c->isolation, sizeof(c->isolation));
+	if (!strcmp(k, "allow_bare")) {
+		if (!json_is_boolean(v))
+			return key_fail(x, k, "true or false");
+		c->allow_bare = json_is_true(v);
+		return 0;
+	}
+	if (!strcmp(k, "sandbox"))
+		return get_sandbox(x, v, c);
+	if (!strcmp(k, "oci"))
+		return get_oci(x, v, c);
 	if (!strcmp(k, "metrics_public")) {
 		if (!json_is_boolean(v))
 			return key_fail(x, k, "true or false");
@@ -448,6 +602,20 @@ static int check(struct mig_config *c, char *err, size_t errlen)
 			    "1 byte to %llu MiB",
 			    (unsigned long long)c->max_artifact,
 			    ARTIFACT_LIMIT >> 20);
+	if (strcmp(c->isolation, "sandbox") && strcmp(c->isolation, "oci") &&
+	    strcmp(c->isolation, "bare"))
+		return fail(err, errlen, "isolation \"%s\" is unknown: use sandbox "
+			    "(the built-in one, the default), oci (an OCI runtime) or "
+			    "bare (development only: no isolation)", c->isolation);
+	if ((uint64_t)c->sandbox.uid_base + c->sandbox.uid_count > 0xfffffffeull)
+		return fail(err, errlen, "sandbox.uid_base + uid_count is past the "
+			    "largest uid");
+	if (c->sandbox.memory && c->sandbox.memory < (16ull << 20))
+		return fail(err, errlen, "sandbox.memory of %llu bytes is too small: "
+			    "give at least 16MiB (or 0 for no limit)",
+			    (unsigned long long)c->sandbox.memory);
+	if (c->sandbox.tmp < (1ull << 20))
+		return fail(err, errlen, "sandbox.tmp must be at least 1MiB");
 	if (c->segment_size < MIG_SEGMENT_SIZE_MIN)
 		return fail(err, errlen, "segment_size %llu is below the minimum "
 			    "of %llu MiB", (unsigned long long)c->segment_size,
@@ -464,12 +632,13 @@ static const struct option long_opts[] = {
 	{ "backend", required_argument, NULL, 'b' },
 	{ "nvml", required_argument, NULL, 'n' },
 	{ "devices", required_argument, NULL, 'D' },
+	{ "isolation", required_argument, NULL, 'I' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
-#define SHORT_OPTS "c:l:d:b:n:D:vh"
+#define SHORT_OPTS "c:l:d:b:n:D:I:vh"
 
 /* First pass: only --config and --help, so the file can come first. */
 static int find_config(int argc, char **argv, const char **path, char *err,
@@ -529,6 +698,12 @@ static int apply_flags(int argc, char **argv, struct mig_config *c, char *err,
 			if (strlen(optarg) >= sizeof(c->devices))
 				return fail(err, errlen, "--devices is too long");
 			snprintf(c->devices, sizeof(c->devices), "%s", optarg);
+			break;
+		case 'I':
+			if (strlen(optarg) >= sizeof(c->isolation))
+				return fail(err, errlen, "isolation \"%s\" is unknown: "
+					    "use sandbox, oci or bare", optarg);
+			snprintf(c->isolation, sizeof(c->isolation), "%s", optarg);
 			break;
 		case 'v':
 			c->verbose++;

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* --- configuration (config.c) -------------------------------------------- */
 
@@ -53,11 +54,31 @@ struct mig_config {
 	char devices[1024];      /* comma-separated GPU/MIG UUIDs to use (or
 				  * GPU indices); "" for every partition */
 	bool metrics_public;     /* GET /metrics without a token: all tenants */
+	/* How executors are isolated (isolation.c): "sandbox" (default),
+	 * "oci" or "bare" (development only: no isolation at all). */
+	char isolation[16];
+	bool allow_bare;         /* deployments may ask for "bare" */
+	struct mig_sandbox_config {
+		unsigned int uid_base;   /* host uids uid_base.. for functions */
+		unsigned int uid_count;
+		uint64_t memory;         /* default memory limit per instance */
+		double cpus;             /* default CPU limit (0: none) */
+		unsigned int pids;       /* default pids limit */
+		uint64_t tmp;            /* size of the private /tmp */
+		char **ro_paths;         /* extra read-only host paths (NULL-ended) */
+		char **hide;             /* extra host files/dirs to hide */
+		char cgroup_parent[PATH_MAX]; /* "" = auto */
+	} sandbox;
+	char oci_runtime[PATH_MAX];  /* "crun" (default) or "runc" or a path */
+	char **oci_command;          /* command template instead of a runtime
+				      * (NULL-ended; see docs/isolation.md) */
 };
 
 /* Defaults, then the file (if any), then flags.  0 or -1 with @err set. */
 int config_load(struct mig_config *c, int argc, char **argv, char *err,
 		size_t errlen);
+/* Free what config_load() allocated (path lists). */
+void config_free(struct mig_config *c);
 
 /* --- partitions (devices.c) ---------------------------------------------- */
 
@@ -93,6 +114,88 @@ struct mig_devices {
 int devices_discover(struct mig_devices *d, const char *nvml_path,
 		     const char *backend);
 
+/* --- isolation (isolation.c, oci.c) ------------------------------------ */
+
+/*
+ * Everything that decides what one executor can see and use, whatever
+ * runs it (the built-in sandbox, an OCI runtime).  The executor runs as
+ * host uid/gid @uid/@gid, which is uid/gid 1000 inside its user namespace.
+ */
+struct mig_sandbox_plan {
+	char id[64];              /* instance id: hostname, container name */
+	unsigned int uid, gid;
+	char **ro_paths;          /* host paths visible read-only, at the same
+				   * path inside (NULL-ended) */
+	char **hide;              /* host files and directories made empty */
+	bool network;             /* share the host's network */
+	uint64_t memory;          /* bytes (0: no limit) */
+	double cpus;              /* CPUs (0: no limit) */
+	unsigned int pids;        /* 0: no limit */
+	uint64_t tmp;             /* bytes of the private /tmp */
+	const char *cwd;
+	char **argv, **envp;      /* the executor */
+	int nfds;                 /* fds 3..3+nfds-1 go to the executor */
+	char cgroup[PATH_MAX];    /* the instance's cgroup ("" if none) */
+};
+
+/* What one instance's isolation holds until its processes are gone. */
+struct mig_jail {
+	char mode[16];            /* "sandbox", "oci" or "bare" */
+	unsigned int uid;         /* 0 for bare */
+	char cgroups[3][PATH_MAX];
+	int ncgroups;
+	char bundle[PATH_MAX];    /* OCI mode */
+};
+
+/* The executor as it would run bare. */
+struct mig_isolation_input {
+	const char *id;           /* the instance's */
+	char **argv, **envp;
+	const char *cwd;          /* the function's code directory */
+	const char *const *ro;    /* the executor, shim, libraries (NULL-ended) */
+	int nfds;
+};
+
+struct mig_daemon;
+struct mig_function;
+/* Find the driver files, set up this daemon's cgroups, check that the
+ * node's isolation mode can work.  0, or -1 with @err. */
+int isolation_init(struct mig_daemon *d, const char *bin_dir,
+		   const char *shim_dir, char *err, size_t errlen);
+void isolation_shutdown(struct mig_daemon *d);
+/* "sandbox", "oci" or "bare" for @f on this node. */
+const char *isolation_mode(const struct mig_daemon *d,
+			   const struct mig_function *f);
+/* Take a uid, create the cgroup and make the command line (*@argv_out, a
+ * NULL-ended malloc'ed vector; NULL for bare: run @in->argv).  0, or
+ * -errno with @err; on success isolation_release() undoes it later. */
+int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
+		      const struct mig_isolation_input *in, struct mig_jail *j,
+		      char ***argv_out, char *err, size_t errlen);
+/* The instance's processes are gone: remove its cgroup, free its uid. */
+void isolation_release(struct mig_daemon *d, struct mig_jail *j);
+/* Stop the executor @pid of @j at once: the keeper of a sandbox; the
+ * container's processes in OCI mode (the runtime then cleans up its state
+ * and exits by itself). */
+void isolation_kill(const struct mig_jail *j, pid_t pid);
+/* Did the memory limit kill something in @j? */
+bool isolation_memory_exceeded(const struct mig_jail *j);
+/* Retry removing cgroups whose processes were still exiting. */
+void isolation_sweep(void);
+
+/* OCI runtime mode (oci.c).  Write @bundle/config.json running @plan on
+ * @rootfs ("/" for the host's file system); 0, or -1 with @err. */
+int oci_write_bundle(const struct mig_sandbox_plan *plan, const char *rootfs,
+		     const char *bundle, char *err, size_t errlen);
+/* The command that runs the bundle (malloc'ed NULL-ended vector, free
+ * with oci_argv_free): the runtime of @c, or its command template with
+ * {bundle}, {rootfs}, {id} and {config} replaced.  NULL with @err. */
+char **oci_argv(const struct mig_config *c, const struct mig_sandbox_plan *plan,
+		const char *bundle, const char *rootfs, char *err, size_t errlen);
+void oci_argv_free(char **argv);
+/* Remove a bundle oci_write_bundle() made (its own root included). */
+int oci_remove_bundle(const char *bundle);
+
 /* --- functions (registry.c) ---------------------------------------------- */
 
 struct mig_function {
@@ -110,6 +213,14 @@ struct mig_function {
 	char **env;             /* NULL-terminated "K=V" strings */
 	char log_path[PATH_MAX]; /* its executors' output (stdout and stderr) */
 	unsigned int version;   /* bumped by every update */
+	/* isolation (all optional; defaults from the node) */
+	char isolation[16];     /* "" (node's), "sandbox", "oci", "bare" */
+	char rootfs[PATH_MAX];  /* OCI mode: the root file system */
+	bool network;           /* the function may use the host's network */
+	uint64_t mem_limit;     /* bytes of host memory (0: node default) */
+	double cpus;            /* 0: node default */
+	unsigned int pids;      /* 0: node default */
+	uint64_t tmp;           /* 0: node default */
 };
 
 struct mig_registry;

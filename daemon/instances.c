@@ -190,6 +190,7 @@ struct inst {
 	struct list fn_link;            /* fn->idle while idle */
 	struct list part_link;          /* part->idle while idle */
 	struct list dying_link;         /* im->dying while dying */
+	struct mig_jail jail;           /* uid, cgroup: released in finish() */
 };
 
 /* One deployed version of a function, as far as instances go. */
@@ -1117,6 +1118,7 @@ static void finish(struct im *im, struct inst *in)
 	list_del(&in->all_link);
 	part->dying_mem -= in->mem;
 	book(im, part, in->mem, -1);
+	isolation_release(im->d, &in->jail);
 	daemon_log(2, "instance %s: stopped", in->id);
 	if (in->srv)
 		list_add_tail(&in->srv->link, &im->grave_srv);
@@ -1175,7 +1177,7 @@ static void doom_(struct im *im, struct inst *in, bool force, const char *why,
 		close_fd(&in->srv->cli_w);
 	if (force) {
 		if (in->p.pid && !reaped(&in->p))
-			kill(in->p.pid, SIGKILL);
+			isolation_kill(&in->jail, in->p.pid);
 		if (in->srv && in->srv->p.pid && !reaped(&in->srv->p))
 			kill(in->srv->p.pid, SIGTERM);
 	}
@@ -1407,7 +1409,7 @@ static void explain_exit(struct inst *in, const struct mig_function *f,
 	int st = peek_exit(&in->p, EXIT_WAIT_MS);
 
 	if (st < 0 && in->p.pid) { /* it closed the channel but lives on */
-		kill(in->p.pid, SIGKILL);
+		isolation_kill(&in->jail, in->p.pid);
 		st = peek_exit(&in->p, EXIT_WAIT_MS);
 	}
 	if (in->killed)
@@ -1418,6 +1420,10 @@ static void explain_exit(struct inst *in, const struct mig_function *f,
 		set_error(r, 502, "gpu_server_died",
 			  "the GPU server of instance %s (function \"%s\") exited %s; the instance was discarded, retry the invocation",
 			  in->id, f->name, when);
+	else if (st >= 0 && WIFSIGNALED(st) && isolation_memory_exceeded(&in->jail))
+		set_error(r, 500, "memory_limit",
+			  "function \"%s\" went over its host memory limit and was killed %s; the instance was discarded (raise \"limits.memory\")",
+			  f->name, when);
 	else if (st >= 0 && WIFSIGNALED(st) && crash_signal(WTERMSIG(st)))
 		set_error(r, 500, "function_crashed",
 			  "function \"%s\" crashed with SIG%s (%s) %s; the instance was discarded",
@@ -1467,6 +1473,11 @@ static void explain_failed(struct inst *in, const struct mig_function *f,
 	case MIG_CTL_FAULT_RESULT:
 		set_error(r, 500, "bad_result", "function \"%s\": %s", f->name, msg);
 		break;
+	case MIG_CTL_FAULT_SANDBOX:
+		set_error(r, 500, "sandbox_failed",
+			  "the sandbox of function \"%s\" could not start it: %s",
+			  f->name, msg);
+		break;
 	default:
 		set_error(r, 500, "executor_failed",
 			  "the executor of function \"%s\" failed: %s", f->name, msg);
@@ -1478,7 +1489,7 @@ static void explain_failed(struct inst *in, const struct mig_function *f,
 static void kill_for_timeout(struct inst *in)
 {
 	if (in->p.pid)
-		kill(in->p.pid, SIGKILL);
+		isolation_kill(&in->jail, in->p.pid);
 	if (in->srv && in->srv->p.pid)
 		kill(in->srv->p.pid, SIGTERM);
 }
@@ -1705,7 +1716,11 @@ static int start_executor(struct im *im, struct inst *in,
 	bool python = !strcmp(f->language, "python");
 	struct strv argv = { 0 }, env = { 0 };
 	struct spawn sp = { 0 };
-	char dir[PATH_MAX], *slash;
+	char dir[PATH_MAX], *slash, **jailed = NULL, why[512] = "";
+	/* What the executor needs of the node besides the function's code. */
+	const char *const ro_c[] = { im->exec, im->shim_dir, NULL };
+	const char *const ro_py[] = { im->exec_lib, im->pypath, im->shim_dir, NULL };
+	struct mig_isolation_input iso = { 0 };
 	int sv[2], rc;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
@@ -1729,9 +1744,35 @@ static int start_executor(struct im *im, struct inst *in,
 		strv_add(&argv, "%s", f->handler);
 	}
 	exec_env(im, f, in, python, &env);
-	sp.path = argv.v ? argv.v[0] : NULL;
-	sp.search_path = python && !strchr(sp.path ? sp.path : "", '/');
-	sp.argv = argv.v;
+	if (argv.oom || env.oom) {
+		close(sv[0]);
+		close(sv[1]);
+		strv_free(&argv);
+		strv_free(&env);
+		set_error(r, 503, "out_of_memory", "the daemon is out of memory");
+		return -1;
+	}
+	iso.id = in->id;
+	iso.argv = argv.v;
+	iso.envp = env.v;
+	iso.cwd = dir;
+	iso.ro = python ? ro_py : ro_c;
+	iso.nfds = 4;
+	rc = isolation_prepare(im->d, f, &iso, &in->jail, &jailed, why, sizeof(why));
+	if (rc) {
+		close(sv[0]);
+		close(sv[1]);
+		strv_free(&argv);
+		strv_free(&env);
+		set_error(r, 503, "isolation_failed",
+			  "cannot isolate an instance of function \"%s\": %s",
+			  f->name, why);
+		return -1;
+	}
+	sp.path = jailed ? jailed[0] : argv.v ? argv.v[0] : NULL;
+	/* An interpreter or a runtime named without a directory: on PATH. */
+	sp.search_path = !strchr(sp.path ? sp.path : "", '/');
+	sp.argv = jailed ? jailed : argv.v;
 	sp.envp = env.v;
 	sp.cwd = dir;
 	sp.log_path = *f->log_path ? f->log_path : NULL;
@@ -1742,8 +1783,11 @@ static int start_executor(struct im *im, struct inst *in,
 	sp.nfds = 4;
 	sp.p = &in->p;
 	sp.w = &in->w_pid;
-	rc = argv.oom || env.oom ? ENOMEM : spawn_proc(im, &sp);
+	rc = spawn_proc(im, &sp);
 	close(sv[1]);
+	for (char **x = jailed; x && *x; x++)
+		free(*x);
+	free(jailed);
 	if (rc) {
 		close(sv[0]);
 		set_error(r, 500, "executor_start_failed",
@@ -2147,6 +2191,11 @@ void *instances_list(struct mig_daemon *d, const char *tenant)
 			      "created", (json_int_t)in->created_wall,
 			      "idle_ms", (json_int_t)(in->state == ST_IDLE ?
 				      (now - in->last_used_ns) / 1000000 : 0));
+		if (o && *in->jail.mode) {
+			json_object_set_new(o, "isolation", json_string(in->jail.mode));
+			if (in->jail.uid)
+				json_object_set_new(o, "uid", json_integer(in->jail.uid));
+		}
 		if (o)
 			json_array_append_new(a, o);
 	}
@@ -2173,7 +2222,7 @@ int instances_kill(struct mig_daemon *d, const char *tenant, const char *id)
 		if (in->state == ST_IDLE)
 			doom(im, in, true, "killed on request");
 		else if (in->state != ST_DYING && in->p.pid)
-			kill(in->p.pid, SIGKILL); /* its owner sees EOF */
+			isolation_kill(&in->jail, in->p.pid); /* its owner sees EOF */
 		break;
 	}
 	pthread_mutex_unlock(&im->lock);
@@ -2344,7 +2393,12 @@ static uint64_t escalate(struct im *im, uint64_t now)
 		struct inst *in = list_entry(l, struct inst, dying_link);
 
 		if (in->kill_at <= now) {
-			if (in->p.pid && !reaped(&in->p))
+			/* The container's processes first (OCI mode); the
+			 * runtime itself if it still lives a grace period
+			 * later. */
+			if (in->p.pid && !reaped(&in->p) && in->kill_stage < 2)
+				isolation_kill(&in->jail, in->p.pid);
+			else if (in->p.pid && !reaped(&in->p))
 				kill(in->p.pid, SIGKILL);
 			if (in->srv && in->srv->p.pid && !reaped(&in->srv->p))
 				kill(in->srv->p.pid, in->kill_stage ? SIGKILL : SIGTERM);
@@ -2516,6 +2570,7 @@ static void *supervisor(void *arg)
 			break;
 		im->sup_wake_ns = next;
 		pthread_mutex_unlock(&im->lock);
+		isolation_sweep(); /* cgroups whose processes were still exiting */
 
 		ms = (int)((next - now + 999999) / 1000000);
 		n = epoll_wait(im->epfd, ev, 64, ms);
@@ -2563,6 +2618,14 @@ static void self_dir(char *out, size_t n)
 		*slash = 0;
 }
 
+static void canonical(char *path, size_t n)
+{
+	char real[PATH_MAX];
+
+	if (realpath(path, real) && strlen(real) < n)
+		memcpy(path, real, strlen(real) + 1);
+}
+
 static int find_programs(struct im *im)
 {
 	struct mig_config *cfg = &im->d->cfg;
@@ -2582,6 +2645,10 @@ static int find_programs(struct im *im)
 	else
 		snprintf(im->lib_dir, sizeof(im->lib_dir), "%.*s/../lib",
 			 PATH_MAX - 20, bin);
+	/* Canonical: a sandboxed executor sees these paths and nothing around
+	 * them, so "bin/../lib" would not resolve in there. */
+	canonical(im->shim_dir, sizeof(im->shim_dir));
+	canonical(im->lib_dir, sizeof(im->lib_dir));
 	snprintf(im->exec_lib, sizeof(im->exec_lib), "%s/libmig_exec.so", im->lib_dir);
 	snprintf(im->pypath, sizeof(im->pypath), "%s/python", im->lib_dir);
 
@@ -2660,6 +2727,18 @@ int instances_init(struct mig_daemon *d)
 		im_free(im);
 		return -1;
 	}
+	{
+		char bin[PATH_MAX], err[512];
+
+		snprintf(bin, sizeof(bin), "%s", im->exec);
+		*strrchr(bin, '/') = 0;
+		if (isolation_init(d, bin, im->shim_dir, err, sizeof(err))) {
+			daemon_log(0, "%s", err);
+			isolation_shutdown(d);
+			im_free(im);
+			return -1;
+		}
+	}
 	im->w_kick = (struct watch){ W_KICK, im };
 	watch_add(im, im->evfd, &im->w_kick);
 	im->sup_wake_ns = UINT64_MAX;
@@ -2704,4 +2783,5 @@ void instances_shutdown(struct mig_daemon *d)
 	pthread_mutex_lock(&im->lock);
 	im_release(im);
 	pthread_mutex_unlock(&im->lock);
+	isolation_shutdown(d);
 }

@@ -333,6 +333,7 @@ int main(int argc, char **argv)
 	http_drain(DRAIN_ANSWERS_MS);
 	http_stop();
 	registry_close(d->registry);
+	config_free(&d->cfg);
 	daemon_log(0, "stopped");
 	return 0;
 }

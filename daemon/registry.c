@@ -523,7 +523,8 @@ static void spec_free(struct spec *s)
 static const char *const put_keys[] = {
 	"name", "language", "artifact", "filename", "artifact_name", "handler",
 	"gpu_memory", "profile", "timeout_ms", "keep_alive_ms",
-	"max_instances", "env", "python", NULL,
+	"max_instances", "env", "python", "network", "limits", "isolation",
+	"rootfs", NULL,
 };
 
 static const char *const stored_keys[] = {
@@ -707,6 +708,83 @@ static int kind_of_name(const char *lang, const char *name, enum kind *k)
 	return 0;
 }
 
+/* "limits": {"memory", "cpus", "pids", "tmp"}: host resources of one
+ * instance; absent ones take the node's defaults. */
+static int parse_limits(json_t *j, struct mig_function *f, char *err,
+			size_t errlen)
+{
+	json_t *l = json_object_get(j, "limits"), *v;
+	const char *k;
+
+	if (!l || json_is_null(l))
+		return 0;
+	if (!json_is_object(l))
+		return fail(err, errlen, -EINVAL, "\"limits\" must be an object "
+			    "such as {\"memory\": \"2GiB\", \"cpus\": 1.5, "
+			    "\"pids\": 256, \"tmp\": \"64MiB\"}");
+	json_object_foreach(l, k, v) {
+		if (!strcmp(k, "memory")) {
+			if (parse_size(v, &f->mem_limit) || f->mem_limit < (16ull << 20))
+				return fail(err, errlen, -EINVAL, "\"limits.memory\" "
+					    "must be a size of at least 16MiB, "
+					    "such as \"2GiB\"");
+		} else if (!strcmp(k, "tmp")) {
+			if (parse_size(v, &f->tmp) || f->tmp < (1ull << 20) ||
+			    f->tmp > (1ull << 40))
+				return fail(err, errlen, -EINVAL, "\"limits.tmp\" "
+					    "must be a size from 1MiB to 1TiB");
+		} else if (!strcmp(k, "cpus")) {
+			if (!json_is_number(v) || json_number_value(v) < 0.01 ||
+			    json_number_value(v) > 4096)
+				return fail(err, errlen, -EINVAL, "\"limits.cpus\" "
+					    "must be a number of CPUs from 0.01 "
+					    "to 4096");
+			f->cpus = json_number_value(v);
+		} else if (!strcmp(k, "pids")) {
+			if (!json_is_integer(v) || json_integer_value(v) < 8 ||
+			    json_integer_value(v) > (1 << 22))
+				return fail(err, errlen, -EINVAL, "\"limits.pids\" "
+					    "must be an integer from 8 to 4194304");
+			f->pids = (unsigned int)json_integer_value(v);
+		} else {
+			return fail(err, errlen, -EINVAL, "unknown field "
+				    "\"limits.%.64s\"; the limits are memory, "
+				    "cpus, pids, tmp", k);
+		}
+	}
+	return 0;
+}
+
+/* "isolation", "rootfs", "network" and "limits". */
+static int parse_isolation(json_t *j, struct mig_function *f, char *err,
+			   size_t errlen)
+{
+	json_t *v = json_object_get(j, "network");
+	int rc;
+
+	if (v && !json_is_null(v) && !json_is_boolean(v))
+		return fail(err, errlen, -EINVAL, "\"network\" must be true or "
+			    "false");
+	f->network = json_is_true(v);
+	if ((rc = get_str(j, "isolation", f->isolation, sizeof(f->isolation),
+			  false, err, errlen)))
+		return rc;
+	if (*f->isolation && strcmp(f->isolation, "sandbox") &&
+	    strcmp(f->isolation, "oci") && strcmp(f->isolation, "bare"))
+		return fail(err, errlen, -EINVAL, "\"isolation\" is \"%s\": use "
+			    "\"sandbox\" or \"oci\" (or leave it out for the "
+			    "node's)", f->isolation);
+	if ((rc = get_str(j, "rootfs", f->rootfs, sizeof(f->rootfs), false,
+			  err, errlen)))
+		return rc;
+	if (*f->rootfs && (*f->rootfs != '/' || strstr(f->rootfs, "/../") ||
+			   strcmp(f->isolation, "oci")))
+		return fail(err, errlen, -EINVAL, "\"rootfs\" is the absolute "
+			    "path of a root file system on the node, for "
+			    "\"isolation\": \"oci\" only");
+	return parse_limits(j, f, err, errlen);
+}
+
 static int parse_common(json_t *j, struct spec *s, char *err, size_t errlen)
 {
 	struct mig_function *f = &s->f;
@@ -770,6 +848,8 @@ static int parse_common(json_t *j, struct spec *s, char *err, size_t errlen)
 			return fail(err, errlen, -EINVAL, "\"python\" has a "
 				    "control character; give the interpreter's "
 				    "path");
+	if ((rc = parse_isolation(j, f, err, errlen)))
+		return rc;
 	return parse_env(j, s, err, errlen);
 }
 
@@ -790,7 +870,8 @@ static int parse_put(json_t *j, const char *name, struct spec *s, char *err,
 				    "the fields are language, artifact, "
 				    "filename, handler, gpu_memory, profile, "
 				    "timeout_ms, keep_alive_ms, max_instances, "
-				    "env, python", k);
+				    "env, python, network, limits, isolation, "
+				    "rootfs", k);
 	v = json_object_get(j, "name");
 	if (v && (!json_is_string(v) || strcmp(json_string_value(v), name)))
 		return fail(err, errlen, -EINVAL, "\"name\" in the body is not "
@@ -944,6 +1025,24 @@ static json_t *entry_json(const struct entry *e, bool stored)
 	if (!j)
 		return NULL;
 	json_object_set_new(j, "version", json_integer(f->version));
+	json_object_set_new(j, "network", json_boolean(f->network));
+	if (*f->isolation)
+		json_object_set_new(j, "isolation", json_string(f->isolation));
+	if (*f->rootfs)
+		json_object_set_new(j, "rootfs", json_string(f->rootfs));
+	if (f->mem_limit || f->cpus > 0 || f->pids || f->tmp) {
+		json_t *l = json_object();
+
+		if (f->mem_limit)
+			json_object_set_new(l, "memory", json_integer((json_int_t)f->mem_limit));
+		if (f->cpus > 0)
+			json_object_set_new(l, "cpus", json_real(f->cpus));
+		if (f->pids)
+			json_object_set_new(l, "pids", json_integer(f->pids));
+		if (f->tmp)
+			json_object_set_new(l, "tmp", json_integer((json_int_t)f->tmp));
+		json_object_set_new(j, "limits", l);
+	}
 	if (stored) {
 		json_object_set_new(j, "tenant", json_string(f->tenant));
 		json_object_set_new(j, "artifact_path",
@@ -1074,6 +1173,19 @@ static int artifact_check(struct spec *s, const unsigned char *d, size_t n,
 }
 
 /* tar -xzf @tarball -C @dir, its complaints in @err. */
+/* nftw: a package's files readable (and directories searchable) by the
+ * sandboxed function, whatever modes the archive had. */
+static int make_readable(const char *path, const struct stat *st, int type,
+			 struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_D || type == FTW_DP)
+		chmod(path, 0755);
+	else if (type == FTW_F)
+		chmod(path, (st->st_mode & 0111) ? 0755 : 0644);
+	return 0;
+}
+
 static int untar(const char *tarball, const char *dir, char *err,
 		 size_t errlen)
 {
@@ -1144,22 +1256,26 @@ static int store(struct mig_registry *r, struct spec *s,
 	fn_dir(r, s->f.tenant, s->f.name, dir, sizeof(dir));
 	pathf(vdir, sizeof(vdir), "%s/v%u", dir, s->f.version);
 	rm_rf(vdir); /* left over from a deploy that did not commit */
-	if ((rc = mkdir_p(vdir, 0700)))
+	/* The version directory is what a sandboxed instance sees of the node
+	 * (read-only, as its own unprivileged uid): readable by all, while
+	 * the data directory above it keeps everyone else out. */
+	if ((rc = mkdir_p(vdir, 0755)))
 		return fail(err, errlen, rc, "cannot create %s: %s%s", vdir,
 			    strerror(-rc), storage_hint(-rc));
 	pathf(path, sizeof(path), "%s/%s", vdir, s->filename);
-	if ((rc = write_file(path, data, len, 0600)))
+	if ((rc = write_file(path, data, len, 0644)))
 		return fail(err, errlen, rc, "cannot store the artifact in %s: "
 			    "%s%s", path, strerror(-rc), storage_hint(-rc));
 	snprintf(s->artifact_rel, sizeof(s->artifact_rel), "v%u/%s",
 		 s->f.version, s->filename);
 	if (s->kind == K_TGZ) {
 		pathf(tmp, sizeof(tmp), "%s/pkg", vdir);
-		if ((rc = mkdir_p(tmp, 0700)))
+		if ((rc = mkdir_p(tmp, 0755)))
 			return fail(err, errlen, rc, "cannot create %s: %s%s",
 				    tmp, strerror(-rc), storage_hint(-rc));
 		if ((rc = untar(path, tmp, err, errlen)))
 			return rc;
+		nftw(tmp, make_readable, 32, FTW_PHYS);
 		unlink(path); /* the unpacked tree is what runs */
 		snprintf(s->artifact_rel, sizeof(s->artifact_rel), "v%u/pkg",
 			 s->f.version);

@@ -53,6 +53,9 @@ struct mount_attr {
 #define AT_RECURSIVE 0x8000
 #endif
 
+/* /etc files up to this size are copied rather than mounted. */
+#define ETC_COPY_MAX (1 << 20)
+
 /* Where hidden files point: an empty file nobody but root may open. */
 #define HIDDEN_FILE "/.mig-hidden"
 
@@ -235,6 +238,40 @@ static bool etc_wanted(const char *name, bool network)
 	return false;
 }
 
+/* Copy host file @src to @dst (mode 0644). */
+static int copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out, rc = 0;
+	ssize_t n;
+
+	if (in < 0)
+		return -errno;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rc = -errno;
+		close(in);
+		return rc;
+	}
+	while ((n = copy_file_range(in, NULL, out, NULL, 1 << 20, 0)) > 0)
+		;
+	if (n < 0) { /* across file systems on old kernels: by hand */
+		char buf[16384];
+
+		lseek(in, 0, SEEK_SET);
+		lseek(out, 0, SEEK_SET);
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n) {
+				n = -1;
+				break;
+			}
+	}
+	if (n < 0)
+		rc = errno ? -errno : -EIO;
+	close(in);
+	close(out);
+	return rc;
+}
+
 static int etc(struct ctx *c)
 {
 	char dst[PATH_MAX], src[PATH_MAX], target[PATH_MAX], text[512];
@@ -260,6 +297,13 @@ static int etc(struct ctx *c)
 			target[n] = 0;
 			if (symlink(target, dst)) {
 				rc = fail(c, errno, "symlink %s", src);
+				break;
+			}
+		} else if (S_ISREG(st.st_mode) && st.st_size <= ETC_COPY_MAX) {
+			/* A copy costs less than a mount, and the root is
+			 * made read-only at the end anyway. */
+			if ((rc = copy_file(src, dst))) {
+				rc = fail(c, -rc, "copy %s", src);
 				break;
 			}
 		} else if ((rc = bind_ro(c, src, dst))) {
@@ -443,7 +487,7 @@ int sandbox_rootfs(const struct sandbox_opts *o, char *err, size_t errlen)
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		return fail(&c, errno, "make the mount namespace private");
 	if (mount("tmpfs", o->root, "tmpfs", MS_NOSUID | MS_NODEV,
-		  "mode=0755,size=1m,nr_inodes=4096"))
+		  "mode=0755,size=16m,nr_inodes=4096"))
 		return fail(&c, errno, "mount the root tmpfs on %s", o->root);
 	if ((rc = system_dirs(&c)) || (rc = etc(&c)))
 		return rc;

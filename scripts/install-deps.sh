@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libcmocka-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev python3 python3-pip
-      python3-venv)
+      python3-venv libseccomp-dev crun)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -492,6 +492,9 @@ int main(void)
 	snprintf(daemon_.cfg.backend, sizeof(daemon_.cfg.backend), "host");
 	daemon_.cfg.pool_per_partition = 0;
 	daemon_.cfg.segment_size = 256ull << 20;
+	/* The instance logic, as plain processes: isolation has its own
+	 * tests against the real daemon (tests/daemon/test_sandbox.py). */
+	snprintf(daemon_.cfg.isolation, sizeof(daemon_.cfg.isolation), "bare");
 	set("partitions", "1"); /* the default devices table */
 
 	while (fgets(line, sizeof(line), stdin)) {

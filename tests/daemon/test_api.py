@@ -746,7 +746,9 @@ def test_update_retires_old_instances(start_daemon, fixture_so):
     r2 = d.request("POST", "/v1/functions/f/invoke", b"")
     assert r2.status == 200 and r2.headers["X-Mig-Version"] == "2"
     assert r2.headers["X-Mig-Instance"] != r1.headers["X-Mig-Instance"]
-    assert r2.headers["X-Mig-Cold"] == "1" and r2.body != r1.body
+    # (The pid in the body is the same: every sandboxed executor is pid 2
+    # of its own pid namespace.)
+    assert r2.headers["X-Mig-Cold"] == "1"
 
 
 @invocation

@@ -47,13 +47,14 @@ def built(tmp_path_factory):
         "jansson.h is missing: apt-get install libjansson-dev (the daemon needs it)"
     out = tmp_path_factory.mktemp("instances")
     warn = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing"]
-    inc = ["-Iinclude", "-Iipc", "-Idaemon", "-Igpud", f"-I{CUDA_INC}"]
+    inc = ["-Iinclude", "-Iipc", "-Idaemon", "-Igpud", "-Isandbox", f"-I{CUDA_INC}"]
     # The sanitizer pass of scripts/test.sh (MIG_GPUD set) checks
     # instances.c under AddressSanitizer and UBSan too.
     san = (["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=undefined"] if os.environ.get("MIG_GPUD") else [])
     _cc([*warn, *san, "-std=gnu11", "-pthread", *inc, "tests/daemon/instances_harness.c",
-         "daemon/instances.c", "ipc/segment.c", "-ljansson",
+         "daemon/instances.c", "daemon/isolation.c", "daemon/oci.c", "ipc/segment.c",
+         "-ljansson",
          "-o", str(out / "harness")], ROOT)
     _cc([*warn, "-shared", "-fPIC", *inc, "tests/daemon/fixture_fn.c",
          "-o", str(out / "libfixture.so")], ROOT)

@@ -1,0 +1,853 @@
+/*
+ * isolation.c - how an executor is walled off: the built-in sandbox
+ * (mig-sandbox), an OCI runtime (oci.c), or nothing ("bare", development
+ * only).
+ *
+ * The daemon's part of it, for every instance:
+ *   - a host uid of its own, from the node's range (uid_base, uid_count);
+ *   - a cgroup with the function's memory, CPU and pids limits (cgroup v2,
+ *     or the v1 memory, cpu and pids hierarchies), under a directory of
+ *     this daemon (<parent>/<tag>, the tag derived from the data dir, so
+ *     that two daemons on one node never touch each other's cgroups);
+ *   - the list of host paths the function may see (its code, the executor,
+ *     the shim, the Python environment, the node's extra paths) and of
+ *     paths it must not (the real driver libraries, found at start);
+ *   - the command line that runs the executor that way.
+ * When the instance's processes are gone, its cgroup is removed and the
+ * uid goes back to the pool; a cgroup whose processes are still exiting is
+ * retried by isolation_sweep().  Cgroups left by a daemon that crashed are
+ * emptied and removed at start.
+ *
+ * Locking: one mutex for the uid pool and the sweep list; everything else
+ * is fixed after isolation_init().
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+/* Messages that name a long path may be cut short, which is fine; a path
+ * built here is at most a PATH_MAX directory plus a short name, and a
+ * cut one fails to open rather than naming something else. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#define CGROUP_FS "/sys/fs/cgroup"
+#define V1_CONTROLLERS 3
+
+struct iso {
+	bool sandbox_ok;          /* mig-sandbox can run here (root, binary) */
+	char sandbox_why[256];    /* why not */
+	char sandbox_bin[PATH_MAX];
+	char root_dir[PATH_MAX];  /* mount point of sandboxes' roots */
+	char **hide;              /* driver files found at start + config */
+	int nhide;
+	char tag[32];             /* this daemon's, from its data dir */
+	unsigned int epoch;       /* this daemon's start (OCI container names) */
+	/* cgroups */
+	int cg_version;           /* 2, 1, or 0 (none usable) */
+	char cg_why[256];
+	char cg_dirs[V1_CONTROLLERS][PATH_MAX]; /* this daemon's: 1 for v2 */
+	int ncg;
+	/* uids */
+	pthread_mutex_t lock;
+	unsigned char *uid_used;  /* one byte per uid of the range */
+	unsigned int uid_next;
+	/* cgroups still to remove */
+	char **sweep;
+	int nsweep;
+};
+
+static struct iso iso_state;
+
+static bool is_root(void)
+{
+	return geteuid() == 0;
+}
+
+/* --- small file helpers ------------------------------------------------- */
+
+static int write_text(const char *dir, const char *file, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int write_text(const char *dir, const char *file, const char *fmt, ...)
+{
+	char path[PATH_MAX], text[128];
+	va_list ap;
+	ssize_t n;
+	int fd, rc = 0;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	if (n != (ssize_t)strlen(text))
+		rc = n < 0 ? -errno : -EIO;
+	close(fd);
+	return rc;
+}
+
+/* The number after @key in file @dir/@file ("oom_kill 3"), or 0. */
+static unsigned long long read_key(const char *dir, const char *file,
+				   const char *key)
+{
+	char path[PATH_MAX], line[256];
+	unsigned long long v = 0;
+	size_t n = strlen(key);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ' ')
+			v = strtoull(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int push(char ***v, int *n, const char *s)
+{
+	char **nv = realloc(*v, (size_t)(*n + 2) * sizeof(**v));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	if (!(nv[*n] = strdup(s)))
+		return -ENOMEM;
+	nv[++*n] = NULL;
+	return 0;
+}
+
+static void free_vec(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+/* --- cgroups ------------------------------------------------------------ */
+
+/* Kill what is left in cgroup @dir and remove it.  0, or -errno
+ * (-EBUSY: processes still exiting; try again later). */
+static int cgroup_remove(const char *dir)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	if (!rmdir(dir) || errno == ENOENT)
+		return 0;
+	if (errno != EBUSY)
+		return -errno;
+	if (write_text(dir, "cgroup.kill", "1")) {
+		/* v1, or v2 before 5.14: one process at a time */
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+		if ((f = fopen(path, "re"))) {
+			long pid;
+
+			while (fscanf(f, "%ld", &pid) == 1)
+				if (pid > 0)
+					kill((pid_t)pid, SIGKILL);
+			fclose(f);
+		}
+	}
+	if (!rmdir(dir) || errno == ENOENT)
+		return 0;
+	return -errno;
+}
+
+/* Remove every cgroup under @dir (left by an earlier run of this daemon). */
+static void cgroup_clear_children(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d))) {
+		if (e->d_type != DT_DIR || *e->d_name == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		for (int tries = 0; cgroup_remove(path) == -EBUSY && tries < 50; tries++)
+			usleep(2000);
+		daemon_log(1, "isolation: removed the cgroup %s left by an earlier run", path);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* A short, stable name for this daemon: its data directory's hash. */
+static void daemon_tag(const char *data_dir, char *out, size_t n)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (const char *p = data_dir; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	snprintf(out, n, "d-%012llx", (unsigned long long)(h & 0xffffffffffffull));
+}
+
+static int cgroup_setup_v2(struct iso *s, const struct mig_config *c,
+			   const char *tag)
+{
+	char parent[PATH_MAX], up[PATH_MAX];
+	int rc;
+
+	snprintf(parent, sizeof(parent), "%s", *c->sandbox.cgroup_parent ?
+		 c->sandbox.cgroup_parent : CGROUP_FS "/mignificent");
+	if ((rc = mkdir_p(parent, 0755))) {
+		snprintf(s->cg_why, sizeof(s->cg_why), "cannot create %s: %s",
+			 parent, strerror(-rc));
+		return -1;
+	}
+	/* The controllers must be enabled on the way down to the instances:
+	 * in the parent's parent, the parent, and this daemon's directory. */
+	snprintf(up, sizeof(up), "%s", parent);
+	*strrchr(up, '/') = 0;
+	write_text(up, "cgroup.subtree_control", "+cpu +memory +pids");
+	if ((rc = write_text(parent, "cgroup.subtree_control", "+cpu +memory +pids"))) {
+		snprintf(s->cg_why, sizeof(s->cg_why),
+			 "cannot enable the cpu, memory and pids controllers in %s: %s (is it a delegated cgroup with no processes of its own?)",
+			 parent, strerror(-rc));
+		return -1;
+	}
+	snprintf(s->cg_dirs[0], sizeof(s->cg_dirs[0]), "%s/%s", parent, tag);
+	if ((rc = mkdir_p(s->cg_dirs[0], 0755)) ||
+	    (rc = write_text(s->cg_dirs[0], "cgroup.subtree_control",
+			     "+cpu +memory +pids"))) {
+		snprintf(s->cg_why, sizeof(s->cg_why), "cannot set up %s: %s",
+			 s->cg_dirs[0], strerror(-rc));
+		return -1;
+	}
+	s->ncg = 1;
+	return 0;
+}
+
+static int cgroup_setup_v1(struct iso *s, const char *tag)
+{
+	static const char *const ctl[V1_CONTROLLERS][2] = {
+		{ "memory", NULL }, { "cpu", "cpu,cpuacct" }, { "pids", NULL },
+	};
+	char dir[PATH_MAX];
+	int rc;
+
+	for (int i = 0; i < V1_CONTROLLERS; i++) {
+		snprintf(dir, sizeof(dir), CGROUP_FS "/%s", ctl[i][0]);
+		if (access(dir, F_OK) && ctl[i][1])
+			snprintf(dir, sizeof(dir), CGROUP_FS "/%s", ctl[i][1]);
+		if (access(dir, W_OK)) {
+			snprintf(s->cg_why, sizeof(s->cg_why),
+				 "the cgroup v1 %s hierarchy is not mounted writable at %s",
+				 ctl[i][0], dir);
+			return -1;
+		}
+		snprintf(s->cg_dirs[i], sizeof(s->cg_dirs[i]), "%s/mignificent/%s",
+			 dir, tag);
+		if ((rc = mkdir_p(s->cg_dirs[i], 0755))) {
+			snprintf(s->cg_why, sizeof(s->cg_why), "cannot create %s: %s",
+				 s->cg_dirs[i], strerror(-rc));
+			return -1;
+		}
+	}
+	s->ncg = V1_CONTROLLERS;
+	return 0;
+}
+
+static void cgroup_setup(struct iso *s, const struct mig_config *c)
+{
+	const char *tag = s->tag;
+
+	if (!is_root()) {
+		snprintf(s->cg_why, sizeof(s->cg_why), "the daemon is not root");
+		return;
+	}
+	if (!access(CGROUP_FS "/cgroup.controllers", F_OK)) {
+		if (!cgroup_setup_v2(s, c, tag))
+			s->cg_version = 2;
+	} else if (!cgroup_setup_v1(s, tag)) {
+		s->cg_version = 1;
+	}
+	for (int i = 0; s->cg_version && i < s->ncg; i++)
+		cgroup_clear_children(s->cg_dirs[i]);
+}
+
+/* --- the driver libraries to hide ---------------------------------------- */
+
+static bool driver_file(const char *name)
+{
+	static const char *const pat[] = {
+		"libcuda.so*", "libcudadebugger.so*", "libnvidia-*.so*",
+		"libnvcuvid.so*", "libnvoptix.so*", NULL,
+	};
+
+	for (int i = 0; pat[i]; i++)
+		if (!fnmatch(pat[i], name, 0))
+			return true;
+	return false;
+}
+
+static bool listed(char **v, int n, const char *s)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v[i], s))
+			return true;
+	return false;
+}
+
+static void scan_dir(struct iso *s, const char *dir, const char *shim_real)
+{
+	char path[PATH_MAX], real[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d))) {
+		if (!driver_file(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (!realpath(path, real))
+			continue;
+		/* Our shim is the one libcuda.so.1 a function may load. */
+		if (*shim_real && !strncmp(real, shim_real, strlen(shim_real)))
+			continue;
+		if (!listed(s->hide, s->nhide, real))
+			push(&s->hide, &s->nhide, real);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Directories named in /etc/ld.so.conf and the files it includes. */
+static void ld_conf_dirs(const char *conf, char ***dirs, int *n, int depth)
+{
+	char line[PATH_MAX];
+	FILE *f = fopen(conf, "re");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+
+		p[strcspn(p, "\n#")] = 0;
+		for (char *q = p + strlen(p); q > p && (q[-1] == ' ' || q[-1] == '\t'); q--)
+			q[-1] = 0;
+		if (!strncmp(p, "include", 7) && (p[7] == ' ' || p[7] == '\t')) {
+			glob_t g;
+
+			p += 8 + strspn(p + 8, " \t");
+			if (depth < 4 && !glob(p, 0, NULL, &g)) {
+				for (size_t i = 0; i < g.gl_pathc; i++)
+					ld_conf_dirs(g.gl_pathv[i], dirs, n, depth + 1);
+				globfree(&g);
+			}
+		} else if (*p == '/') {
+			push(dirs, n, p);
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+static void find_driver_files(struct iso *s, const struct mig_config *c,
+			      const char *shim_dir)
+{
+	static const char *const dirs[] = {
+		"/lib", "/lib64", "/usr/lib", "/usr/lib64",
+		"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+		"/usr/local/lib", "/usr/local/lib/x86_64-linux-gnu",
+		"/usr/local/nvidia/lib", "/usr/local/nvidia/lib64",
+		"/usr/lib/wsl/lib", NULL,
+	};
+	static const char *const globs[] = {
+		"/usr/local/cuda*/compat", "/usr/local/cuda*/lib64/stubs",
+		"/usr/local/cuda*/targets/*/lib/stubs", NULL,
+	};
+	char shim_real[PATH_MAX] = "", **more = NULL;
+	int nmore = 0;
+
+	if (!realpath(shim_dir, shim_real))
+		*shim_real = 0;
+	for (int i = 0; dirs[i]; i++)
+		scan_dir(s, dirs[i], shim_real);
+	for (int i = 0; globs[i]; i++) {
+		glob_t g;
+
+		if (glob(globs[i], GLOB_ONLYDIR, NULL, &g))
+			continue;
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			scan_dir(s, g.gl_pathv[k], shim_real);
+		globfree(&g);
+	}
+	ld_conf_dirs("/etc/ld.so.conf", &more, &nmore, 0);
+	for (int i = 0; i < nmore; i++)
+		scan_dir(s, more[i], shim_real);
+	free_vec(more);
+	for (char **p = c->sandbox.hide; p && *p; p++)
+		if (!listed(s->hide, s->nhide, *p))
+			push(&s->hide, &s->nhide, *p);
+}
+
+/* --- set-up and teardown ------------------------------------------------ */
+
+int isolation_init(struct mig_daemon *d, const char *bin_dir,
+		   const char *shim_dir, char *err, size_t errlen)
+{
+	struct iso *s = &iso_state;
+	const struct mig_config *c = &d->cfg;
+
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	s->uid_used = calloc(c->sandbox.uid_count ? c->sandbox.uid_count : 1, 1);
+	if (!s->uid_used) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->uid_next = 0;
+	daemon_tag(c->data_dir, s->tag, sizeof(s->tag));
+	s->epoch = (unsigned int)time(NULL);
+	if (!strcmp(c->isolation, "bare")) {
+		daemon_log(0, "isolation: \"bare\": functions run as plain processes of the daemon's user, with NO isolation (development only)");
+		return 0;
+	}
+	snprintf(s->sandbox_bin, sizeof(s->sandbox_bin), "%.*s/mig-sandbox",
+		 PATH_MAX - 16, bin_dir);
+	snprintf(s->root_dir, sizeof(s->root_dir), "%.*s/sandbox-root",
+		 PATH_MAX - 16, c->data_dir);
+	if (!is_root())
+		snprintf(s->sandbox_why, sizeof(s->sandbox_why),
+			 "the daemon does not run as root");
+	else if (access(s->sandbox_bin, X_OK))
+		snprintf(s->sandbox_why, sizeof(s->sandbox_why), "%s is missing: %s",
+			 s->sandbox_bin, strerror(errno));
+	else if (mkdir(s->root_dir, 0755) && errno != EEXIST)
+		snprintf(s->sandbox_why, sizeof(s->sandbox_why), "cannot create %s: %s",
+			 s->root_dir, strerror(errno));
+	else
+		s->sandbox_ok = true;
+	find_driver_files(s, c, shim_dir);
+	cgroup_setup(s, c);
+	if (!strcmp(c->isolation, "sandbox") && !s->sandbox_ok) {
+		snprintf(err, errlen,
+			 "isolation \"sandbox\" is not possible here: %s; run mignificentd as root, or choose --isolation oci or (development only) bare",
+			 s->sandbox_why);
+		return -1;
+	}
+	if (strcmp(c->isolation, "bare") && !s->cg_version)
+		daemon_log(0, "isolation: no cgroup limits (memory, CPU, pids) for functions: %s",
+			   s->cg_why);
+	daemon_log(1, "isolation: %s; cgroup v%d; %d driver files hidden",
+		   c->isolation, s->cg_version, s->nhide);
+	return 0;
+}
+
+void isolation_shutdown(struct mig_daemon *d)
+{
+	struct iso *s = &iso_state;
+
+	(void)d;
+	for (int tries = 0; tries < 100 && s->nsweep; tries++) {
+		isolation_sweep();
+		if (s->nsweep)
+			usleep(10000);
+	}
+	for (int i = 0; i < s->ncg; i++)
+		rmdir(s->cg_dirs[i]);
+	free_vec(s->hide);
+	free_vec(s->sweep);
+	free(s->uid_used);
+	s->hide = s->sweep = NULL;
+	s->uid_used = NULL;
+	s->nhide = s->nsweep = 0;
+}
+
+/* Retry removing the cgroups of instances whose processes were exiting. */
+void isolation_sweep(void)
+{
+	struct iso *s = &iso_state;
+	int i = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (i < s->nsweep) {
+		if (cgroup_remove(s->sweep[i]) == -EBUSY) {
+			i++;
+			continue;
+		}
+		free(s->sweep[i]);
+		s->sweep[i] = s->sweep[--s->nsweep];
+		s->sweep[s->nsweep] = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* --- one instance ------------------------------------------------------- */
+
+const char *isolation_mode(const struct mig_daemon *d, const struct mig_function *f)
+{
+	return *f->isolation ? f->isolation : d->cfg.isolation;
+}
+
+static int uid_take(const struct mig_config *c, unsigned int *uid)
+{
+	struct iso *s = &iso_state;
+	unsigned int n = c->sandbox.uid_count;
+	int rc = -EAGAIN;
+
+	pthread_mutex_lock(&s->lock);
+	for (unsigned int k = 0; k < n; k++) {
+		unsigned int i = (s->uid_next + k) % n;
+
+		if (!s->uid_used[i]) {
+			s->uid_used[i] = 1;
+			s->uid_next = (i + 1) % n;
+			*uid = c->sandbox.uid_base + i;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static void uid_give(const struct mig_config *c, unsigned int uid)
+{
+	struct iso *s = &iso_state;
+
+	if (uid < c->sandbox.uid_base || uid - c->sandbox.uid_base >= c->sandbox.uid_count)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->uid_used[uid - c->sandbox.uid_base] = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Create @j's cgroups with @p's limits. */
+static int cgroup_create(struct mig_jail *j, const struct mig_sandbox_plan *p,
+			 char *err, size_t errlen)
+{
+	struct iso *s = &iso_state;
+	int rc = 0;
+
+	for (int i = 0; i < s->ncg; i++) {
+		snprintf(j->cgroups[i], sizeof(j->cgroups[i]), "%s/%s",
+			 s->cg_dirs[i], p->id);
+		if (mkdir(j->cgroups[i], 0755) && errno != EEXIST) {
+			rc = -errno;
+			snprintf(err, errlen, "cannot create the cgroup %s: %s",
+				 j->cgroups[i], strerror(errno));
+			return rc;
+		}
+		j->ncgroups = i + 1;
+	}
+	if (s->cg_version == 2) {
+		const char *dir = j->cgroups[0];
+
+		if (p->memory && ((rc = write_text(dir, "memory.max", "%llu",
+						   (unsigned long long)p->memory)) ||
+				  (write_text(dir, "memory.swap.max", "0"), 0)))
+			goto fail;
+		if (p->cpus > 0 &&
+		    (rc = write_text(dir, "cpu.max", "%llu 100000",
+				     (unsigned long long)(p->cpus * 100000.0 + 0.5))))
+			goto fail;
+		if (p->pids && (rc = write_text(dir, "pids.max", "%u", p->pids)))
+			goto fail;
+		/* The whole instance dies on OOM, not one of its threads' hosts. */
+		write_text(dir, "memory.oom.group", "1");
+	} else if (s->cg_version == 1) {
+		if (p->memory &&
+		    (rc = write_text(j->cgroups[0], "memory.limit_in_bytes", "%llu",
+				     (unsigned long long)p->memory)))
+			goto fail;
+		if (p->memory) /* absent without swap accounting: fine */
+			write_text(j->cgroups[0], "memory.memsw.limit_in_bytes", "%llu",
+				   (unsigned long long)p->memory);
+		if (p->cpus > 0 &&
+		    ((rc = write_text(j->cgroups[1], "cpu.cfs_period_us", "100000")) ||
+		     (rc = write_text(j->cgroups[1], "cpu.cfs_quota_us", "%llu",
+				      (unsigned long long)(p->cpus * 100000.0 + 0.5)))))
+			goto fail;
+		if (p->pids && (rc = write_text(j->cgroups[2], "pids.max", "%u", p->pids)))
+			goto fail;
+	}
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot set the limits of the cgroup of %s: %s",
+		 p->id, strerror(-rc));
+	return rc;
+}
+
+/* Show @path: at the path the executor will use, which may go through
+ * symlinks (the bind follows them to what they name). */
+static void add_ro(struct mig_sandbox_plan *p, int *n, const char *path)
+{
+	char dir[PATH_MAX], real[PATH_MAX], out[PATH_MAX];
+	const char *base;
+	char *slash;
+
+	if (!path || *path != '/' || access(path, F_OK))
+		return;
+	/* The directory part canonical (no "..", no symlinks), the last
+	 * component as the executor names it. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	while ((slash = strrchr(dir, '/')) && !slash[1] && slash != dir)
+		*slash = 0; /* trailing slashes */
+	slash = strrchr(dir, '/');
+	base = slash + 1;
+	if (!strcmp(base, "..") || !strcmp(base, ".")) {
+		if (!realpath(path, out))
+			return;
+	} else {
+		*slash = 0;
+		if (!realpath(*dir ? dir : "/", real))
+			return;
+		snprintf(out, sizeof(out), "%s/%s", strcmp(real, "/") ? real : "",
+			 path + (base - dir));
+	}
+	if (!listed(p->ro_paths, *n, out))
+		push(&p->ro_paths, n, out);
+}
+
+/* The interpreter's installation: a virtual environment's root, or the
+ * prefix above bin/ when it is not /usr. */
+static void add_python(struct mig_sandbox_plan *p, int *n, const char *python)
+{
+	char path[PATH_MAX], *slash;
+
+	if (!*python || !strchr(python, '/'))
+		return; /* found on PATH: under /usr */
+	snprintf(path, sizeof(path), "%s", python);
+	/* Not realpath: a venv's python is a symlink to the system one, and
+	 * the venv (its site-packages) is what we need. */
+	if ((slash = strrchr(path, '/')) && slash != path)
+		*slash = 0;
+	if ((slash = strrchr(path, '/')) && !strcmp(slash, "/bin") && slash != path) {
+		*slash = 0;
+		if (strcmp(path, "/usr") && strcmp(path, "/usr/local"))
+			add_ro(p, n, path);
+		return;
+	}
+	add_ro(p, n, path);
+}
+
+int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
+		      const struct mig_isolation_input *in, struct mig_jail *j,
+		      char ***argv_out, char *err, size_t errlen)
+{
+	const struct mig_config *c = &d->cfg;
+	struct iso *s = &iso_state;
+	struct mig_sandbox_plan p = { 0 };
+	const char *mode = isolation_mode(d, f);
+	char **argv = NULL, num[64];
+	int nro = 0, nargv = 0, rc = -ENOMEM;
+
+	memset(j, 0, sizeof(*j));
+	snprintf(j->mode, sizeof(j->mode), "%s", mode);
+	*argv_out = NULL;
+	if (!strcmp(mode, "bare")) {
+		if (strcmp(c->isolation, "bare") && !c->allow_bare) {
+			snprintf(err, errlen, "isolation \"bare\" is not allowed on this node");
+			return -EPERM;
+		}
+		return 0; /* the caller runs in->argv as it is */
+	}
+	if (!strcmp(c->isolation, "bare")) {
+		snprintf(err, errlen, "this node runs functions bare (development mode, no isolation); it cannot give \"%s\"",
+			 mode);
+		return -ENOTSUP;
+	}
+	if (!strcmp(mode, "sandbox") && !s->sandbox_ok) {
+		snprintf(err, errlen, "the sandbox is not available on this node: %s",
+			 s->sandbox_why);
+		return -ENOTSUP;
+	}
+	if ((rc = uid_take(c, &j->uid))) {
+		snprintf(err, errlen, "all %u sandbox uids are in use",
+			 c->sandbox.uid_count);
+		return rc;
+	}
+	rc = -ENOMEM;
+	snprintf(p.id, sizeof(p.id), "%s", in->id);
+	p.uid = p.gid = j->uid;
+	p.network = f->network;
+	p.memory = f->mem_limit ? f->mem_limit : c->sandbox.memory;
+	p.cpus = f->cpus > 0 ? f->cpus : c->sandbox.cpus;
+	p.pids = f->pids ? f->pids : c->sandbox.pids;
+	p.tmp = f->tmp ? f->tmp : c->sandbox.tmp;
+	p.cwd = in->cwd;
+	p.argv = in->argv;
+	p.envp = in->envp;
+	p.nfds = in->nfds;
+	p.hide = s->hide;
+	add_ro(&p, &nro, in->cwd);          /* the function's code */
+	for (int i = 0; in->ro && in->ro[i]; i++)
+		add_ro(&p, &nro, in->ro[i]); /* executor, shim, libraries */
+	add_python(&p, &nro, f->python);
+	for (char **x = c->sandbox.ro_paths; x && *x; x++)
+		add_ro(&p, &nro, *x);
+	if (s->cg_version && (rc = cgroup_create(j, &p, err, errlen)))
+		goto fail;
+	if (j->ncgroups)
+		snprintf(p.cgroup, sizeof(p.cgroup), "%s", j->cgroups[0]);
+	rc = -ENOMEM;
+
+	if (!strcmp(mode, "oci")) {
+		const char *rootfs = *f->rootfs ? f->rootfs : "/";
+
+		/* The runtime's container names are node-wide and outlive us:
+		 * this daemon's tag and its start make them unique. */
+		snprintf(p.id, sizeof(p.id), "mig-%s-%x-%s", s->tag, s->epoch, in->id);
+
+		snprintf(j->bundle, sizeof(j->bundle), "%.*s/bundles/%s",
+			 PATH_MAX - 100, c->data_dir, in->id);
+		if (oci_write_bundle(&p, rootfs, j->bundle, err, errlen)) {
+			rc = -EIO;
+			goto fail;
+		}
+		argv = oci_argv(c, &p, j->bundle, rootfs, err, errlen);
+		if (!argv) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		*argv_out = argv;
+		free_vec(p.ro_paths);
+		return 0;
+	}
+
+	/* The built-in sandbox. */
+#define ARG(s) do { if (push(&argv, &nargv, (s))) goto fail; } while (0)
+	ARG(s->sandbox_bin);
+	ARG("--root");
+	ARG(s->root_dir);
+	snprintf(num, sizeof(num), "%u", j->uid);
+	ARG("--uid");
+	ARG(num);
+	ARG("--gid");
+	ARG(num);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)p.tmp);
+	ARG("--tmp");
+	ARG(num);
+	snprintf(num, sizeof(num), "%d", p.nfds);
+	ARG("--fds");
+	ARG(num);
+	ARG("--cwd");
+	ARG(p.cwd);
+	ARG("--hostname");
+	ARG(p.id);
+	if (p.network)
+		ARG("--network");
+	for (int i = 0; i < j->ncgroups; i++) {
+		ARG("--cgroup");
+		ARG(j->cgroups[i]);
+	}
+	for (char **x = p.ro_paths; x && *x; x++) {
+		ARG("--ro");
+		ARG(*x);
+	}
+	for (int i = 0; i < s->nhide; i++) {
+		ARG("--hide");
+		ARG(s->hide[i]);
+	}
+	ARG("--");
+	for (char **x = in->argv; x && *x; x++)
+		ARG(*x);
+#undef ARG
+	free_vec(p.ro_paths);
+	*argv_out = argv;
+	return 0;
+fail:
+	if (rc == -ENOMEM && !*err)
+		snprintf(err, errlen, "out of memory");
+	free_vec(argv);
+	free_vec(p.ro_paths);
+	isolation_release(d, j);
+	return rc;
+}
+
+void isolation_release(struct mig_daemon *d, struct mig_jail *j)
+{
+	struct iso *s = &iso_state;
+
+	for (int i = 0; i < j->ncgroups; i++) {
+		if (cgroup_remove(j->cgroups[i]) != -EBUSY)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		push(&s->sweep, &s->nsweep, j->cgroups[i]);
+		pthread_mutex_unlock(&s->lock);
+	}
+	j->ncgroups = 0;
+	if (*j->bundle) {
+		oci_remove_bundle(j->bundle);
+		*j->bundle = 0;
+	}
+	if (j->uid) {
+		uid_give(&d->cfg, j->uid);
+		j->uid = 0;
+	}
+}
+
+void isolation_kill(const struct mig_jail *j, pid_t pid)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	if (strcmp(j->mode, "oci") || !j->ncgroups) {
+		if (pid > 0)
+			kill(pid, SIGKILL);
+		return;
+	}
+	/* Killing the runtime would leave its container (and state) behind:
+	 * kill what runs in the container instead. */
+	if (iso_state.cg_version == 2 && !write_text(j->cgroups[0], "cgroup.kill", "1"))
+		return;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", j->cgroups[0]);
+	if ((f = fopen(path, "re"))) {
+		long p;
+
+		while (fscanf(f, "%ld", &p) == 1)
+			if (p > 0)
+				kill((pid_t)p, SIGKILL);
+		fclose(f);
+	} else if (pid > 0) {
+		kill(pid, SIGKILL);
+	}
+}
+
+bool isolation_memory_exceeded(const struct mig_jail *j)
+{
+	if (!j->ncgroups)
+		return false;
+	if (iso_state.cg_version == 2)
+		return read_key(j->cgroups[0], "memory.events", "oom_kill") > 0 ||
+		       read_key(j->cgroups[0], "memory.events", "oom_group_kill") > 0;
+	return read_key(j->cgroups[0], "memory.oom_control", "oom_kill") > 0;
+}
