@@ -530,6 +530,18 @@ static enum MHD_Result do_put(struct MHD_Connection *c, struct req *q,
 		return reply_error(c, q, MHD_HTTP_BAD_REQUEST, "malformed_json",
 				   "the body is not valid JSON: line %d, column "
 				   "%d: %s", jerr.line, jerr.column, jerr.text);
+	/* A tenant may not turn its own isolation off: "bare" only where the
+	 * node runs bare anyway or allows it. */
+	if (json_is_object(spec) &&
+	    !strcmp(json_string_value(json_object_get(spec, "isolation")) ?
+		    json_string_value(json_object_get(spec, "isolation")) : "", "bare") &&
+	    strcmp(H.d->cfg.isolation, "bare") && !H.d->cfg.allow_bare) {
+		json_decref(spec);
+		return reply_error(c, q, MHD_HTTP_BAD_REQUEST, "invalid_function",
+				   "\"isolation\": \"bare\" (no isolation) is not allowed on "
+				   "this node; leave \"isolation\" out or ask for \"sandbox\" "
+				   "or \"oci\"");
+	}
 	rc = registry_put(H.d->registry, tenant, q->name, spec,
 			  H.d->cfg.max_artifact, &version, &created, err,
 			  sizeof(err));

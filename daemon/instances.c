@@ -468,7 +468,7 @@ static void exec_env(struct im *im, const struct mig_function *f,
 		     const struct inst *in, bool python, struct strv *e)
 {
 	static const char *const pass[] = { "PATH", "HOME", "LANG", "LC_ALL",
-					    "TMPDIR", "MIG_SHIM_LOG", NULL };
+					    "TMPDIR", "MIG_SHIM_LOG", "MIG_SANDBOX_TIMING", NULL };
 	const char *v;
 
 	for (int i = 0; pass[i]; i++)

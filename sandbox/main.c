@@ -43,6 +43,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -64,6 +65,22 @@ static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
 				 SIGUSR2, 0 };
 
 static int control_fd = -1; /* fd 3 while we hold it, else -1 */
+static struct timespec t_start; /* for MIG_SANDBOX_TIMING */
+static bool timing;
+
+/* With MIG_SANDBOX_TIMING=1: how long each step took, on stderr (the
+ * function's log), to see where a slow cold start goes. */
+static void mark(const char *step)
+{
+	struct timespec t;
+
+	if (!timing)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	fprintf(stderr, "mig-sandbox: %8.3f ms %s\n",
+		(double)(t.tv_sec - t_start.tv_sec) * 1e3 +
+		(double)(t.tv_nsec - t_start.tv_nsec) / 1e6, step);
+}
 
 /* Tell the daemon why the executor will never be READY. */
 static void send_failed(const char *msg)
@@ -299,6 +316,11 @@ static void drop_privileges(const struct sandbox_opts *o)
 	write_proc("/proc/self/uid_map", map);
 	snprintf(map, sizeof(map), "%d %u 1\n", SANDBOX_INNER_ID, (unsigned)o->gid);
 	write_proc("/proc/self/gid_map", map);
+	/* Init runs as the function's uid: undumpable again, its /proc
+	 * entries (mem, fd, environ) are root's, so the function cannot reach
+	 * into the process that reports its exit.  The executor becomes
+	 * dumpable at its execve, as any process does. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* The new namespace gave us every capability in it: give them up,
 	 * and make sure nothing can bring one back. */
 	for (int cap = 0; cap <= 63; cap++)
@@ -334,15 +356,19 @@ static void init_main(const struct sandbox_opts *o, int verdict_fd, int alive_fd
 		die("sethostname: %s", strerror(errno));
 	if (!o->network)
 		loopback_up();
+	mark("init running");
 	if (sandbox_rootfs(o, err, sizeof(err)))
 		goto setup_failed;
+	mark("file system built");
 	if (chdir(o->cwd))
 		die("the working directory %s is not visible in the sandbox: %s",
 		    o->cwd, strerror(errno));
 	drop_privileges(o);
 	setrlimit(RLIMIT_CORE, &no_core);
+	mark("privileges dropped");
 	if (sandbox_seccomp(err, sizeof(err)))
 		goto setup_failed;
+	mark("filter loaded");
 	setenv("HOME", "/tmp", 1);
 	setenv("TMPDIR", "/tmp", 1);
 	setenv("USER", "function", 1);
@@ -358,6 +384,7 @@ static void init_main(const struct sandbox_opts *o, int verdict_fd, int alive_fd
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		close(verdict_fd);
 		close(alive_fd);
+		mark("executing the executor");
 		execvp(o->argv[0], o->argv);
 		snprintf(err, sizeof(err), "cannot run %s in the sandbox: %s",
 			 o->argv[0], strerror(errno));
@@ -406,10 +433,14 @@ int main(int argc, char **argv)
 	sigset_t set;
 	pid_t pid;
 
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	timing = getenv("MIG_SANDBOX_TIMING") && *getenv("MIG_SANDBOX_TIMING") == '1';
 	parse(argc, argv, &o);
 	if (geteuid())
 		die("mig-sandbox must be started as root (by mignificentd); use isolation \"bare\" for an unprivileged development daemon");
+	mark("started");
 	join_cgroups(&o);
+	mark("cgroups joined");
 	if (pipe2(verdict, O_CLOEXEC) || pipe2(alive, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
 	/* Block what we wait for before there is anyone to send it. */
@@ -423,6 +454,7 @@ int main(int argc, char **argv)
 	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid < 0)
 		die("cannot create the namespaces: %s", strerror(errno));
+	mark("namespaces created");
 	if (!pid) {
 		close(verdict[0]);
 		close(alive[1]);
