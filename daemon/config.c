@@ -43,6 +43,7 @@
 #define DEFAULT_SANDBOX_MEMORY (8ull << 30)
 #define DEFAULT_SANDBOX_PIDS 1024u
 #define DEFAULT_SANDBOX_TMP (256ull << 20)
+#define DEFAULT_SANDBOX_POOL 2
 
 static void usage(FILE *f)
 {
@@ -224,6 +225,7 @@ static void defaults(struct mig_config *c)
 	c->sandbox.cpus = 0;
 	c->sandbox.pids = DEFAULT_SANDBOX_PIDS;
 	c->sandbox.tmp = DEFAULT_SANDBOX_TMP;
+	c->sandbox.pool = DEFAULT_SANDBOX_POOL;
 	snprintf(c->oci_runtime, sizeof(c->oci_runtime), "crun");
 }
 
@@ -442,13 +444,15 @@ static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
 			rc = get_strv(x, "sandbox.ro_paths", v, true, &s->ro_paths);
 		} else if (!strcmp(k, "hide")) {
 			rc = get_strv(x, "sandbox.hide", v, true, &s->hide);
+		} else if (!strcmp(k, "pool")) {
+			rc = get_int(x, "sandbox.pool", v, 0, 64, &s->pool);
 		} else if (!strcmp(k, "cgroup_parent")) {
 			rc = get_path(x, "sandbox.cgroup_parent", v, s->cgroup_parent,
 				      sizeof(s->cgroup_parent));
 		} else {
 			return fail(x->err, x->errlen, "config %s: unknown key \"sandbox.%s\" "
 				    "(known: uid_base, uid_count, memory, cpus, pids, tmp, "
-				    "ro_paths, hide, cgroup_parent)", x->path, k);
+				    "ro_paths, hide, cgroup_parent, pool)", x->path, k);
 		}
 		if (rc)
 			return rc;

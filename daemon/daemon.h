@@ -68,6 +68,7 @@ struct mig_config {
 		char **ro_paths;         /* extra read-only host paths (NULL-ended) */
 		char **hide;             /* extra host files/dirs to hide */
 		char cgroup_parent[PATH_MAX]; /* "" = auto */
+		int pool;                /* sandboxes started ahead of time */
 	} sandbox;
 	char oci_runtime[PATH_MAX];  /* "crun" (default) or "runc" or a path */
 	char **oci_command;          /* command template instead of a runtime
@@ -145,6 +146,8 @@ struct mig_jail {
 	char cgroups[3][PATH_MAX];
 	int ncgroups;
 	char bundle[PATH_MAX];    /* OCI mode */
+	bool pooled;              /* a pre-started sandbox: uid and cgroups
+				   * made before the function was known */
 };
 
 /* The executor as it would run bare. */
@@ -180,6 +183,15 @@ void isolation_release(struct mig_daemon *d, struct mig_jail *j);
 void isolation_kill(const struct mig_jail *j, pid_t pid);
 /* Did the memory limit kill something in @j? */
 bool isolation_memory_exceeded(const struct mig_jail *j);
+/* How many sandboxes to keep started ahead of time (0: none). */
+int isolation_pool_size(const struct mig_daemon *d);
+/* A pre-started sandbox named @id: uid, cgroups with the node's default
+ * limits, and the command line of a `mig-sandbox --pooled` that joins
+ * them.  isolation_prepare() with this @j later sets the function's
+ * limits and gives the rest of the command line, to send it. */
+int isolation_pool_prepare(struct mig_daemon *d, const char *id,
+			   struct mig_jail *j, char ***argv_out, char *err,
+			   size_t errlen);
 /* Retry removing cgroups whose processes were still exiting. */
 void isolation_sweep(void);
 

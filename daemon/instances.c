@@ -124,7 +124,7 @@ static void list_del(struct list *l)
 /* --- types --------------------------------------------------------------- */
 
 /* What an epoll event is about. */
-enum watch_kind { W_KICK, W_EXEC, W_GPUD, W_READY };
+enum watch_kind { W_KICK, W_EXEC, W_GPUD, W_READY, W_KEEPER };
 
 struct watch {
 	enum watch_kind kind;
@@ -161,7 +161,29 @@ struct server {
 	uint64_t kill_at;
 };
 
+/*
+ * A sandbox started ahead of time (isolation_pool_prepare()): it has
+ * joined its cgroups, the slow part of a sandbox's start (moving a process
+ * into a cgroup waits for an RCU grace period, 5-25 ms), and waits on
+ * @sock for the rest of its command line.  start_executor() hands it to an
+ * instance, whose executor it becomes (its pid and pidfd move to inst->p).
+ */
+struct keeper {
+	struct watch w;         /* W_KEEPER: its pidfd while pooled */
+	struct proc p;
+	int sock;               /* the command line and the fds go here */
+	struct mig_jail jail;
+	struct inst *inst;      /* who took it */
+	struct list link;       /* im->keepers, then im->grave_keepers */
+};
+
 enum inst_state { ST_STARTING, ST_IDLE, ST_BUSY, ST_DYING };
+struct inst;
+struct im;
+static struct keeper *keeper_take(struct im *im, struct inst *in);
+static int keeper_send(struct keeper *k, char **argv, char **envp, const int *fds,
+		       int nfds, int log);
+static int open_log(const char *path);
 
 static const char *const state_names[] = {
 	[ST_STARTING] = "starting", [ST_IDLE] = "idle",
@@ -265,6 +287,9 @@ struct im {
 	int nparts;
 	struct list insts, dying, dying_srv, spawnq;
 	struct list grave_inst, grave_srv; /* freed after the supervisor's batch */
+	struct list keepers, grave_keepers;
+	int nkeepers;                   /* pooled, not taken */
+	uint64_t keeper_ids, keeper_retry_ns;
 	int nprocs;                     /* children not reaped yet */
 	int inflight;
 	int running;                    /* invocations waiting for an answer */
@@ -1721,6 +1746,7 @@ static int start_executor(struct im *im, struct inst *in,
 	const char *const ro_c[] = { im->exec, im->shim_dir, NULL };
 	const char *const ro_py[] = { im->exec_lib, im->pypath, im->shim_dir, NULL };
 	struct mig_isolation_input iso = { 0 };
+	struct keeper *k = NULL;
 	int sv[2], rc;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
@@ -1758,7 +1784,15 @@ static int start_executor(struct im *im, struct inst *in,
 	iso.cwd = dir;
 	iso.ro = python ? ro_py : ro_c;
 	iso.nfds = 4;
+	/* A pre-started sandbox if one is ready: it has joined its cgroups. */
+	if (!strcmp(isolation_mode(im->d, f), "sandbox")) {
+		pthread_mutex_lock(&im->lock);
+		k = keeper_take(im, in);
+		pthread_mutex_unlock(&im->lock);
+	}
 	rc = isolation_prepare(im->d, f, &iso, &in->jail, &jailed, why, sizeof(why));
+	if (rc && k)
+		close_fd(&k->sock); /* it exits; the instance reaps it */
 	if (rc) {
 		close(sv[0]);
 		close(sv[1]);
@@ -1783,7 +1817,16 @@ static int start_executor(struct im *im, struct inst *in,
 	sp.nfds = 4;
 	sp.p = &in->p;
 	sp.w = &in->w_pid;
-	rc = spawn_proc(im, &sp);
+	if (k) {
+		int log = sp.log_path ? open_log(sp.log_path) : -1;
+
+		rc = -keeper_send(k, jailed, env.v, sp.fds, sp.nfds, log >= 0 ? log : 2);
+		if (log >= 0)
+			close(log);
+		close_fd(&k->sock);
+	} else {
+		rc = spawn_proc(im, &sp);
+	}
 	close(sv[1]);
 	for (char **x = jailed; x && *x; x++)
 		free(*x);
@@ -2507,6 +2550,196 @@ static void pool_fill(struct im *im, uint64_t now)
 	}
 }
 
+/* --- pre-started sandboxes (supervisor thread) ----------------------------- */
+
+/* A pooled keeper's process exited (or, taken, its instance's did). */
+static void on_keeper_exit(struct im *im, struct keeper *k)
+{
+	if (k->inst) {
+		/* Taken after this event was fetched: it is the instance's
+		 * now, and so is the event. */
+		watch_rearm(im, k->inst->p.pidfd, &k->inst->w_pid);
+		return;
+	}
+	k->p.exited = true;
+	reap(im, &k->p);
+	if (!reaped(&k->p)) {
+		watch_rearm(im, k->p.pidfd, &k->w);
+		return;
+	}
+	if (!im->stopping)
+		daemon_log(0, "instances: a pre-started sandbox exited with status %d before use (see the log above)",
+			   k->p.status);
+	list_del(&k->link);
+	im->nkeepers--;
+	close_fd(&k->sock);
+	isolation_release(im->d, &k->jail);
+	list_add_tail(&k->link, &im->grave_keepers);
+	if (!im->stopping)
+		im->keeper_retry_ns = now_ns() + POOL_BACKOFF_MIN_MS * 1000000ull;
+	kick(im);
+}
+
+/* Keep isolation_pool_size() sandboxes started; let them go when
+ * stopping (they exit when their socket closes). */
+static void keeper_fill(struct im *im, uint64_t now)
+{
+	int want = im->stopping ? 0 : isolation_pool_size(im->d);
+	struct list *l, *n;
+
+	list_for_each_safe(l, n, &im->keepers) {
+		struct keeper *k = list_entry(l, struct keeper, link);
+
+		if (im->nkeepers > want && k->sock >= 0) {
+			close_fd(&k->sock);
+			want++; /* counted until it is reaped */
+		}
+	}
+	while (im->nkeepers < want && now >= im->keeper_retry_ns) {
+		struct keeper *k = calloc(1, sizeof(*k));
+		struct spawn sp = { 0 };
+		char id[32], err[512], **argv = NULL;
+		int sv[2] = { -1, -1 }, rc;
+
+		if (!k)
+			return;
+		k->sock = -1;
+		k->p.pidfd = -1;
+		k->w = (struct watch){ W_KEEPER, k };
+		snprintf(id, sizeof(id), "k-%llu", (unsigned long long)++im->keeper_ids);
+		list_add_tail(&k->link, &im->keepers);
+		im->nkeepers++;
+		pthread_mutex_unlock(&im->lock);
+		rc = isolation_pool_prepare(im->d, id, &k->jail, &argv, err, sizeof(err));
+		if (!rc && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+			rc = -errno;
+			snprintf(err, sizeof(err), "socketpair: %s", strerror(errno));
+		}
+		if (!rc) {
+			sp.path = argv[0];
+			sp.argv = argv;
+			sp.envp = environ;
+			sp.fds[0] = sv[1];
+			sp.nfds = 1;
+			sp.p = &k->p;
+			sp.w = &k->w;
+			pthread_cond_init(&sp.cond, NULL);
+			spawn_run(im, &sp);
+			pthread_cond_destroy(&sp.cond);
+			if ((rc = -sp.err))
+				snprintf(err, sizeof(err), "cannot start %s: %s", argv[0],
+					 strerror(sp.err));
+			close(sv[1]);
+		}
+		for (char **x = argv; x && *x; x++)
+			free(*x);
+		free(argv);
+		if (rc) {
+			if (sv[0] >= 0)
+				close(sv[0]);
+			isolation_release(im->d, &k->jail);
+		}
+		pthread_mutex_lock(&im->lock);
+		if (rc) {
+			daemon_log(0, "instances: cannot pre-start a sandbox: %s", err);
+			list_del(&k->link);
+			im->nkeepers--;
+			free(k);
+			im->keeper_retry_ns = now_ns() + POOL_BACKOFF_MAX_MS * 1000000ull / 4;
+			return;
+		}
+		k->sock = sv[0];
+	}
+}
+
+/* Under im->lock: a pre-started sandbox for @in, whose executor it will
+ * be (its process is in->p from now on), or NULL. */
+static struct keeper *keeper_take(struct im *im, struct inst *in)
+{
+	struct list *l;
+
+	for (l = im->keepers.next; l != &im->keepers; l = l->next) {
+		struct keeper *k = list_entry(l, struct keeper, link);
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT,
+					  .data.ptr = &in->w_pid };
+
+		if (k->p.exited || k->sock < 0 || k->p.pidfd < 0)
+			continue;
+		list_del(&k->link);
+		im->nkeepers--;
+		k->inst = in;
+		in->jail = k->jail;
+		memset(&k->jail, 0, sizeof(k->jail));
+		in->p.pid = k->p.pid;
+		in->p.pidfd = k->p.pidfd;
+		epoll_ctl(im->epfd, EPOLL_CTL_MOD, in->p.pidfd, &ev);
+		list_add_tail(&k->link, &im->grave_keepers);
+		kick(im); /* refill */
+		return k;
+	}
+	return NULL;
+}
+
+/*
+ * Send @k what a spawn would have given it: the rest of its command line
+ * (@argv[1]...), the executor's environment @envp, the executor's @fds and
+ * @log for its stdout and stderr.  One message (sandbox/main.c,
+ * receive_command()): "<number of arguments>", the arguments, the
+ * environment, each NUL-terminated; the descriptors, @log last.
+ */
+static int keeper_send(struct keeper *k, char **argv, char **envp, const int *fds,
+		       int nfds, int log)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+	} ctl;
+	int all[8], nargs = 0;
+	struct msghdr m = { 0 };
+	struct iovec iov;
+	struct cmsghdr *cm;
+	size_t len = 0, off = 0;
+	char count[16], *msg;
+	ssize_t r;
+
+	if (nfds + 1 > 8)
+		return -EINVAL;
+	for (char **a = argv + 1; *a; a++, nargs++)
+		len += strlen(*a) + 1;
+	for (char **e = envp; e && *e; e++)
+		len += strlen(*e) + 1;
+	snprintf(count, sizeof(count), "%d", nargs);
+	len += strlen(count) + 1;
+	msg = malloc(len);
+	if (!msg)
+		return -ENOMEM;
+#define PUT(str) do { size_t n_ = strlen(str) + 1; memcpy(msg + off, (str), n_); off += n_; } while (0)
+	PUT(count);
+	for (char **a = argv + 1; *a; a++)
+		PUT(*a);
+	for (char **e = envp; e && *e; e++)
+		PUT(*e);
+#undef PUT
+	memcpy(all, fds, (size_t)nfds * sizeof(int));
+	all[nfds] = log;
+	iov.iov_base = msg;
+	iov.iov_len = len;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	memset(&ctl, 0, sizeof(ctl));
+	m.msg_control = ctl.buf;
+	m.msg_controllen = CMSG_SPACE((size_t)(nfds + 1) * sizeof(int));
+	cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)(nfds + 1) * sizeof(int));
+	memcpy(CMSG_DATA(cm), all, (size_t)(nfds + 1) * sizeof(int));
+	while ((r = sendmsg(k->sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	free(msg);
+	return r == (ssize_t)len ? 0 : r < 0 ? -errno : -EIO;
+}
+
 static void bury(struct im *im)
 {
 	struct list *l, *n;
@@ -2514,6 +2747,10 @@ static void bury(struct im *im)
 	list_for_each_safe(l, n, &im->grave_inst) {
 		list_del(l);
 		free(list_entry(l, struct inst, all_link));
+	}
+	list_for_each_safe(l, n, &im->grave_keepers) {
+		list_del(l);
+		free(list_entry(l, struct keeper, link));
 	}
 	list_for_each_safe(l, n, &im->grave_srv) {
 		list_del(l);
@@ -2556,7 +2793,10 @@ static void *supervisor(void *arg)
 
 		run_spawns(im);
 		pool_fill(im, now);
+		keeper_fill(im, now);
 		next = now + SUP_MAX_SLEEP_NS;
+		if (im->keeper_retry_ns > now && im->keeper_retry_ns < next)
+			next = im->keeper_retry_ns;
 		t = expire(im, now);
 		next = t < next ? t : next;
 		t = escalate(im, now);
@@ -2594,6 +2834,9 @@ static void *supervisor(void *arg)
 				break;
 			case W_READY:
 				on_ready(im, w->obj);
+				break;
+			case W_KEEPER:
+				on_keeper_exit(im, w->obj);
 				break;
 			}
 		}
@@ -2711,6 +2954,8 @@ int instances_init(struct mig_daemon *d)
 	list_init(&im->spawnq);
 	list_init(&im->grave_inst);
 	list_init(&im->grave_srv);
+	list_init(&im->keepers);
+	list_init(&im->grave_keepers);
 	im->base_kernels = strdup(k ? k : "");
 	/* Spinning pays only while CPUs are left over for the executors. */
 	im->spin_max = (int)(sysconf(_SC_NPROCESSORS_ONLN) / 4);

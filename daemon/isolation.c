@@ -550,53 +550,48 @@ static void uid_give(const struct mig_config *c, unsigned int uid)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Create @j's cgroups with @p's limits. */
-static int cgroup_create(struct mig_jail *j, const struct mig_sandbox_plan *p,
+/* Set @p's limits on @j's cgroups (which exist). */
+static int cgroup_limits(struct mig_jail *j, const struct mig_sandbox_plan *p,
 			 char *err, size_t errlen)
 {
 	struct iso *s = &iso_state;
 	int rc = 0;
 
-	for (int i = 0; i < s->ncg; i++) {
-		snprintf(j->cgroups[i], sizeof(j->cgroups[i]), "%s/%s",
-			 s->cg_dirs[i], p->id);
-		if (mkdir(j->cgroups[i], 0755) && errno != EEXIST) {
-			rc = -errno;
-			snprintf(err, errlen, "cannot create the cgroup %s: %s",
-				 j->cgroups[i], strerror(errno));
-			return rc;
-		}
-		j->ncgroups = i + 1;
-	}
 	if (s->cg_version == 2) {
 		const char *dir = j->cgroups[0];
 
-		if (p->memory && ((rc = write_text(dir, "memory.max", "%llu",
-						   (unsigned long long)p->memory)) ||
-				  (write_text(dir, "memory.swap.max", "0"), 0)))
+		if ((rc = p->memory ? write_text(dir, "memory.max", "%llu",
+						 (unsigned long long)p->memory) :
+				      write_text(dir, "memory.max", "max")))
 			goto fail;
-		if (p->cpus > 0 &&
-		    (rc = write_text(dir, "cpu.max", "%llu 100000",
-				     (unsigned long long)(p->cpus * 100000.0 + 0.5))))
+		write_text(dir, "memory.swap.max", "0");
+		if ((rc = p->cpus > 0 ?
+			  write_text(dir, "cpu.max", "%llu 100000",
+				     (unsigned long long)(p->cpus * 100000.0 + 0.5)) :
+			  write_text(dir, "cpu.max", "max 100000")))
 			goto fail;
-		if (p->pids && (rc = write_text(dir, "pids.max", "%u", p->pids)))
+		if ((rc = p->pids ? write_text(dir, "pids.max", "%u", p->pids) :
+				    write_text(dir, "pids.max", "max")))
 			goto fail;
-		/* The whole instance dies on OOM, not one of its threads' hosts. */
+		/* The whole instance dies on OOM, not one of its threads. */
 		write_text(dir, "memory.oom.group", "1");
 	} else if (s->cg_version == 1) {
-		if (p->memory &&
-		    (rc = write_text(j->cgroups[0], "memory.limit_in_bytes", "%llu",
-				     (unsigned long long)p->memory)))
+		/* memsw (absent without swap accounting) must stay >= the
+		 * limit: lift it first, set it last. */
+		write_text(j->cgroups[0], "memory.memsw.limit_in_bytes", "-1");
+		if ((rc = p->memory ? write_text(j->cgroups[0], "memory.limit_in_bytes", "%llu",
+						 (unsigned long long)p->memory) :
+				      write_text(j->cgroups[0], "memory.limit_in_bytes", "-1")))
 			goto fail;
-		if (p->memory) /* absent without swap accounting: fine */
+		if (p->memory)
 			write_text(j->cgroups[0], "memory.memsw.limit_in_bytes", "%llu",
 				   (unsigned long long)p->memory);
-		if (p->cpus > 0 &&
-		    ((rc = write_text(j->cgroups[1], "cpu.cfs_period_us", "100000")) ||
-		     (rc = write_text(j->cgroups[1], "cpu.cfs_quota_us", "%llu",
-				      (unsigned long long)(p->cpus * 100000.0 + 0.5)))))
+		if ((rc = write_text(j->cgroups[1], "cpu.cfs_period_us", "100000")) ||
+		    (rc = write_text(j->cgroups[1], "cpu.cfs_quota_us", "%lld",
+				     p->cpus > 0 ? (long long)(p->cpus * 100000.0 + 0.5) : -1ll)))
 			goto fail;
-		if (p->pids && (rc = write_text(j->cgroups[2], "pids.max", "%u", p->pids)))
+		if ((rc = p->pids ? write_text(j->cgroups[2], "pids.max", "%u", p->pids) :
+				    write_text(j->cgroups[2], "pids.max", "max")))
 			goto fail;
 	}
 	return 0;
@@ -606,8 +601,27 @@ fail:
 	return rc;
 }
 
-/* Show @path: at the path the executor will use, which may go through
- * symlinks (the bind follows them to what they name). */
+/* Create @j's cgroups, named @p->id, with @p's limits. */
+static int cgroup_create(struct mig_jail *j, const struct mig_sandbox_plan *p,
+			 char *err, size_t errlen)
+{
+	struct iso *s = &iso_state;
+
+	for (int i = 0; i < s->ncg; i++) {
+		snprintf(j->cgroups[i], sizeof(j->cgroups[i]), "%s/%s",
+			 s->cg_dirs[i], p->id);
+		if (mkdir(j->cgroups[i], 0755) && errno != EEXIST) {
+			int rc = -errno;
+
+			snprintf(err, errlen, "cannot create the cgroup %s: %s",
+				 j->cgroups[i], strerror(errno));
+			return rc;
+		}
+		j->ncgroups = i + 1;
+	}
+	return cgroup_limits(j, p, err, errlen);
+}
+
 static void add_ro(struct mig_sandbox_plan *p, int *n, const char *path)
 {
 	char dir[PATH_MAX], real[PATH_MAX], out[PATH_MAX];
@@ -637,26 +651,68 @@ static void add_ro(struct mig_sandbox_plan *p, int *n, const char *path)
 		push(&p->ro_paths, n, out);
 }
 
-/* The interpreter's installation: a virtual environment's root, or the
- * prefix above bin/ when it is not /usr. */
-static void add_python(struct mig_sandbox_plan *p, int *n, const char *python)
+/* The installation @exe belongs to: the directory above its bin/, or
+ * its directory.  Nothing for what is under /usr (always shown). */
+static void add_prefix(struct mig_sandbox_plan *p, int *n, const char *exe)
 {
 	char path[PATH_MAX], *slash;
 
-	if (!*python || !strchr(python, '/'))
-		return; /* found on PATH: under /usr */
-	snprintf(path, sizeof(path), "%s", python);
-	/* Not realpath: a venv's python is a symlink to the system one, and
-	 * the venv (its site-packages) is what we need. */
-	if ((slash = strrchr(path, '/')) && slash != path)
-		*slash = 0;
-	if ((slash = strrchr(path, '/')) && !strcmp(slash, "/bin") && slash != path) {
-		*slash = 0;
-		if (strcmp(path, "/usr") && strcmp(path, "/usr/local"))
-			add_ro(p, n, path);
+	snprintf(path, sizeof(path), "%s", exe);
+	if (!(slash = strrchr(path, '/')) || slash == path)
 		return;
-	}
+	*slash = 0;
+	if ((slash = strrchr(path, '/')) && !strcmp(slash, "/bin") && slash != path)
+		*slash = 0;
+	if (!strcmp(path, "/usr") || !strncmp(path, "/usr/", 5) || !strcmp(path, "/"))
+		return;
 	add_ro(p, n, path);
+}
+
+static bool is_elf(const char *path)
+{
+	char magic[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool elf = fd >= 0 && read(fd, magic, 4) == 4 && !memcmp(magic, "\177ELF", 4);
+
+	if (fd >= 0)
+		close(fd);
+	return elf;
+}
+
+/*
+ * Show the Python interpreter a function runs with: the installation of
+ * the path it is named by (a virtual environment: its site-packages) and
+ * that of the binary it resolves to (a venv's python is a symlink to a
+ * base interpreter).  A bare name is looked up on the daemon's PATH, as
+ * the executor will; a wrapper script there (pyenv's shims) is passed
+ * over, as the executor will pass over what it cannot see.
+ */
+static void add_python(struct mig_sandbox_plan *p, int *n, const char *python)
+{
+	char found[PATH_MAX], real[PATH_MAX];
+
+	if (!*python)
+		python = "python3";
+	if (strchr(python, '/')) {
+		snprintf(found, sizeof(found), "%s", python);
+	} else {
+		const char *d = getenv("PATH");
+		bool ok = false;
+
+		for (d = d ? d : "/usr/bin:/bin"; *d && !ok;) {
+			size_t len = strcspn(d, ":");
+
+			snprintf(found, sizeof(found), "%.*s/%s", (int)len, d, python);
+			ok = len && *d == '/' && !access(found, X_OK) &&
+			     realpath(found, real) && is_elf(real);
+			d += len + (d[len] == ':');
+		}
+		if (!ok)
+			return;
+	}
+	add_prefix(p, n, found);
+	if (realpath(found, real) && strcmp(real, found))
+		add_prefix(p, n, real);
 }
 
 int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
@@ -670,7 +726,8 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 	char **argv = NULL, num[64];
 	int nro = 0, nargv = 0, rc = -ENOMEM;
 
-	memset(j, 0, sizeof(*j));
+	if (!j->pooled)
+		memset(j, 0, sizeof(*j));
 	snprintf(j->mode, sizeof(j->mode), "%s", mode);
 	*argv_out = NULL;
 	if (!strcmp(mode, "bare")) {
@@ -690,7 +747,11 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 			 s->sandbox_why);
 		return -ENOTSUP;
 	}
-	if ((rc = uid_take(c, &j->uid))) {
+	if (j->pooled && strcmp(mode, "sandbox")) {
+		snprintf(err, errlen, "a pre-started sandbox cannot run isolation \"%s\"", mode);
+		return -EINVAL;
+	}
+	if (!j->pooled && (rc = uid_take(c, &j->uid))) {
 		snprintf(err, errlen, "all %u sandbox uids are in use",
 			 c->sandbox.uid_count);
 		return rc;
@@ -711,10 +772,13 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 	add_ro(&p, &nro, in->cwd);          /* the function's code */
 	for (int i = 0; in->ro && in->ro[i]; i++)
 		add_ro(&p, &nro, in->ro[i]); /* executor, shim, libraries */
-	add_python(&p, &nro, f->python);
+	if (!strcmp(f->language, "python"))
+		add_python(&p, &nro, f->python);
 	for (char **x = c->sandbox.ro_paths; x && *x; x++)
 		add_ro(&p, &nro, *x);
-	if (s->cg_version && (rc = cgroup_create(j, &p, err, errlen)))
+	if (j->pooled && j->ncgroups && (rc = cgroup_limits(j, &p, err, errlen)))
+		goto fail;
+	if (!j->pooled && s->cg_version && (rc = cgroup_create(j, &p, err, errlen)))
 		goto fail;
 	if (j->ncgroups)
 		snprintf(p.cgroup, sizeof(p.cgroup), "%s", j->cgroups[0]);
@@ -765,7 +829,7 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 	ARG(p.id);
 	if (p.network)
 		ARG("--network");
-	for (int i = 0; i < j->ncgroups; i++) {
+	for (int i = 0; i < j->ncgroups && !j->pooled; i++) {
 		ARG("--cgroup");
 		ARG(j->cgroups[i]);
 	}
@@ -850,4 +914,53 @@ bool isolation_memory_exceeded(const struct mig_jail *j)
 		return read_key(j->cgroups[0], "memory.events", "oom_kill") > 0 ||
 		       read_key(j->cgroups[0], "memory.events", "oom_group_kill") > 0;
 	return read_key(j->cgroups[0], "memory.oom_control", "oom_kill") > 0;
+}
+
+/* --- pre-started sandboxes ----------------------------------------------- */
+
+int isolation_pool_size(const struct mig_daemon *d)
+{
+	if (strcmp(d->cfg.isolation, "sandbox") || !iso_state.sandbox_ok)
+		return 0;
+	return d->cfg.sandbox.pool;
+}
+
+int isolation_pool_prepare(struct mig_daemon *d, const char *id,
+			   struct mig_jail *j, char ***argv_out, char *err,
+			   size_t errlen)
+{
+	const struct mig_config *c = &d->cfg;
+	struct iso *s = &iso_state;
+	struct mig_sandbox_plan p = { 0 };
+	char **argv = NULL;
+	int n = 0, rc;
+
+	memset(j, 0, sizeof(*j));
+	*argv_out = NULL;
+	if ((rc = uid_take(c, &j->uid))) {
+		snprintf(err, errlen, "all %u sandbox uids are in use", c->sandbox.uid_count);
+		return rc;
+	}
+	j->pooled = true;
+	snprintf(j->mode, sizeof(j->mode), "sandbox");
+	snprintf(p.id, sizeof(p.id), "%s", id);
+	p.memory = c->sandbox.memory;
+	p.cpus = c->sandbox.cpus;
+	p.pids = c->sandbox.pids;
+	if (s->cg_version && (rc = cgroup_create(j, &p, err, errlen)))
+		goto fail;
+	rc = -ENOMEM;
+	if (push(&argv, &n, s->sandbox_bin) || push(&argv, &n, "--pooled"))
+		goto fail;
+	for (int i = 0; i < j->ncgroups; i++)
+		if (push(&argv, &n, "--cgroup") || push(&argv, &n, j->cgroups[i]))
+			goto fail;
+	*argv_out = argv;
+	return 0;
+fail:
+	if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	free_vec(argv);
+	isolation_release(d, j);
+	return rc;
 }

@@ -14,6 +14,11 @@
  *   --hostname NAME
  *   --fds N          fds 3..3+N-1 are the executor's (fd 3: the control
  *                    channel, which gets a FAILED frame if set-up fails)
+ *   --pooled         join the --cgroup directories, then wait on fd 3 for
+ *                    the rest of the command line and the executor's fds
+ *                    (see receive_command(): the daemon starts keepers
+ *                    ahead of time, so that no cold start waits for a
+ *                    cgroup move)
  *
  * Started by mignificentd as root; see sandbox.h for the process tree.
  * Exit status: the executor's, mirrored (a signal re-raised), so that the
@@ -40,6 +45,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -51,6 +57,8 @@
 
 #define EXIT_SETUP 125
 #define MAX_LIST 4096
+#define MAX_FDS 16
+#define MAX_MESSAGE (1 << 20) /* the command line sent to a pooled keeper */
 
 /* What init tells the keeper before it exits. */
 struct verdict {
@@ -119,6 +127,7 @@ static void usage(void)
 		"usage: mig-sandbox --root DIR --uid UID --gid GID [--ro PATH]... [--hide PATH]...\n"
 		"                   [--cgroup DIR]... [--tmp BYTES] [--network] [--cwd DIR]\n"
 		"                   [--hostname NAME] [--fds N] -- PROGRAM [ARG...]\n"
+		"       mig-sandbox --pooled [--cgroup DIR]...   (the rest then comes on fd 3)\n"
 		"(started by mignificentd, as root)\n");
 }
 
@@ -161,6 +170,7 @@ static void parse(int argc, char **argv, struct sandbox_opts *o)
 		{ "cwd", required_argument, NULL, 'd' },
 		{ "hostname", required_argument, NULL, 'h' },
 		{ "fds", required_argument, NULL, 'f' },
+		{ "pooled", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_uid = false, have_gid = false;
@@ -168,6 +178,7 @@ static void parse(int argc, char **argv, struct sandbox_opts *o)
 
 	o->hostname = "function";
 	o->cwd = "/";
+	optind = 0; /* glibc: a fresh scan, also for the second command line */
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': o->root = optarg; break;
@@ -180,10 +191,13 @@ static void parse(int argc, char **argv, struct sandbox_opts *o)
 		case 'n': o->network = true; break;
 		case 'd': o->cwd = optarg; break;
 		case 'h': o->hostname = optarg; break;
-		case 'f': o->nfds = (int)number("--fds", optarg, 64); break;
+		case 'f': o->nfds = (int)number("--fds", optarg, MAX_FDS); break;
+		case 'p': o->pooled = true; break;
 		default: usage(); _exit(2);
 		}
 	}
+	if (o->pooled)
+		return; /* the rest comes later, on fd 3 */
 	if (o->nfds > 0)
 		control_fd = 3;
 	if (optind >= argc) {
@@ -200,7 +214,7 @@ static void parse(int argc, char **argv, struct sandbox_opts *o)
 
 /* --- the keeper (outside) ----------------------------------------------- */
 
-static void join_cgroups(const struct sandbox_opts *o)
+static void join_cgroups(struct sandbox_opts *o)
 {
 	char path[PATH_MAX];
 
@@ -213,6 +227,7 @@ static void join_cgroups(const struct sandbox_opts *o)
 			die("cannot join the cgroup %s: %s", o->cgroups[i], strerror(errno));
 		close(fd);
 	}
+	o->ncgroups_joined = o->ncgroups;
 }
 
 /* End the way the executor ended: same exit code, or same signal. */
@@ -424,6 +439,95 @@ setup_failed:
 	die("%s", err);
 }
 
+/*
+ * A pooled keeper: started ahead of time with --pooled and its cgroups,
+ * it has joined them (the slow part of a start: moving a process into a
+ * cgroup waits for an RCU grace period) and now waits on fd 3, a
+ * SOCK_SEQPACKET socket, for one message with what a spawn would have
+ * given it: "<N>", N arguments (the rest of its command line), then the
+ * executor's environment, each NUL-terminated; and descriptors: the
+ * executor's, which become fds 3, 4, ..., then one for stdout and stderr.
+ * Returns the new argument vector (argv[0] kept); the environment
+ * replaces ours.
+ */
+static char **receive_command(char *argv0)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE((MAX_FDS + 1) * sizeof(int))];
+	} ctl;
+	struct msghdr m = { 0 };
+	struct iovec iov;
+	struct cmsghdr *cm;
+	int fds[MAX_FDS + 1], nfds = 0, nargs, nstr = 0, k = 0;
+	char *msg = malloc(MAX_MESSAGE + 1), **strs, **argv, *end;
+	ssize_t n;
+
+	if (!msg)
+		die("out of memory");
+	iov.iov_base = msg;
+	iov.iov_len = MAX_MESSAGE;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = ctl.buf;
+	m.msg_controllen = sizeof(ctl.buf);
+	while ((n = recvmsg(3, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		_exit(0); /* the daemon let go of us unused */
+	for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) &&
+				   nfds < MAX_FDS + 1; i++)
+			memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+	}
+	if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+		die("the command line sent to a pooled sandbox is too long");
+	if (nfds < 1 || msg[n - 1])
+		die("a pooled sandbox got a malformed command");
+	close(3);
+	/* stdout and stderr first (the last descriptor), so that what
+	 * follows is logged where the function's output goes. */
+	if (dup2(fds[nfds - 1], 1) < 0 || dup2(fds[nfds - 1], 2) < 0)
+		die("dup2: %s", strerror(errno));
+	close(fds[--nfds]);
+	/* The executor's: into place at 3, 4, ... (out of the way first). */
+	for (int i = 0; i < nfds; i++) {
+		int hi = fcntl(fds[i], F_DUPFD_CLOEXEC, 4 + MAX_FDS);
+
+		if (hi < 0)
+			die("fcntl: %s", strerror(errno));
+		close(fds[i]);
+		fds[i] = hi;
+	}
+	for (int i = 0; i < nfds; i++) {
+		if (dup2(fds[i], 3 + i) < 0)
+			die("dup2: %s", strerror(errno));
+		close(fds[i]);
+	}
+	for (ssize_t i = 0; i < n; i++)
+		nstr += !msg[i];
+	strs = calloc((size_t)nstr + 1, sizeof(*strs));
+	argv = calloc((size_t)nstr + 2, sizeof(*argv));
+	if (!strs || !argv)
+		die("out of memory");
+	for (char *a = msg; a < msg + n; a += strlen(a) + 1)
+		strs[k++] = a;
+	nargs = (int)strtol(strs[0], &end, 10);
+	if (*end || nargs < 0 || nargs > nstr - 1)
+		die("a pooled sandbox got a malformed command");
+	argv[0] = argv0;
+	memcpy(argv + 1, strs + 1, (size_t)nargs * sizeof(*argv));
+	if (clearenv())
+		die("clearenv failed");
+	for (int i = 1 + nargs; i < nstr; i++)
+		if (putenv(strs[i]))
+			die("putenv: %s", strerror(errno));
+	free(strs);
+	return argv;
+}
+
 int main(int argc, char **argv)
 {
 	struct sandbox_opts o = { 0 };
@@ -441,6 +545,19 @@ int main(int argc, char **argv)
 	mark("started");
 	join_cgroups(&o);
 	mark("cgroups joined");
+	if (o.pooled) {
+		char **rest = receive_command(argv[0]);
+		int n = 0;
+
+		while (rest[n])
+			n++;
+		clock_gettime(CLOCK_MONOTONIC, &t_start);
+		mark("command received");
+		o.pooled = false;
+		parse(n, rest, &o);
+		if (o.ncgroups != o.ncgroups_joined)
+			die("a pooled sandbox joins its cgroups when it starts, not later");
+	}
 	if (pipe2(verdict, O_CLOEXEC) || pipe2(alive, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
 	/* Block what we wait for before there is anyone to send it. */

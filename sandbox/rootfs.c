@@ -455,13 +455,24 @@ static int user_paths(struct ctx *c)
 	return rc;
 }
 
+/* What /proc tells about the host's hardware and kernel beyond what a
+ * process needs: the NVIDIA driver's view of the GPUs above all. */
+static const char *const proc_hidden[] = {
+	"/proc/driver", "/proc/acpi", "/proc/scsi", "/proc/bus", "/proc/irq",
+	"/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/timer_list",
+	"/proc/sched_debug", "/proc/sysrq-trigger", "/proc/kallsyms", NULL,
+};
+
 /* After the pivot: cover every --hide path that the new root shows. */
 static int hide_paths(struct ctx *c)
 {
 	struct stat st;
+	int n = 0;
 
-	for (int i = 0; i < c->o->nhide; i++) {
-		const char *p = c->o->hide[i];
+	while (proc_hidden[n])
+		n++;
+	for (int i = -n; i < c->o->nhide; i++) {
+		const char *p = i < 0 ? proc_hidden[n + i] : c->o->hide[i];
 
 		if (*p != '/' || stat(p, &st))
 			continue; /* not visible in here: nothing to hide */

@@ -36,11 +36,13 @@ struct sandbox_opts {
 	int nhide;
 	const char **cgroups;    /* cgroup directories to join */
 	int ncgroups;
+	int ncgroups_joined;
 	uint64_t tmp_bytes;      /* size of the private /tmp */
 	bool network;            /* keep the host's network */
 	const char *cwd;
 	const char *hostname;
 	int nfds;                /* fds 3..3+nfds-1 go to the executor */
+	bool pooled;             /* the rest of the command line comes on fd 3 */
 	char **argv;             /* the executor */
 };
 
