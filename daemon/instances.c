@@ -181,6 +181,7 @@ enum inst_state { ST_STARTING, ST_IDLE, ST_BUSY, ST_DYING };
 struct inst;
 struct im;
 static struct keeper *keeper_take(struct im *im, struct inst *in);
+static void keeper_done(struct im *im, struct keeper *k);
 static int keeper_send(struct keeper *k, char **argv, char **envp, const int *fds,
 		       int nfds, int log);
 static int open_log(const char *path);
@@ -1792,7 +1793,7 @@ static int start_executor(struct im *im, struct inst *in,
 	}
 	rc = isolation_prepare(im->d, f, &iso, &in->jail, &jailed, why, sizeof(why));
 	if (rc && k)
-		close_fd(&k->sock); /* it exits; the instance reaps it */
+		keeper_done(im, k);
 	if (rc) {
 		close(sv[0]);
 		close(sv[1]);
@@ -1823,7 +1824,7 @@ static int start_executor(struct im *im, struct inst *in,
 		rc = -keeper_send(k, jailed, env.v, sp.fds, sp.nfds, log >= 0 ? log : 2);
 		if (log >= 0)
 			close(log);
-		close_fd(&k->sock);
+		keeper_done(im, k);
 	} else {
 		rc = spawn_proc(im, &sp);
 	}
@@ -2652,6 +2653,16 @@ static void keeper_fill(struct im *im, uint64_t now)
 	}
 }
 
+/* The taker is done with @k (sent, or given up): freed after the
+ * supervisor's batch, which may still hold an event of it. */
+static void keeper_done(struct im *im, struct keeper *k)
+{
+	close_fd(&k->sock); /* an unsent keeper exits; its instance reaps it */
+	pthread_mutex_lock(&im->lock);
+	list_add_tail(&k->link, &im->grave_keepers);
+	pthread_mutex_unlock(&im->lock);
+}
+
 /* Under im->lock: a pre-started sandbox for @in, whose executor it will
  * be (its process is in->p from now on), or NULL. */
 static struct keeper *keeper_take(struct im *im, struct inst *in)
@@ -2673,9 +2684,8 @@ static struct keeper *keeper_take(struct im *im, struct inst *in)
 		in->p.pid = k->p.pid;
 		in->p.pidfd = k->p.pidfd;
 		epoll_ctl(im->epfd, EPOLL_CTL_MOD, in->p.pidfd, &ev);
-		list_add_tail(&k->link, &im->grave_keepers);
 		kick(im); /* refill */
-		return k;
+		return k; /* the caller's until keeper_done() */
 	}
 	return NULL;
 }

@@ -73,6 +73,7 @@ static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
 				 SIGUSR2, 0 };
 
 static int control_fd = -1; /* fd 3 while we hold it, else -1 */
+static struct sandbox_filter filter; /* compiled before the clone */
 static struct timespec t_start; /* for MIG_SANDBOX_TIMING */
 static bool timing;
 
@@ -381,7 +382,7 @@ static void init_main(const struct sandbox_opts *o, int verdict_fd, int alive_fd
 	drop_privileges(o);
 	setrlimit(RLIMIT_CORE, &no_core);
 	mark("privileges dropped");
-	if (sandbox_seccomp(err, sizeof(err)))
+	if (sandbox_seccomp_install(&filter, err, sizeof(err)))
 		goto setup_failed;
 	mark("filter loaded");
 	setenv("HOME", "/tmp", 1);
@@ -545,6 +546,13 @@ int main(int argc, char **argv)
 	mark("started");
 	join_cgroups(&o);
 	mark("cgroups joined");
+	{
+		char err[512];
+
+		if (sandbox_seccomp_compile(&filter, err, sizeof(err)))
+			die("%s", err);
+	}
+	mark("filter compiled");
 	if (o.pooled) {
 		char **rest = receive_command(argv[0]);
 		int n = 0;
@@ -571,12 +579,12 @@ int main(int argc, char **argv)
 	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid < 0)
 		die("cannot create the namespaces: %s", strerror(errno));
-	mark("namespaces created");
 	if (!pid) {
 		close(verdict[0]);
 		close(alive[1]);
 		init_main(&o, verdict[1], alive[0], &set);
 	}
+	mark("namespaces created");
 	close(verdict[1]);
 	close(alive[0]);
 	for (int fd = 3; fd < 3 + o.nfds; fd++)

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct sock_filter;
+
 struct sandbox_opts {
 	const char *root;        /* empty directory to build the root on */
 	uid_t uid;               /* host ids of the function */
@@ -54,7 +56,14 @@ struct sandbox_opts {
  * @err saying which step failed. */
 int sandbox_rootfs(const struct sandbox_opts *o, char *err, size_t errlen);
 
-/* seccomp.c: load the filter (sets no_new_privs).  0, or -errno. */
-int sandbox_seccomp(char *err, size_t errlen);
+/* seccomp.c: the filter as BPF, built before it is needed. */
+struct sandbox_filter {
+	struct sock_filter *insns;
+	unsigned short len;
+};
+/* Build it (libseccomp).  0, or -errno with @err. */
+int sandbox_seccomp_compile(struct sandbox_filter *f, char *err, size_t errlen);
+/* Install it on the calling thread (sets no_new_privs).  0, or -errno. */
+int sandbox_seccomp_install(const struct sandbox_filter *f, char *err, size_t errlen);
 
 #endif /* MIG_SANDBOX_H */

@@ -9,7 +9,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,10 +30,17 @@ static int fail(char *err, size_t errlen, int rc, const char *what)
 	return rc;
 }
 
-int sandbox_seccomp(char *err, size_t errlen)
+/*
+ * Build the filter and compile it to BPF (through a memfd: libseccomp
+ * 2.5 exports to a file descriptor only), so that the slow part happens
+ * before the function is known (a pooled keeper waiting for its command)
+ * and init only has to install it.
+ */
+int sandbox_seccomp_compile(struct sandbox_filter *f, char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-	int rc = 0;
+	struct stat st;
+	int rc = 0, fd = -1;
 
 	if (!ctx)
 		return fail(err, errlen, -ENOMEM, "seccomp_init");
@@ -66,15 +80,50 @@ int sandbox_seccomp(char *err, size_t errlen)
 	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (rc && rc != -EDOM)
 		goto out_fail;
-	/* no_new_privs (libseccomp's default) is what lets an unprivileged
-	 * process load a filter, and keeps set-uid files powerless. */
-	rc = seccomp_load(ctx);
-	if (rc)
+	fd = memfd_create("mig-seccomp", MFD_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
 		goto out_fail;
+	}
+	if ((rc = seccomp_export_bpf(ctx, fd)))
+		goto out_fail;
+	if (fstat(fd, &st) || st.st_size <= 0 ||
+	    st.st_size % (off_t)sizeof(struct sock_filter) ||
+	    st.st_size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS) {
+		rc = -EINVAL;
+		goto out_fail;
+	}
+	f->len = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
+	f->insns = malloc((size_t)st.st_size);
+	if (!f->insns) {
+		rc = -ENOMEM;
+		goto out_fail;
+	}
+	if (pread(fd, f->insns, (size_t)st.st_size, 0) != st.st_size) {
+		rc = -EIO;
+		free(f->insns);
+		f->insns = NULL;
+		goto out_fail;
+	}
 	goto out;
 out_fail:
 	fail(err, errlen, rc, "building the filter");
 out:
+	if (fd >= 0)
+		close(fd);
 	seccomp_release(ctx);
 	return rc;
+}
+
+int sandbox_seccomp_install(const struct sandbox_filter *f, char *err, size_t errlen)
+{
+	struct sock_fprog prog = { .len = f->len, .filter = f->insns };
+
+	/* no_new_privs is what lets an unprivileged process install a
+	 * filter, and keeps set-uid files powerless. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return fail(err, errlen, -errno, "no_new_privs");
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		return fail(err, errlen, -errno, "installing the filter");
+	return 0;
 }
