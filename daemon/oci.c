@@ -58,6 +58,7 @@
 
 #include "daemon.h"
 #include "denied_syscalls.h"
+#include "etc_files.h"
 
 #define OCI_VERSION "1.0.2"
 #define INNER_ID 1000                 /* the function's uid/gid inside */
@@ -373,28 +374,6 @@ static int write_at(int dirfd, const char *name, const char *text)
 	return rc;
 }
 
-/* Host files under /etc that programs read and that say nothing about the
- * node; the same choice as sandbox/rootfs.c. */
-static bool etc_wanted(const char *name, bool network)
-{
-	static const char *const keep[] = {
-		"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
-		"timezone", "nsswitch.conf", "host.conf", "gai.conf",
-		"protocols", "services", "ssl", "ca-certificates",
-		"ca-certificates.conf", "alternatives", "mime.types",
-		"os-release", "lsb-release", "debian_version", NULL,
-	};
-
-	if (!strncmp(name, "python", 6))
-		return true;
-	if (network && !strcmp(name, "resolv.conf"))
-		return true;
-	for (int i = 0; keep[i]; i++)
-		if (!strcmp(name, keep[i]))
-			return true;
-	return false;
-}
-
 /* Write @text as /etc/@name of our own root. */
 static void etc_file(struct spec *s, struct root *r, int etcfd,
 		     const char *name, const char *text)
@@ -454,7 +433,7 @@ static void own_root(struct spec *s, struct root *r, json_t *mounts)
 	}
 	d = opendir("/etc");
 	while (d && !s->failed && (e = readdir(d))) {
-		if (*e->d_name == '.' || !etc_wanted(e->d_name, p->network))
+		if (*e->d_name == '.' || !mig_etc_wanted(e->d_name, p->network))
 			continue;
 		snprintf(path, sizeof(path), "/etc/%s", e->d_name);
 		if (lstat(path, &st))

@@ -39,6 +39,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "etc_files.h"
 #include "sandbox.h"
 
 #ifndef MOUNT_ATTR_RDONLY
@@ -216,28 +217,6 @@ static int system_dirs(struct ctx *c)
 	return 0;
 }
 
-/* Host files under /etc that programs read and that say nothing about the
- * node: the loader's cache, time zone, TLS roots, name-service rules. */
-static bool etc_wanted(const char *name, bool network)
-{
-	static const char *const keep[] = {
-		"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
-		"timezone", "nsswitch.conf", "host.conf", "gai.conf",
-		"protocols", "services", "ssl", "ca-certificates",
-		"ca-certificates.conf", "alternatives", "mime.types",
-		"os-release", "lsb-release", "debian_version", NULL,
-	};
-
-	if (!strncmp(name, "python", 6)) /* the interpreters' site config */
-		return true;
-	if (network && !strcmp(name, "resolv.conf"))
-		return true;
-	for (int i = 0; keep[i]; i++)
-		if (!strcmp(name, keep[i]))
-			return true;
-	return false;
-}
-
 /* Copy host file @src to @dst (mode 0644). */
 static int copy_file(const char *src, const char *dst)
 {
@@ -283,7 +262,7 @@ static int etc(struct ctx *c)
 	if ((rc = in_root(c, "/etc", dst, sizeof(dst))) || (rc = mkdirs(dst, 0755)))
 		return rc < 0 && rc != -ENAMETOOLONG ? fail(c, -rc, "mkdir /etc") : rc;
 	while (d && (e = readdir(d))) {
-		if (*e->d_name == '.' || !etc_wanted(e->d_name, c->o->network))
+		if (*e->d_name == '.' || !mig_etc_wanted(e->d_name, c->o->network))
 			continue;
 		snprintf(src, sizeof(src), "/etc/%s", e->d_name);
 		snprintf(dst, sizeof(dst), "%s/etc/%s", c->o->root, e->d_name);
