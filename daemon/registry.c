@@ -1547,6 +1547,10 @@ struct mig_registry *registry_open(const char *data_dir, char *err,
 		registry_close(r);
 		return NULL;
 	}
+	/* Code deployed before functions ran sandboxed was stored 0600: make
+	 * it readable by the sandboxed uid (the data directory above keeps
+	 * everyone else out). */
+	nftw(r->dir, make_readable, 32, FTW_PHYS);
 	n = subdirs(r->dir, load_tenant, r);
 	if (n < 0) {
 		fail(err, errlen, n, "cannot read %s: %s%s", r->dir,
