@@ -32,6 +32,10 @@
  *                  a genuine driver by a keyed hash over values it can
  *                  check itself.
  *
+ * And one that cuBLAS asks for before its first GEMM:
+ *
+ *   21318c60-...   context extension: a context's device and number.
+ *
  * Everything a slot needs from the GPU is done through the public driver
  * API (cuDevicePrimaryCtxRetain(), cuModuleLoadData() ...), which the rest
  * of the shim forwards to the GPU server.  Context-local storage lives
@@ -910,6 +914,101 @@ static CUresult integrity_check(uint32_t version, uint64_t unix_seconds,
 }
 
 /* ------------------------------------------------------------------ */
+/* 21318c60-9714-3248-8ca6-41ff7324c8f2: context extension             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Asked for by cuBLAS (and cuBLASLt, cuFFT) when it first runs a kernel;
+ * without it a GEMM answers CUBLAS_STATUS_NOT_SUPPORTED.  Driver 580.159
+ * gives 93 slots (a size and 92 functions).  What we checked by calling
+ * the real driver's slots directly (docs/dark-api.md):
+ *   slot 3, (ctx, int *device): the context's device; a NULL context is
+ *           CUDA_ERROR_INVALID_CONTEXT.
+ *   slot 4, (ctx, unsigned long long *number): the context's number,
+ *           1 for the first context of the process, 2 for the next ...
+ *           (what cuCtxGetId answers); a NULL context gives 0, success.
+ *           cuBLAS calls it with a third argument (a pointer) that the
+ *           driver leaves alone.
+ * Slots we do not implement log their index and arguments once and answer
+ * CUDA_ERROR_NOT_SUPPORTED, so that what a library calls shows up.
+ */
+#define CTXEXT_SLOTS 93
+
+static CUresult ctxext_device(CUcontext ctx, int *device)
+{
+	CUdevice dev;
+	CUresult rc;
+
+	dark_log("21318c60 slot 3: context %p's device", (void *)ctx);
+	if (!ctx)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (!device)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = cuCtxGetDevice_v2(&dev, ctx);
+	if (rc == CUDA_SUCCESS)
+		*device = dev;
+	return rc;
+}
+
+static CUresult ctxext_number(CUcontext ctx, unsigned long long *number)
+{
+	dark_log("21318c60 slot 4: context %p's number", (void *)ctx);
+	if (!number)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!ctx) {
+		*number = 0;
+		return CUDA_SUCCESS;
+	}
+	return cuCtxGetId(ctx, number);
+}
+
+static void ctxext_unimplemented(int slot, uint64_t a0, uint64_t a1,
+				 uint64_t a2, uint64_t a3)
+{
+	static unsigned char seen[CTXEXT_SLOTS];
+	char line[200];
+	int n;
+
+	if (__atomic_exchange_n(&seen[slot], 1, __ATOMIC_RELAXED))
+		return;
+	n = snprintf(line, sizeof(line),
+		     "mig-shim: dark-api: 21318c60 slot %d is not implemented "
+		     "(args %#llx %#llx %#llx %#llx)\n", slot,
+		     (unsigned long long)a0, (unsigned long long)a1,
+		     (unsigned long long)a2, (unsigned long long)a3);
+	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+		return;
+}
+
+#define CTXEXT_STUB(n)                                                        \
+	static CUresult ctxext_stub_##n(uint64_t a0, uint64_t a1, uint64_t a2, \
+					uint64_t a3)                          \
+	{                                                                     \
+		ctxext_unimplemented(n, a0, a1, a2, a3);                      \
+		return CUDA_ERROR_NOT_SUPPORTED;                              \
+	}
+#define CTXEXT_STUB10(t)                                                      \
+	CTXEXT_STUB(t##0) CTXEXT_STUB(t##1) CTXEXT_STUB(t##2) CTXEXT_STUB(t##3) \
+	CTXEXT_STUB(t##4) CTXEXT_STUB(t##5) CTXEXT_STUB(t##6) CTXEXT_STUB(t##7) \
+	CTXEXT_STUB(t##8) CTXEXT_STUB(t##9)
+CTXEXT_STUB(1) CTXEXT_STUB(2) CTXEXT_STUB(5)
+CTXEXT_STUB(6) CTXEXT_STUB(7) CTXEXT_STUB(8) CTXEXT_STUB(9)
+CTXEXT_STUB10(1) CTXEXT_STUB10(2) CTXEXT_STUB10(3) CTXEXT_STUB10(4)
+CTXEXT_STUB10(5) CTXEXT_STUB10(6) CTXEXT_STUB10(7) CTXEXT_STUB10(8)
+CTXEXT_STUB(90) CTXEXT_STUB(91) CTXEXT_STUB(92)
+
+#define S(n) SLOT_FN(ctxext_stub_##n)
+#define S10(t) S(t##0), S(t##1), S(t##2), S(t##3), S(t##4), S(t##5), S(t##6), \
+	S(t##7), S(t##8), S(t##9)
+static const void *const ctxext_table[CTXEXT_SLOTS] = {
+	SLOT_SIZE(CTXEXT_SLOTS), S(1), S(2), SLOT_FN(ctxext_device),
+	SLOT_FN(ctxext_number), S(5), S(6), S(7), S(8), S(9), S10(1), S10(2),
+	S10(3), S10(4), S10(5), S10(6), S10(7), S10(8), S(90), S(91), S(92),
+};
+#undef S
+#undef S10
+
+/* ------------------------------------------------------------------ */
 /* The lookup                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -944,6 +1043,10 @@ static const struct export_table export_tables[] = {
 	  { 0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b,
 	    0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2 },
 	  integrity_table },
+	{ "context-extension",
+	  { 0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48,
+	    0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2 },
+	  ctxext_table },
 };
 
 /*

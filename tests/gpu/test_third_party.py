@@ -57,15 +57,9 @@ def test_cupy(where, tmp_path):
 
 
 @pytest.mark.parametrize("where", ["native", "mig"])
-def test_cupy_matmul(where, tmp_path, request):
+def test_cupy_matmul(where, tmp_path):
     """float32 and float64 matmuls (cuBLAS)."""
     _need("numpy", "cupy")
-    if where == "mig":
-        request.applymarker(pytest.mark.xfail(
-            reason="cuBLAS asks cuGetExportTable for 21318c60-9714-3248-8ca6-"
-            "41ff7324c8f2, a table the shim does not provide yet, and then "
-            "answers CUBLAS_STATUS_NOT_SUPPORTED (cuBLAS support is the ML "
-            "libraries issue)", strict=False))
     _check("cupy_check.py", where, tmp_path, ["matmul"])
 
 
