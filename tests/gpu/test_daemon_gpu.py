@@ -114,6 +114,27 @@ def test_python_gpu_function_over_http(daemon):
         assert out["ok"], out
 
 
+def test_torch_model_function_gives_native_bits(daemon):
+    """examples/torch_models deployed as a Python function (ResNet-50 built at
+    instance start, sandboxed): two invocations answer the output a native
+    run of the same code gives, bit for bit."""
+    url, token, _ = daemon
+    py = shutil.which("python3")
+    r = subprocess.run([py, "-c", "import torch, torchvision"], capture_output=True)
+    if r.returncode:
+        pytest.skip("torch and torchvision are not installed for python3")
+    native = subprocess.run([py, str(ROOT / "bench" / "ml" / "infer.py"), "resnet50", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert native.returncode == 0, native.stderr[-3000:]
+    want = json.loads(native.stdout.splitlines()[-1])["digest"]
+    _deploy(url, token, "resnet", "python", ROOT / "examples" / "torch_models" / "models.py",
+            "models:infer", python=py, timeout_ms=300000, gpu_memory="8GiB",
+            env={"MODEL": "resnet50"}, limits={"memory": "16GiB"})
+    for _ in range(2):
+        _, out = _invoke(url, token, "resnet", b"")
+        assert out["model"] == "resnet50" and out["digest"] == want, out
+
+
 def test_sigterm_leaves_nothing(daemon):
     url, token, p = daemon
     _deploy(url, token, "hello", "c", BUILD / "examples" / "libhello.so", "hello")

@@ -1,8 +1,10 @@
 """Third-party CUDA clients through mignificent (GPU suite only).
 
-CuPy (runtime, NVRTC, cuBLAS) and Triton (its own compiler and module
-loading, PyTorch's allocator) each run a small script natively and through
-`mig run --backend cuda`, checked against NumPy.  Skipped unless
+CuPy (runtime, NVRTC, cuBLAS), Triton (its own compiler and module
+loading, PyTorch's allocator) and PyTorch (cuBLAS, cuDNN, pinned memory,
+streams, events) each run a small script natively and through
+`mig run --backend cuda`, checked against NumPy or, for PyTorch, against
+the native run's bits.  Skipped unless
 MIG_TEST_BACKEND=cuda and the packages import.
 """
 import pathlib
@@ -67,3 +69,28 @@ def test_cupy_matmul(where, tmp_path):
 def test_triton(where, tmp_path):
     _need("numpy", "torch", "triton")
     _check("triton_check.py", where, tmp_path)
+
+
+def _digest(r):
+    lines = [l for l in r.out.splitlines() if l.startswith("DIGEST ")]
+    assert len(lines) == 1, r.describe()
+    return lines[0].split()[1]
+
+
+@pytest.mark.parametrize("alloc", ["default", "expandable_segments"])
+def test_torch_same_bits_as_native(alloc, tmp_path):
+    """PyTorch: cuBLAS products, cuDNN convolution/batch norm, pinned memory,
+    a side stream, events, mem_get_info; the results through the shim are
+    bit for bit the native ones (same inputs, same kernels).  With
+    expandable segments the caching allocator maps memory through the
+    virtual memory API."""
+    _need("torch")
+    extra = {"PYTHONUNBUFFERED": "1"}
+    if alloc == "expandable_segments":
+        extra["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+    argv = [sys.executable, str(HERE / "torch_check.py")]
+    native = run(argv, native_env(extra), timeout=TIMEOUT)
+    assert_ok(native, server_summary=False)
+    mig = mig_run(argv, env_extra=extra, backend="cuda", timeout=TIMEOUT)
+    assert_ok(mig)
+    assert _digest(mig) == _digest(native), "results differ from native"
