@@ -100,7 +100,7 @@ def main():
         same = nat["digest"] == mg["digest"]
         rows.append((f"{name} output bits", "-", "-", "same" if same else "DIFFERENT",
                      "same", "yes" if same else "NO"))
-    head = (f"date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\nGPU, driver: {gpu_name()}\n"
+    head = (f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\nGPU, driver: {gpu_name()}\n"
             f"python {platform.python_version()}, n = {a.n} warm inferences per model, batch 1")
     w = max(len(r[0]) for r in rows) if rows else 10
     print(head + "\n")
