@@ -166,6 +166,13 @@ struct gpud {
 	int client_lifeline; /* read end: EOF when the client is gone */
 	int broken;          /* protocol violation seen */
 	struct mig_stats stats;
+	/* MIG_GPUD_PROFILE=1: where the server's time goes, written to
+	 * stderr when it ends (gpud_profile_report()). */
+	bool profile;
+	struct {
+		uint64_t n, ns;
+	} prof_op[MIG_OP_COUNT];
+	uint64_t prof_sleeps, prof_sleep_ns, prof_handoffs;
 };
 
 int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,
@@ -173,6 +180,7 @@ int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,
 	       char *err, size_t errlen);
 /* Serve until the client is gone or breaks the protocol. Returns 0 or 1. */
 int gpud_serve(struct gpud *g);
+void gpud_profile_report(const struct gpud *g);
 void gpud_teardown(struct gpud *g);
 
 void *gpud_waiter_main(void *arg);

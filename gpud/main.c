@@ -75,6 +75,7 @@ int main(int argc, char **argv)
 
 	g.client_lifeline = -1;
 	snprintf(g.instance, sizeof(g.instance), "%d", (int)getpid());
+	g.profile = getenv("MIG_GPUD_PROFILE") && *getenv("MIG_GPUD_PROFILE") == '1';
 	if (getenv("MIG_GPUD_VERBOSE"))
 		g.verbose = atoi(getenv("MIG_GPUD_VERBOSE"));
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
 	say_ready(ready_fd, "ok\n");
 	gpud_log(&g, 1, "serving on %s (%s backend)", g.hdr->dev.name, b.name);
 	rc = gpud_serve(&g);
+	gpud_profile_report(&g);
 	gpud_teardown(&g);
 	return rc ? 2 : 0;
 }

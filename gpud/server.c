@@ -1725,8 +1725,33 @@ bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
 		memcpy(g->msgbuf, body, len);
 		body = g->msgbuf;
 	}
+	if (g->profile) {
+		uint64_t t0 = mig_now_ns();
+
+		ops[hdr->op].fn(g, hdr, body, len);
+		g->prof_op[hdr->op].n++;
+		g->prof_op[hdr->op].ns += mig_now_ns() - t0;
+		return true;
+	}
 	ops[hdr->op].fn(g, hdr, body, len);
 	return true;
+}
+
+void gpud_profile_report(const struct gpud *g)
+{
+	if (!g->profile)
+		return;
+	fprintf(stderr, "mig-gpud %s: profile: op, calls, total us, us per call\n",
+		g->instance);
+	for (int i = 0; i < MIG_OP_COUNT; i++)
+		if (g->prof_op[i].n)
+			fprintf(stderr, "  op %3d %10llu %12.1f %8.2f\n", i,
+				(unsigned long long)g->prof_op[i].n,
+				g->prof_op[i].ns / 1e3,
+				g->prof_op[i].ns / 1e3 / (double)g->prof_op[i].n);
+	fprintf(stderr, "  doorbell sleeps %llu (%.1f ms), hand-offs to the waiter %llu\n",
+		(unsigned long long)g->prof_sleeps, g->prof_sleep_ns / 1e6,
+		(unsigned long long)g->prof_handoffs);
 }
 
 /* --- the loop ------------------------------------------------------------ */
@@ -1850,11 +1875,17 @@ static void sleep_on_doorbell(struct gpud *g, uint64_t ns)
 			       .tv_nsec = (long)(ns % 1000000000ull) };
 	uint32_t v = mig_load_acquire(&g->hdr->doorbell.value);
 
+	uint64_t t0 = g->profile ? mig_now_ns() : 0;
+
 	__atomic_store_n(&g->hdr->doorbell.waiters, 1, __ATOMIC_RELAXED);
 	mig_smp_mb();
 	if (mig_load_acquire(&g->hdr->req_tail.value) == (uint32_t)g->head)
 		mig_futex_wait(&g->hdr->doorbell.value, v, &ts);
 	__atomic_store_n(&g->hdr->doorbell.waiters, 0, __ATOMIC_RELAXED);
+	if (g->profile) {
+		g->prof_sleeps++;
+		g->prof_sleep_ns += mig_now_ns() - t0;
+	}
 }
 
 int gpud_serve(struct gpud *g)
@@ -1882,6 +1913,7 @@ int gpud_serve(struct gpud *g)
 			continue;
 		}
 		if (g->npend || g->bq_head != g->bq_tail) {
+			g->prof_handoffs += g->profile;
 			sleep_on_doorbell(g, handoff(g) ? SLEEP_IDLE_NS :
 							  SLEEP_POLL_NS);
 		} else {

@@ -2,13 +2,14 @@
 """infer.py - one process of bench/ml/run.py: start an instance of a model
 the way a function's instance starts, then time its inferences.
 
-    infer.py MODEL N
+    infer.py MODEL N [WARMUP]
 
 Prints one JSON line: import_s (torch and the model library),
 build_s (build the model with random weights and move it to the GPU,
 including the first CUDA call, i.e. context creation), first_ms (the first
 inference: cuDNN/cuBLAS set-up and lazy module loading happen here),
-warm_ms (N more inferences, each synchronized), digest (SHA-256 of the
+warm_ms (N inferences, each synchronized, after WARMUP untimed ones:
+the state a warm instance that has served requests is in), digest (SHA-256 of the
 output: native and remoted must give the same bits).
 """
 import json
@@ -20,6 +21,7 @@ t0 = time.perf_counter()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "examples", "torch_models"))
 name, n = sys.argv[1], int(sys.argv[2])
+warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 import torch  # noqa: E402
 if name == "bert":
     import transformers  # noqa: E402,F401
@@ -32,6 +34,8 @@ model, x = models.build(name)
 t2 = time.perf_counter()
 out = models.run_inference(model, x)
 t3 = time.perf_counter()
+for _ in range(warmup):
+    models.run_inference(model, x)
 warm = []
 for _ in range(n):
     a = time.perf_counter()

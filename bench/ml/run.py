@@ -10,13 +10,14 @@ which goes first, and compares:
 
     instance start   import torch + build the model + move it to the GPU
     first inference  cuDNN/cuBLAS set-up, lazy module loading
-    warm inference   mean, p50, p99 over -n inferences (each synchronized)
+    warm inference   mean, p50, p99 over -n inferences (each synchronized),
+                     after --warmup untimed ones (default 50; both sides)
     output           SHA-256 of the last output: must be the same bits
 
 Targets (issue "Real GPU libraries through the shim"): warm inference
 <= 1.10x native, instance start <= 1.25x native.
 
-Usage: bench/ml/run.py [--models resnet50,alexnet,vgg19,bert] [-n 100]
+Usage: bench/ml/run.py [--models resnet50,alexnet,vgg19,bert] [-n 100] [--warmup 50]
                        [--build DIR] [--markdown FILE]
 A benchmark, not a test: the exit status is nonzero only when a run failed.
 """
@@ -61,6 +62,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="resnet50,alexnet,vgg19,bert")
     ap.add_argument("-n", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--markdown")
     a = ap.parse_args()
@@ -68,7 +70,7 @@ def main():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     rows, failed = [], False
     for i, name in enumerate(a.models.split(",")):
-        native_argv = [sys.executable, INFER, name, str(a.n)]
+        native_argv = [sys.executable, INFER, name, str(a.n), str(a.warmup)]
         mig_argv = [mig, "run", "--backend", "cuda", "--", *native_argv]
         order = [("native", native_argv), ("mig", mig_argv)]
         if i % 2:
@@ -101,7 +103,8 @@ def main():
         rows.append((f"{name} output bits", "-", "-", "same" if same else "DIFFERENT",
                      "same", "yes" if same else "NO"))
     head = (f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\nGPU, driver: {gpu_name()}\n"
-            f"python {platform.python_version()}, n = {a.n} warm inferences per model, batch 1")
+            f"python {platform.python_version()}, n = {a.n} warm inferences per model after "
+            f"{a.warmup} untimed, batch 1")
     w = max(len(r[0]) for r in rows) if rows else 10
     print(head + "\n")
     print(f"{'metric':<{w}}  {'native':>10}  {'mignificent':>11}  {'ratio':>9}  {'target':>9}  met?")
