@@ -135,6 +135,18 @@ def test_torch_model_function_gives_native_bits(daemon):
         assert out["model"] == "resnet50" and out["digest"] == want, out
 
 
+def test_rodinia_functions_on_the_gpu(daemon):
+    """examples/rodinia at the paper's sizes (BFS on 1M nodes, HotSpot on
+    512 x 512): the GPU's answers equal each function's CPU reference."""
+    url, token, _ = daemon
+    for name in ("bfs", "hotspot"):
+        _deploy(url, token, name, "c", BUILD / "examples" / f"lib{name}.so", name,
+                timeout_ms=120000)
+        for _ in range(2):
+            _, out = _invoke(url, token, name, b"")
+            assert out["ok"] is True, out
+
+
 def test_sigterm_leaves_nothing(daemon):
     url, token, p = daemon
     _deploy(url, token, "hello", "c", BUILD / "examples" / "libhello.so", "hello")
