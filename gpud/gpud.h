@@ -26,6 +26,8 @@ enum gpud_htype {
 	H_LIBRARY,
 	H_FUNC,   /* CUfunction from a module */
 	H_KERNEL, /* CUkernel from a library (plus its CUfunction) */
+	H_MEM,    /* client cuMemCreate: ptr is the driver's handle,
+		     owner its size, flags the requested handle types */
 };
 
 struct gpud_handle {
@@ -52,24 +54,64 @@ void handles_free_all(struct gpud_handles *t);
 
 /* --- device virtual address space (vaspace.c) -------------------------- */
 
+enum gpud_va_kind {
+	VA_ALLOC = 0,    /* a cuMemAlloc: created, mapped and accessible */
+	VA_RESERVED = 1, /* a client cuMemAddressReserve: maps live in maps[] */
+};
+
 struct gpud_alloc {
 	uint64_t addr, size;
-	unsigned long long mem; /* CUmemGenericAllocationHandle */
+	unsigned long long mem; /* VA_ALLOC: CUmemGenericAllocationHandle */
+	uint32_t kind;          /* enum gpud_va_kind */
+	uint32_t nmaps;         /* VA_RESERVED: mappings inside it */
+};
+
+/* A client cuMemMap inside one of its reservations. */
+struct gpud_map {
+	uint64_t addr, size, offset;
+	unsigned long long mem; /* the driver's handle (outlives a release) */
+	uint64_t handle;        /* the client's id (stale after cuMemRelease) */
+	uint32_t access;        /* CUmemAccess_flags last set */
+	uint32_t pad;
 };
 
 struct gpud_vaspace {
 	uint64_t base, size;
-	struct gpud_alloc *v; /* sorted by addr */
+	struct gpud_alloc *v; /* sorted by addr, disjoint */
 	uint32_t n, cap;
-	uint64_t mapped;
+	uint64_t mapped;      /* bytes of VA_ALLOC entries */
+	struct gpud_map *maps; /* sorted by addr, disjoint, each inside a
+				  VA_RESERVED entry of v */
+	uint32_t nmaps, cap_maps;
 };
 
-/* Find a free range of @size bytes; returns 0 if none. */
-uint64_t vaspace_find(const struct gpud_vaspace *vs, uint64_t size);
+/* Find a free range of @size bytes aligned to @align (a power of 2);
+ * returns 0 if none. */
+uint64_t vaspace_find(const struct gpud_vaspace *vs, uint64_t size,
+		      uint64_t align);
+/* Is [addr, addr + size) inside the range and free? */
+bool vaspace_is_free(const struct gpud_vaspace *vs, uint64_t addr,
+		     uint64_t size);
 int vaspace_insert(struct gpud_vaspace *vs, const struct gpud_alloc *a);
 /* Index of the allocation starting exactly at @addr, or -1. */
 int vaspace_lookup(const struct gpud_vaspace *vs, uint64_t addr);
+/* Index of the entry that contains all of [addr, addr + size), or -1. */
+int vaspace_containing(const struct gpud_vaspace *vs, uint64_t addr,
+		       uint64_t size);
 void vaspace_remove(struct gpud_vaspace *vs, int idx);
+
+/* Mappings: insert (kept sorted), remove, and the first mapping that ends
+ * after @addr (nmaps if none). */
+int vaspace_map_insert(struct gpud_vaspace *vs, const struct gpud_map *m);
+void vaspace_map_remove(struct gpud_vaspace *vs, uint32_t idx);
+uint32_t vaspace_map_after(const struct gpud_vaspace *vs, uint64_t addr);
+/*
+ * The mappings that tile [addr, addr + size) exactly, back to back: the
+ * first index in *@first and the count, or 0 if the range is not a run of
+ * whole mappings.
+ */
+uint32_t vaspace_map_tiling(const struct gpud_vaspace *vs, uint64_t addr,
+			    uint64_t size, uint32_t *first);
 
 /* --- pending waits (server.c) ------------------------------------------ */
 

@@ -290,7 +290,7 @@ static void pending_finish(struct gpud *g, struct gpud_pending *p, CUresult r)
 		if (r == CUDA_SUCCESS) {
 			int idx = vaspace_lookup(&g->vs, p->arg0);
 
-			if (idx < 0) {
+			if (idx < 0 || g->vs.v[idx].kind != VA_ALLOC) {
 				r = CUDA_ERROR_INVALID_VALUE;
 			} else {
 				struct gpud_alloc a = g->vs.v[idx];
@@ -580,7 +580,7 @@ static void op_mem_alloc(struct gpud *g, const struct mig_msg_hdr *m,
 		return;
 	}
 	al.size = (a.size + g->granularity - 1) & ~(g->granularity - 1);
-	al.addr = vaspace_find(&g->vs, al.size);
+	al.addr = vaspace_find(&g->vs, al.size, g->granularity);
 	if (!al.addr) {
 		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
 		return;
@@ -620,9 +620,12 @@ static void op_mem_free(struct gpud *g, const struct mig_msg_hdr *m,
 	ARGS(struct mig_mem_free, a);
 	struct gpud_pending *p;
 	CUresult r;
+	int idx;
 
 	(void)len;
-	if (vaspace_lookup(&g->vs, a.dptr) < 0) {
+	idx = vaspace_lookup(&g->vs, a.dptr);
+	/* A reservation is freed with cuMemAddressFree, never cuMemFree. */
+	if (idx < 0 || g->vs.v[idx].kind != VA_ALLOC) {
 		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
 		return;
 	}
@@ -1622,6 +1625,304 @@ static void op_event_elapsed(struct gpud *g, const struct mig_msg_hdr *m,
 	reply(g, m, r, &ms, r == CUDA_SUCCESS ? sizeof(ms) : 0);
 }
 
+/* --- virtual memory: the client's cuMemAddressReserve/Create/Map ------- */
+
+/*
+ * A client reservation is carved out of our own reserved range (the
+ * driver never sees it); its mappings are driver cuMemMap calls into our
+ * range, allowed only inside a client reservation, on granularity
+ * boundaries, and never over another mapping.  Physical allocations are
+ * handle ids (H_MEM).  Like the driver, these calls do not report a
+ * sticky context error.
+ */
+
+static bool gran_aligned(const struct gpud *g, uint64_t v)
+{
+	return (v & (g->granularity - 1)) == 0;
+}
+
+static void op_mem_reserve(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_reserve, a);
+	struct gpud_alloc rv = { 0 };
+	uint64_t align = a.align;
+
+	(void)len;
+	if (a.flags || !a.size || !gran_aligned(g, a.size) ||
+	    (align & (align - 1))) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	if (align < g->granularity)
+		align = g->granularity;
+	if (a.size > g->vs.size || align > g->vs.size) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	/* The hint is honoured when it is aligned and free, as a hint. */
+	if (a.addr && !(a.addr & (align - 1)) &&
+	    vaspace_is_free(&g->vs, a.addr, a.size))
+		rv.addr = a.addr;
+	else
+		rv.addr = vaspace_find(&g->vs, a.size, align);
+	if (!rv.addr) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	rv.size = a.size;
+	rv.kind = VA_RESERVED;
+	if (vaspace_insert(&g->vs, &rv) < 0) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	reply(g, m, CUDA_SUCCESS, &rv.addr, sizeof(rv.addr));
+}
+
+/*
+ * The whole reservation, exactly as reserved.  The driver leaves the
+ * case of mappings still inside undefined; we refuse it
+ * (CUDA_ERROR_INVALID_VALUE) so that no mapping is ever left without a
+ * reservation around it.
+ */
+static void op_mem_address_free(struct gpud *g, const struct mig_msg_hdr *m,
+				const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_range, a);
+	int idx;
+
+	(void)len;
+	idx = vaspace_lookup(&g->vs, a.ptr);
+	if (idx < 0 || g->vs.v[idx].kind != VA_RESERVED ||
+	    g->vs.v[idx].size != a.size || g->vs.v[idx].nmaps) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	vaspace_remove(&g->vs, idx);
+	reply(g, m, CUDA_SUCCESS, NULL, 0);
+}
+
+/*
+ * Device memory on our device only, no shareable handles: a POSIX file
+ * descriptor is accepted as a request (PyTorch asks for one by default)
+ * but the memory is created without it, so exporting stays impossible.
+ * The backend's cuMemCreate counts it against the partition, as it does
+ * for cuMemAlloc, and reports CUDA_ERROR_OUT_OF_MEMORY the same way.
+ */
+static void op_mem_create(struct gpud *g, const struct mig_msg_hdr *m,
+			  const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_create, a);
+	CUmemAllocationProp prop = { 0 };
+	CUmemGenericAllocationHandle mem;
+	struct gpud_handle *h;
+	uint64_t id;
+	CUresult r;
+
+	(void)len;
+	if (a.flags || !a.size || !gran_aligned(g, a.size)) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	if (a.type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    a.location_type != CU_MEM_LOCATION_TYPE_DEVICE ||
+	    (a.handle_types != CU_MEM_HANDLE_TYPE_NONE &&
+	     a.handle_types != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) ||
+	    a.compression != CU_MEM_ALLOCATION_COMP_NONE || a.usage) {
+		reply(g, m, CUDA_ERROR_NOT_SUPPORTED, NULL, 0);
+		return;
+	}
+	if (a.location_id != 0) {
+		reply(g, m, CUDA_ERROR_INVALID_DEVICE, NULL, 0);
+		return;
+	}
+	if (a.size > g->vs.size) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = g->dev;
+	r = g->b->cuMemCreate(&mem, a.size, &prop, 0);
+	if (r != CUDA_SUCCESS) {
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	id = handles_add(&g->h, H_MEM, (void *)(uintptr_t)mem);
+	if (!id) {
+		g->b->cuMemRelease(mem);
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	h = handles_get(&g->h, id, H_MEM);
+	h->owner = a.size;
+	h->flags = a.handle_types;
+	reply(g, m, CUDA_SUCCESS, &id, sizeof(id));
+}
+
+/* The driver frees the memory when its last mapping goes, too. */
+static void op_mem_release(struct gpud *g, const struct mig_msg_hdr *m,
+			   const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *h = handles_get(&g->h, a.handle, H_MEM);
+	CUresult r;
+
+	(void)len;
+	if (!h) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	r = g->b->cuMemRelease((CUmemGenericAllocationHandle)(uintptr_t)h->ptr);
+	handles_del(&g->h, a.handle);
+	reply(g, m, r, NULL, 0);
+}
+
+static void op_mem_get_props(struct gpud *g, const struct mig_msg_hdr *m,
+			     const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_handle_arg, a);
+	struct gpud_handle *h = handles_get(&g->h, a.handle, H_MEM);
+	struct mig_mem_props p = { 0 };
+
+	(void)len;
+	if (!h) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	p.size = h->owner;
+	p.handle_types = h->flags;
+	reply(g, m, CUDA_SUCCESS, &p, sizeof(p));
+}
+
+static void op_mem_map(struct gpud *g, const struct mig_msg_hdr *m,
+		       const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_map, a);
+	struct gpud_handle *h = handles_get(&g->h, a.handle, H_MEM);
+	struct gpud_map map = { 0 };
+	uint32_t i;
+	CUresult r;
+	int rv;
+
+	(void)len;
+	if (!h || a.flags || !a.size || !gran_aligned(g, a.ptr) ||
+	    !gran_aligned(g, a.size) || !gran_aligned(g, a.offset) ||
+	    a.offset > h->owner || a.size > h->owner - a.offset) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	rv = vaspace_containing(&g->vs, a.ptr, a.size);
+	i = vaspace_map_after(&g->vs, a.ptr);
+	if (rv < 0 || g->vs.v[rv].kind != VA_RESERVED ||
+	    (i < g->vs.nmaps && g->vs.maps[i].addr < a.ptr + a.size)) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	map.addr = a.ptr;
+	map.size = a.size;
+	map.offset = a.offset;
+	map.mem = (CUmemGenericAllocationHandle)(uintptr_t)h->ptr;
+	map.handle = a.handle;
+	map.access = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+	r = g->b->cuMemMap(map.addr, map.size, map.offset, map.mem, 0);
+	if (r != CUDA_SUCCESS) {
+		reply(g, m, r, NULL, 0);
+		return;
+	}
+	if (vaspace_map_insert(&g->vs, &map) < 0) {
+		g->b->cuMemUnmap(map.addr, map.size);
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
+	g->vs.v[rv].nmaps++;
+	reply(g, m, CUDA_SUCCESS, NULL, 0);
+}
+
+/* Drop mapping @i: the driver's unmap, then our records. */
+static CUresult unmap_one(struct gpud *g, uint32_t i)
+{
+	struct gpud_map mp = g->vs.maps[i];
+	CUresult r = g->b->cuMemUnmap(mp.addr, mp.size);
+	int rv;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	vaspace_map_remove(&g->vs, i);
+	rv = vaspace_containing(&g->vs, mp.addr, mp.size);
+	if (rv >= 0 && g->vs.v[rv].nmaps)
+		g->vs.v[rv].nmaps--;
+	return CUDA_SUCCESS;
+}
+
+/* Whole mappings only: one, or several back to back. */
+static void op_mem_unmap(struct gpud *g, const struct mig_msg_hdr *m,
+			 const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_range, a);
+	uint32_t first = 0, n = vaspace_map_tiling(&g->vs, a.ptr, a.size, &first);
+	CUresult r = CUDA_SUCCESS;
+
+	(void)len;
+	if (!n) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	while (n-- && r == CUDA_SUCCESS)
+		r = unmap_one(g, first);
+	reply(g, m, r, NULL, 0);
+}
+
+/*
+ * Access on whole mappings (one or several back to back), for our one
+ * device: the client's ordinal 0 is our g->dev.
+ */
+static void op_mem_set_access(struct gpud *g, const struct mig_msg_hdr *m,
+			      const uint8_t *body, uint32_t len)
+{
+	ARGS(struct mig_mem_set_access, a);
+	CUmemAccessDesc desc[MIG_MEM_ACCESS_MAX];
+	uint32_t first = 0, n, i, access = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+	CUresult r;
+
+	if (!a.count || a.count > MIG_MEM_ACCESS_MAX ||
+	    len - sizeof(a) < a.count * sizeof(struct mig_mem_access)) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	n = vaspace_map_tiling(&g->vs, a.ptr, a.size, &first);
+	if (!n) {
+		reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+		return;
+	}
+	for (i = 0; i < a.count; i++) {
+		struct mig_mem_access d;
+
+		memcpy(&d, body + sizeof(a) + i * sizeof(d), sizeof(d));
+		if (d.location_type != CU_MEM_LOCATION_TYPE_DEVICE ||
+		    d.location_id != 0) {
+			reply(g, m, CUDA_ERROR_INVALID_DEVICE, NULL, 0);
+			return;
+		}
+		if (d.flags != CU_MEM_ACCESS_FLAGS_PROT_NONE &&
+		    d.flags != CU_MEM_ACCESS_FLAGS_PROT_READ &&
+		    d.flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE) {
+			reply(g, m, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+			return;
+		}
+		memset(&desc[i], 0, sizeof(desc[i]));
+		desc[i].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		desc[i].location.id = g->dev;
+		desc[i].flags = (CUmemAccess_flags)d.flags;
+		access = d.flags;
+	}
+	r = g->b->cuMemSetAccess(a.ptr, a.size, desc, a.count);
+	if (r == CUDA_SUCCESS)
+		for (i = 0; i < n; i++)
+			g->vs.maps[first + i].access = access;
+	reply(g, m, r, NULL, 0);
+}
+
 static void op_stats(struct gpud *g, const struct mig_msg_hdr *m,
 		     const uint8_t *body, uint32_t len)
 {
@@ -1690,6 +1991,17 @@ static const struct {
 	OP(MIG_OP_FUNC_CLUSTERS, op_func_clusters, struct mig_func_clusters,
 	   true),
 	OP(MIG_OP_TENSOR_MAP, op_tensor_map, struct mig_tensor_map, true),
+	OP(MIG_OP_MEM_ADDRESS_RESERVE, op_mem_reserve, struct mig_mem_reserve,
+	   true),
+	OP(MIG_OP_MEM_ADDRESS_FREE, op_mem_address_free, struct mig_mem_range,
+	   true),
+	OP(MIG_OP_MEM_CREATE, op_mem_create, struct mig_mem_create, true),
+	OP(MIG_OP_MEM_RELEASE, op_mem_release, struct mig_handle_arg, true),
+	OP(MIG_OP_MEM_MAP, op_mem_map, struct mig_mem_map, true),
+	OP(MIG_OP_MEM_UNMAP, op_mem_unmap, struct mig_mem_range, true),
+	OP(MIG_OP_MEM_SET_ACCESS, op_mem_set_access, struct mig_mem_set_access,
+	   true),
+	OP(MIG_OP_MEM_GET_PROPS, op_mem_get_props, struct mig_handle_arg, true),
 #undef OP
 };
 

@@ -142,8 +142,13 @@ int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,
 		return fail(err, errlen, g, r, "cuMemGetAllocationGranularity");
 	g->granularity = gran;
 	di->vmm_granularity = gran;
+	/*
+	 * Address space is cheap and the client's own reservations come out
+	 * of this range too: PyTorch's expandable segments reserve 1.125 times
+	 * the device's memory per stream, next to the cuMemAlloc allocations.
+	 */
 	if (!dev_va_size)
-		dev_va_size = di->total_mem * 2;
+		dev_va_size = di->total_mem * 8;
 	dev_va_size = (dev_va_size + gran - 1) & ~(uint64_t)(gran - 1);
 	r = g->b->cuMemAddressReserve(&va, dev_va_size, 0, dev_va_base, 0);
 	if (r != CUDA_SUCCESS)
@@ -216,8 +221,21 @@ void gpud_teardown(struct gpud *g)
 		if (h->type == H_MODULE || h->type == H_LIBRARY)
 			free(h->ptr2);
 	}
+	/* The client's VMM mappings, then its physical allocations (the
+	 * driver frees each when both its handle and its mappings are gone),
+	 * then the allocations of cuMemAlloc.  Client reservations are only
+	 * entries of our own range, which goes last. */
+	for (i = 0; i < g->vs.nmaps; i++)
+		g->b->cuMemUnmap(g->vs.maps[i].addr, g->vs.maps[i].size);
+	free(g->vs.maps);
+	for (i = 0; i < g->h.n; i++)
+		if (g->h.v[i].type == H_MEM)
+			g->b->cuMemRelease((CUmemGenericAllocationHandle)(
+				uintptr_t)g->h.v[i].ptr);
 	handles_free_all(&g->h);
 	for (i = 0; i < g->vs.n; i++) {
+		if (g->vs.v[i].kind != VA_ALLOC)
+			continue;
 		g->b->cuMemUnmap(g->vs.v[i].addr, g->vs.v[i].size);
 		g->b->cuMemRelease(g->vs.v[i].mem);
 	}

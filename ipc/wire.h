@@ -181,6 +181,14 @@ enum mig_op {
 	MIG_OP_STATS,
 	MIG_OP_FUNC_CLUSTERS,
 	MIG_OP_TENSOR_MAP,
+	MIG_OP_MEM_ADDRESS_RESERVE, /* client VMM: see "Virtual memory" below */
+	MIG_OP_MEM_ADDRESS_FREE,
+	MIG_OP_MEM_CREATE,
+	MIG_OP_MEM_RELEASE,
+	MIG_OP_MEM_MAP,
+	MIG_OP_MEM_UNMAP,
+	MIG_OP_MEM_SET_ACCESS,
+	MIG_OP_MEM_GET_PROPS,
 	MIG_OP_COUNT
 };
 
@@ -402,6 +410,62 @@ struct mig_tensor_map {
 	uint32_t element_strides[5];
 	int32_t lower_corner[3], upper_corner[3];
 	uint8_t map[128];   /* kind 2: the descriptor to change */
+};
+
+/*
+ * Virtual memory (cuMemAddressReserve, cuMemCreate, cuMemMap, ...).  A
+ * client reservation is a piece of the server's device address range
+ * (hdr->dev_va_base/size), so addresses mean the same on both sides; a
+ * physical allocation is a server handle id, never a driver handle.
+ * Sizes, addresses and offsets are multiples of dev.vmm_granularity.
+ */
+
+/* MEM_ADDRESS_RESERVE: @addr is a hint the server may ignore.
+ * reply: uint64_t address. */
+struct mig_mem_reserve {
+	uint64_t size, align, addr, flags;
+};
+
+/* MEM_ADDRESS_FREE (a whole reservation) and MEM_UNMAP (whole mappings). */
+struct mig_mem_range {
+	uint64_t ptr, size;
+};
+
+/* MEM_CREATE: the CUmemAllocationProp fields the server looks at.
+ * reply: uint64_t handle. */
+struct mig_mem_create {
+	uint64_t size, flags;
+	uint32_t type;          /* CUmemAllocationType */
+	uint32_t location_type; /* CUmemLocationType */
+	int32_t location_id;    /* the client's device ordinal */
+	uint32_t handle_types;  /* CUmemAllocationHandleType */
+	uint32_t compression;   /* allocFlags.compressionType */
+	uint32_t usage;         /* allocFlags.usage */
+};
+
+struct mig_mem_map {
+	uint64_t ptr, size, offset, handle, flags;
+};
+
+/* MEM_SET_ACCESS: @count struct mig_mem_access follow. */
+#define MIG_MEM_ACCESS_MAX 16u
+struct mig_mem_set_access {
+	uint64_t ptr, size;
+	uint32_t count, pad;
+};
+
+struct mig_mem_access {
+	uint32_t location_type;
+	int32_t location_id;
+	uint32_t flags; /* CUmemAccess_flags */
+	uint32_t pad;
+};
+
+/* MEM_RELEASE and MEM_GET_PROPS take struct mig_handle_arg.
+ * MEM_GET_PROPS reply: struct mig_mem_props. */
+struct mig_mem_props {
+	uint64_t size;
+	uint32_t handle_types, pad;
 };
 
 /* STATS reply: what the server counted for this client. */

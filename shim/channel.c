@@ -83,6 +83,12 @@ static const char *const op_names[MIG_OP_COUNT] = {
 	[MIG_OP_EVENT_SYNC] = "event-sync", [MIG_OP_EVENT_ELAPSED] = "event-elapsed",
 	[MIG_OP_STATS] = "stats", [MIG_OP_FUNC_CLUSTERS] = "occupancy-clusters",
 	[MIG_OP_TENSOR_MAP] = "tensor-map",
+	[MIG_OP_MEM_ADDRESS_RESERVE] = "mem-address-reserve",
+	[MIG_OP_MEM_ADDRESS_FREE] = "mem-address-free",
+	[MIG_OP_MEM_CREATE] = "mem-create", [MIG_OP_MEM_RELEASE] = "mem-release",
+	[MIG_OP_MEM_MAP] = "mem-map", [MIG_OP_MEM_UNMAP] = "mem-unmap",
+	[MIG_OP_MEM_SET_ACCESS] = "mem-set-access",
+	[MIG_OP_MEM_GET_PROPS] = "mem-get-props",
 };
 
 void shim_stats_bytes(int dir, uint64_t n)

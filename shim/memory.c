@@ -15,6 +15,7 @@
 
 struct range {
 	uint64_t base, size;
+	bool vmm; /* a cuMemMap: adjacent ones form one device range */
 };
 
 static pthread_rwlock_t ranges_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -26,7 +27,7 @@ static unsigned long long next_buffer_id = 1;
 static struct range registered[64];
 static uint32_t nregistered;
 
-static int range_insert(uint64_t base, uint64_t size)
+static int range_insert(uint64_t base, uint64_t size, bool vmm)
 {
 	uint32_t i;
 
@@ -47,6 +48,7 @@ static int range_insert(uint64_t base, uint64_t size)
 	memmove(&ranges[i + 1], &ranges[i], (nranges - i) * sizeof(*ranges));
 	ranges[i].base = base;
 	ranges[i].size = size;
+	ranges[i].vmm = vmm;
 	nranges++;
 	pthread_rwlock_unlock(&ranges_lock);
 	return 0;
@@ -68,14 +70,11 @@ static void range_remove(uint64_t base)
 	pthread_rwlock_unlock(&ranges_lock);
 }
 
-/* The allocation containing @p, if any. */
-static int range_find(uint64_t p, struct range *out)
+/* Index + 1 of the range containing @p, 0 if none (under ranges_lock). */
+static uint32_t range_index(uint64_t p)
 {
-	uint32_t lo = 0, hi;
-	int found = 0;
+	uint32_t lo = 0, hi = nranges;
 
-	pthread_rwlock_rdlock(&ranges_lock);
-	hi = nranges;
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
 
@@ -84,12 +83,77 @@ static int range_find(uint64_t p, struct range *out)
 		else
 			hi = mid;
 	}
-	if (lo > 0 && p - ranges[lo - 1].base < ranges[lo - 1].size) {
-		*out = ranges[lo - 1];
-		found = 1;
+	if (lo > 0 && p - ranges[lo - 1].base < ranges[lo - 1].size)
+		return lo;
+	return 0;
+}
+
+/* The allocation containing @p, if any. */
+static int range_find(uint64_t p, struct range *out)
+{
+	uint32_t i;
+
+	pthread_rwlock_rdlock(&ranges_lock);
+	i = range_index(p);
+	if (i)
+		*out = ranges[i - 1];
+	pthread_rwlock_unlock(&ranges_lock);
+	return i != 0;
+}
+
+/*
+ * Is [p, p + n) device memory we know?  Inside one range, or, for virtual
+ * memory mappings, a run of mappings back to back (a tensor of PyTorch's
+ * expandable segments may span several).
+ */
+static bool range_covers(uint64_t p, uint64_t n)
+{
+	uint64_t end;
+	uint32_t i;
+	bool ok = false;
+
+	if (__builtin_add_overflow(p, n, &end))
+		return false;
+	pthread_rwlock_rdlock(&ranges_lock);
+	i = range_index(p);
+	while (i) {
+		const struct range *r = &ranges[i - 1];
+
+		if (end - r->base <= r->size) {
+			ok = true;
+			break;
+		}
+		if (!r->vmm || i == nranges || !ranges[i].vmm ||
+		    ranges[i].base != r->base + r->size)
+			break;
+		i++;
 	}
 	pthread_rwlock_unlock(&ranges_lock);
-	return found;
+	return ok;
+}
+
+void shim_note_vmm_map(CUdeviceptr p, size_t size)
+{
+	range_insert(p, size, true);
+}
+
+/* Forget the mappings inside [p, p + size) (after a cuMemUnmap). */
+void shim_forget_vmm_range(CUdeviceptr p, size_t size)
+{
+	uint32_t i = 0;
+
+	pthread_rwlock_wrlock(&ranges_lock);
+	while (i < nranges) {
+		if (ranges[i].vmm && ranges[i].base >= p &&
+		    ranges[i].base - p < size) {
+			memmove(&ranges[i], &ranges[i + 1],
+				(nranges - i - 1) * sizeof(*ranges));
+			nranges--;
+			continue;
+		}
+		i++;
+	}
+	pthread_rwlock_unlock(&ranges_lock);
 }
 
 bool shim_is_device_ptr(CUdeviceptr p)
@@ -109,13 +173,11 @@ bool shim_is_device_ptr(CUdeviceptr p)
  */
 bool shim_device_range_ok(CUdeviceptr p, size_t n)
 {
-	struct range r;
-
 	if (n == 0)
 		n = 1;
 	if (shim_in_segment((const void *)(uintptr_t)p, n))
 		return true;
-	return range_find(p, &r) && n <= r.size && p - r.base <= r.size - n;
+	return range_covers(p, n);
 }
 
 void shim_note_global(CUdeviceptr p, size_t size)
@@ -123,7 +185,7 @@ void shim_note_global(CUdeviceptr p, size_t size)
 	struct range r;
 
 	if (size && !range_find(p, &r))
-		range_insert(p, size);
+		range_insert(p, size, false);
 }
 
 /* --- device memory ----------------------------------------------------- */
@@ -142,7 +204,7 @@ SHIM_API CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size)
 		      sizeof(addr));
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (range_insert(addr, size) < 0) {
+	if (range_insert(addr, size, false) < 0) {
 		struct mig_mem_free f = { .dptr = addr };
 
 		shim_call(MIG_OP_MEM_FREE, &f, sizeof(f), MIG_MSGF_REPLY, NULL, 0);
@@ -180,7 +242,7 @@ SHIM_API CUresult cuMemFree_v2(CUdeviceptr dptr)
 		return r;
 	if (dptr == 0)
 		return CUDA_SUCCESS;
-	if (!range_find(dptr, &rg) || rg.base != dptr ||
+	if (!range_find(dptr, &rg) || rg.base != dptr || rg.vmm ||
 	    dptr < shim.dev_va_base || dptr - shim.dev_va_base >= shim.dev_va_size)
 		return CUDA_ERROR_INVALID_VALUE;
 	r = shim_call(MIG_OP_MEM_FREE, &a, sizeof(a), MIG_MSGF_REPLY, NULL, 0);

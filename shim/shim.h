@@ -113,6 +113,9 @@ static inline bool shim_in_segment(const void *p, size_t n)
 bool shim_is_device_ptr(CUdeviceptr p);
 bool shim_device_range_ok(CUdeviceptr p, size_t n);
 void shim_note_global(CUdeviceptr p, size_t size);
+/* Virtual memory mappings the program made (vmm.c tells memory.c). */
+void shim_note_vmm_map(CUdeviceptr p, size_t size);
+void shim_forget_vmm_range(CUdeviceptr p, size_t size);
 
 /* Segment heap (heap.c). */
 void *shim_heap_alloc(size_t size);

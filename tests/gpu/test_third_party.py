@@ -77,13 +77,7 @@ def _digest(r):
     return lines[0].split()[1]
 
 
-@pytest.mark.parametrize("alloc", [
-    "default",
-    pytest.param("expandable_segments", marks=pytest.mark.xfail(
-        reason="the caching allocator's expandable segments use cuMemAddressReserve/"
-        "cuMemCreate/cuMemMap, which the shim does not remote yet (issue 5)",
-        strict=True)),
-])
+@pytest.mark.parametrize("alloc", ["default", "expandable_segments"])
 def test_torch_same_bits_as_native(alloc, tmp_path):
     """PyTorch: cuBLAS products, cuDNN convolution/batch norm, pinned memory,
     a side stream, events, mem_get_info; the results through the shim are
