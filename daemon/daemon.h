@@ -11,6 +11,9 @@
  *                queueing, scale-out, pre-initialized GPU server pool,
  *                supervision and clean-up
  *   metrics.c    counters and histograms, Prometheus text
+ *   isolation.c  sandbox, OCI runtime or bare: uids, cgroups, command lines
+ *   oci.c        OCI bundles and runtime command lines
+ *   files.c      file-system helpers
  *
  * Threads: libmicrohttpd runs handlers on a pool of threads; a handler that
  * invokes a function blocks in instances_invoke() until the result (or a
@@ -260,6 +263,8 @@ void *registry_describe(struct mig_registry *r, const char *tenant,
 			const char *name);
 void *registry_list(struct mig_registry *r, const char *tenant);
 void registry_close(struct mig_registry *r);
+/* mkdir -p @path; 0 or -errno. */
+int daemon_mkdir_p(const char *path, mode_t mode);
 /* [A-Za-z0-9_.-]{1,100}, not "." or "..". */
 bool function_name_ok(const char *name);
 

@@ -67,8 +67,12 @@ struct iso {
 	unsigned char *uid_used;  /* one byte per uid of the range */
 	unsigned int uid_next;
 	/* cgroups still to remove */
-	char **sweep;
-	int nsweep;
+	/* Jails of instances whose processes are gone: their cgroups,
+	 * bundle and uid, released by isolation_sweep() (supervisor thread,
+	 * no lock of the instance manager held). */
+	struct mig_jail *sweep;
+	int nsweep, sweep_cap;
+	const struct mig_config *cfg;
 };
 
 static struct iso iso_state;
@@ -122,24 +126,6 @@ static unsigned long long read_key(const char *dir, const char *file,
 			v = strtoull(line + n + 1, NULL, 10);
 	fclose(f);
 	return v;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, mode) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 static int push(char ***v, int *n, const char *s)
@@ -229,7 +215,7 @@ static int cgroup_setup_v2(struct iso *s, const struct mig_config *c,
 
 	snprintf(parent, sizeof(parent), "%s", *c->sandbox.cgroup_parent ?
 		 c->sandbox.cgroup_parent : CGROUP_FS "/mignificent");
-	if ((rc = mkdir_p(parent, 0755))) {
+	if ((rc = daemon_mkdir_p(parent, 0755))) {
 		snprintf(s->cg_why, sizeof(s->cg_why), "cannot create %s: %s",
 			 parent, strerror(-rc));
 		return -1;
@@ -246,7 +232,7 @@ static int cgroup_setup_v2(struct iso *s, const struct mig_config *c,
 		return -1;
 	}
 	snprintf(s->cg_dirs[0], sizeof(s->cg_dirs[0]), "%s/%s", parent, tag);
-	if ((rc = mkdir_p(s->cg_dirs[0], 0755)) ||
+	if ((rc = daemon_mkdir_p(s->cg_dirs[0], 0755)) ||
 	    (rc = write_text(s->cg_dirs[0], "cgroup.subtree_control",
 			     "+cpu +memory +pids"))) {
 		snprintf(s->cg_why, sizeof(s->cg_why), "cannot set up %s: %s",
@@ -277,7 +263,7 @@ static int cgroup_setup_v1(struct iso *s, const char *tag)
 		}
 		snprintf(s->cg_dirs[i], sizeof(s->cg_dirs[i]), "%s/mignificent/%s",
 			 dir, tag);
-		if ((rc = mkdir_p(s->cg_dirs[i], 0755))) {
+		if ((rc = daemon_mkdir_p(s->cg_dirs[i], 0755))) {
 			snprintf(s->cg_why, sizeof(s->cg_why), "cannot create %s: %s",
 				 s->cg_dirs[i], strerror(-rc));
 			return -1;
@@ -434,6 +420,7 @@ int isolation_init(struct mig_daemon *d, const char *bin_dir,
 		return -1;
 	}
 	s->uid_next = 0;
+	s->cfg = c;
 	daemon_tag(c->data_dir, s->tag, sizeof(s->tag));
 	s->epoch = (unsigned int)time(NULL);
 	if (!strcmp(c->isolation, "bare")) {
@@ -471,6 +458,27 @@ int isolation_init(struct mig_daemon *d, const char *bin_dir,
 	return 0;
 }
 
+static void uid_give(const struct mig_config *c, unsigned int uid);
+
+/* Append @j to the sweep list (s->lock held).  Out of memory, the jail is
+ * dropped: a stale cgroup is removed at the next start, a uid is lost. */
+static void sweep_add(struct iso *s, const struct mig_jail *j)
+{
+	if (s->nsweep == s->sweep_cap) {
+		int cap = s->sweep_cap ? s->sweep_cap * 2 : 16;
+		struct mig_jail *v = realloc(s->sweep, (size_t)cap * sizeof(*v));
+
+		if (!v) {
+			daemon_log(0, "isolation: out of memory; the cgroups of %s stay until the next start",
+				   j->ncgroups ? j->cgroups[0] : "an instance");
+			return;
+		}
+		s->sweep = v;
+		s->sweep_cap = cap;
+	}
+	s->sweep[s->nsweep++] = *j;
+}
+
 void isolation_shutdown(struct mig_daemon *d)
 {
 	struct iso *s = &iso_state;
@@ -484,9 +492,11 @@ void isolation_shutdown(struct mig_daemon *d)
 	for (int i = 0; i < s->ncg; i++)
 		rmdir(s->cg_dirs[i]);
 	free_vec(s->hide);
-	free_vec(s->sweep);
+	free(s->sweep);
 	free(s->uid_used);
-	s->hide = s->sweep = NULL;
+	s->hide = NULL;
+	s->sweep = NULL;
+	s->sweep_cap = 0;
 	s->uid_used = NULL;
 	s->nhide = s->nsweep = 0;
 }
@@ -495,19 +505,46 @@ void isolation_shutdown(struct mig_daemon *d)
 void isolation_sweep(void)
 {
 	struct iso *s = &iso_state;
-	int i = 0;
+	struct mig_jail *batch;
+	int n, left = 0;
 
+	/* Take the list, work on it unlocked (rmdir, cgroup.kill and file
+	 * removal may block), give back what is still busy. */
 	pthread_mutex_lock(&s->lock);
-	while (i < s->nsweep) {
-		if (cgroup_remove(s->sweep[i]) == -EBUSY) {
-			i++;
+	batch = s->sweep;
+	n = s->nsweep;
+	s->sweep = NULL;
+	s->nsweep = s->sweep_cap = 0;
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < n; i++) {
+		struct mig_jail *j = &batch[i];
+		int busy = 0;
+
+		for (int c = 0; c < j->ncgroups; c++)
+			if (cgroup_remove(j->cgroups[c]) == -EBUSY)
+				memcpy(j->cgroups[busy++], j->cgroups[c], sizeof(j->cgroups[c]));
+		j->ncgroups = busy;
+		if (*j->bundle) {
+			oci_remove_bundle(j->bundle);
+			*j->bundle = 0;
+		}
+		if (busy) {
+			batch[left++] = *j;
 			continue;
 		}
-		free(s->sweep[i]);
-		s->sweep[i] = s->sweep[--s->nsweep];
-		s->sweep[s->nsweep] = NULL;
+		/* Its processes are all gone: the uid may serve again. */
+		if (j->uid)
+			uid_give(s->cfg, j->uid);
 	}
+	if (!left) {
+		free(batch);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < left; i++)
+		sweep_add(s, &batch[i]);
 	pthread_mutex_unlock(&s->lock);
+	free(batch);
 }
 
 /* --- one instance ------------------------------------------------------- */
@@ -857,26 +894,19 @@ fail:
 	return rc;
 }
 
+/* Queue @j for isolation_sweep(); its cgroups, bundle and uid are
+ * released there, off the caller's locks. */
 void isolation_release(struct mig_daemon *d, struct mig_jail *j)
 {
 	struct iso *s = &iso_state;
 
-	for (int i = 0; i < j->ncgroups; i++) {
-		if (cgroup_remove(j->cgroups[i]) != -EBUSY)
-			continue;
+	(void)d;
+	if (j->ncgroups || *j->bundle || j->uid) {
 		pthread_mutex_lock(&s->lock);
-		push(&s->sweep, &s->nsweep, j->cgroups[i]);
+		sweep_add(s, j);
 		pthread_mutex_unlock(&s->lock);
 	}
-	j->ncgroups = 0;
-	if (*j->bundle) {
-		oci_remove_bundle(j->bundle);
-		*j->bundle = 0;
-	}
-	if (j->uid) {
-		uid_give(&d->cfg, j->uid);
-		j->uid = 0;
-	}
+	memset(j, 0, sizeof(*j));
 }
 
 void isolation_kill(const struct mig_jail *j, pid_t pid)

@@ -316,25 +316,6 @@ struct mig_function *registry_get(struct mig_registry *r, const char *tenant,
 
 /* --- files -------------------------------------------------------------- */
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX], *p;
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, mode) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static int rm_one(const char *path, const struct stat *st, int flag,
 		  struct FTW *ftw)
 {
@@ -1259,7 +1240,7 @@ static int store(struct mig_registry *r, struct spec *s,
 	/* The version directory is what a sandboxed instance sees of the node
 	 * (read-only, as its own unprivileged uid): readable by all, while
 	 * the data directory above it keeps everyone else out. */
-	if ((rc = mkdir_p(vdir, 0755)))
+	if ((rc = daemon_mkdir_p(vdir, 0755)))
 		return fail(err, errlen, rc, "cannot create %s: %s%s", vdir,
 			    strerror(-rc), storage_hint(-rc));
 	pathf(path, sizeof(path), "%s/%s", vdir, s->filename);
@@ -1270,7 +1251,7 @@ static int store(struct mig_registry *r, struct spec *s,
 		 s->f.version, s->filename);
 	if (s->kind == K_TGZ) {
 		pathf(tmp, sizeof(tmp), "%s/pkg", vdir);
-		if ((rc = mkdir_p(tmp, 0755)))
+		if ((rc = daemon_mkdir_p(tmp, 0755)))
 			return fail(err, errlen, rc, "cannot create %s: %s%s",
 				    tmp, strerror(-rc), storage_hint(-rc));
 		if ((rc = untar(path, tmp, err, errlen)))
@@ -1541,7 +1522,7 @@ struct mig_registry *registry_open(const char *data_dir, char *err,
 	pathf(r->dir, sizeof(r->dir), "%s/functions", data_dir);
 	pathf(r->trash, sizeof(r->trash), "%s/trash", data_dir);
 	rm_rf(r->trash); /* deletes a crash interrupted */
-	if ((rc = mkdir_p(r->dir, 0700)) || (rc = mkdir_p(r->trash, 0700))) {
+	if ((rc = daemon_mkdir_p(r->dir, 0700)) || (rc = daemon_mkdir_p(r->trash, 0700))) {
 		fail(err, errlen, rc, "cannot create %s: %s%s", r->dir,
 		     strerror(-rc), storage_hint(-rc));
 		registry_close(r);

@@ -17,25 +17,6 @@
 #include "modules_images.h"
 #include "test_common.h"
 
-#define CU(x)                                                                 \
-	do {                                                                  \
-		CUresult r_ = (x);                                            \
-		if (r_ != CUDA_SUCCESS) {                                     \
-			const char *n_ = nullptr;                             \
-			cuGetErrorName(r_, &n_);                              \
-			fprintf(stderr, "FAIL %s:%d: %s: %s (%d)\n", __FILE__, \
-				__LINE__, #x, n_ ? n_ : "?", (int)r_);        \
-			exit(1);                                              \
-		}                                                             \
-	} while (0)
-
-static const char *cu_name(CUresult r)
-{
-	const char *n = nullptr;
-	cuGetErrorName(r, &n);
-	return n ? n : "?";
-}
-
 struct Mod {
 	const char *what;
 	CUmodule m;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #define CHECK(x)                                                              \
@@ -24,6 +25,27 @@
 			exit(1);                                              \
 		}                                                             \
 	} while (0)
+
+// The same for a driver API call (programs that use cuXxx directly).
+#define CU(x)                                                                 \
+	do {                                                                  \
+		CUresult r_ = (x);                                            \
+		if (r_ != CUDA_SUCCESS) {                                     \
+			const char *n_ = nullptr;                             \
+			cuGetErrorName(r_, &n_);                              \
+			fprintf(stderr, "FAIL %s:%d: %s: %s (%d)\n", __FILE__, \
+				__LINE__, #x, n_ ? n_ : "?", (int)r_);        \
+			exit(1);                                              \
+		}                                                             \
+	} while (0)
+
+// A driver error's name, for messages.
+static inline const char *cu_name(CUresult r)
+{
+	const char *n = nullptr;
+	cuGetErrorName(r, &n);
+	return n ? n : "?";
+}
 
 // A call that must fail with exactly @want.
 #define EXPECT_ERR(x, want)                                                   \
