@@ -215,6 +215,7 @@ struct gpud {
 		uint64_t n, ns;
 	} prof_op[MIG_OP_COUNT];
 	uint64_t prof_sleeps, prof_sleep_ns, prof_handoffs;
+	uint64_t prof_images, prof_image_bytes;
 };
 
 int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,

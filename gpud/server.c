@@ -1012,6 +1012,8 @@ static void op_image_load(struct gpud *g, const struct mig_msg_hdr *m,
 		reply(g, m, CUDA_ERROR_INVALID_IMAGE, NULL, 0);
 		return;
 	}
+	g->prof_images++;
+	g->prof_image_bytes += a.size;
 	if (library)
 		r = g->b->cuLibraryLoadData((CUlibrary *)&obj, img, NULL, NULL,
 					    0, NULL, NULL, 0);
@@ -2064,6 +2066,8 @@ void gpud_profile_report(const struct gpud *g)
 	fprintf(stderr, "  doorbell sleeps %llu (%.1f ms), hand-offs to the waiter %llu\n",
 		(unsigned long long)g->prof_sleeps, g->prof_sleep_ns / 1e6,
 		(unsigned long long)g->prof_handoffs);
+	fprintf(stderr, "  images received %llu (%.1f MiB)\n",
+		(unsigned long long)g->prof_images, g->prof_image_bytes / 1048576.0);
 }
 
 /* --- the loop ------------------------------------------------------------ */

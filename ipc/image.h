@@ -109,4 +109,14 @@ static inline enum mig_image_kind mig_image_check(const uint8_t *img, uint64_t l
 	return memchr(img, 0, len) ? MIG_IMAGE_PTX : MIG_IMAGE_BAD;
 }
 
+/*
+ * The entries of fatbin @img[0..len) that a device of compute capability
+ * @cc (10 * major + minor) could use, as a fatbin of their own written to
+ * @out (NULL: only measure).  Returns its size: never more than @len; 0
+ * when @img is not a valid fatbin or no entry fits (the caller then hands
+ * the driver the whole image, and gets the driver's own answer).  image.c.
+ */
+uint64_t mig_fatbin_select(const uint8_t *img, uint64_t len, unsigned int cc,
+			   uint8_t *out);
+
 #endif /* MIG_IPC_IMAGE_H */

@@ -2,7 +2,8 @@
  * module.c - modules, libraries, functions and kernels.
  *
  * An image (cubin, fatbin, PTX) is copied into the segment once and loaded
- * by the server.  When the program asks for a function or kernel, the
+ * by the server; of a fatbin, only the entries this device could use
+ * (mig_fatbin_select()).  When the program asks for a function or kernel, the
  * server answers once with its attributes and parameter layout (from
  * cuFuncGetParamInfo); the shim keeps that, so attribute and occupancy
  * queries and every later launch need no extra round trip.
@@ -75,6 +76,8 @@ static CUresult load_image(const void *image, bool library, uint64_t *id)
 	struct mig_image_load a;
 	size_t size = 0;
 	const void *img = image_span(image, &size);
+	uint64_t sel;
+	unsigned int cc;
 	void *tmp;
 	CUresult r = shim_check_ctx();
 
@@ -82,12 +85,21 @@ static CUresult load_image(const void *image, bool library, uint64_t *id)
 		return r;
 	if (!img || !size)
 		return CUDA_ERROR_INVALID_IMAGE;
-	tmp = shim_heap_alloc(size);
+	/* Of a fatbin, only what this device can run crosses over. */
+	cc = 10u * (unsigned int)shim.dev.attr[CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR] +
+	     (unsigned int)shim.dev.attr[CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR];
+	sel = mig_fatbin_select(img, size, cc, NULL);
+	tmp = shim_heap_alloc(sel ? sel : size);
 	if (!tmp)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	memcpy(tmp, img, size);
+	if (sel)
+		mig_fatbin_select(img, size, cc, tmp);
+	else
+		memcpy(tmp, img, size);
+	shim_log(2, "image of %zu bytes: %llu sent", size,
+		 (unsigned long long)(sel ? sel : size));
 	a.image = (uint64_t)(uintptr_t)tmp;
-	a.size = size;
+	a.size = sel ? sel : size;
 	r = shim_call(library ? MIG_OP_LIBRARY_LOAD : MIG_OP_MODULE_LOAD, &a,
 		      sizeof(a), MIG_MSGF_REPLY, id, sizeof(*id));
 	shim_heap_free(tmp);
