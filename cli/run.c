@@ -82,7 +82,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: mig run [--backend cuda|host] [--device UUID] [--segment-size BYTES]\n"
-		"               [--quiet] -- PROGRAM ARGS...\n");
+		"               [--module-cache DIR] [--quiet] -- PROGRAM ARGS...\n");
 }
 
 int mig_cmd_run(int argc, char **argv)
@@ -91,11 +91,13 @@ int mig_cmd_run(int argc, char **argv)
 		{ "backend", required_argument, NULL, 'b' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "segment-size", required_argument, NULL, 's' },
+		{ "module-cache", required_argument, NULL, 'm' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *backend = "cuda", *device = NULL;
+	const char *backend = "cuda", *device = NULL, *modcache = NULL;
+	char modcache_abs[PATH_MAX];
 	uint64_t seg_size = MIG_SEGMENT_SIZE_DEFAULT;
 	char dir[PATH_MAX], gpud[PATH_MAX + 32], shimdir[PATH_MAX + 32];
 	char ldpath[2 * PATH_MAX], fdbuf[3][16], ready[600];
@@ -116,6 +118,15 @@ int mig_cmd_run(int argc, char **argv)
 			break;
 		case 's':
 			seg_size = strtoull(optarg, NULL, 0);
+			break;
+		case 'm':
+			/* The server wants it absolute; it must exist. */
+			if (!realpath(optarg, modcache_abs)) {
+				fprintf(stderr, "mig run: --module-cache %s: %s\n",
+					optarg, strerror(errno));
+				return 2;
+			}
+			modcache = modcache_abs;
 			break;
 		case 'q':
 			quiet = 1;
@@ -171,14 +182,22 @@ int mig_cmd_run(int argc, char **argv)
 		snprintf(a_seg, sizeof(a_seg), "%d", seg);
 		snprintf(a_ready, sizeof(a_ready), "%d", ready_p[1]);
 		snprintf(a_life, sizeof(a_life), "%d", cli_life[0]);
-		if (device)
-			execl(gpud, gpud, "--segment-fd", a_seg, "--ready-fd",
-			      a_ready, "--client-lifeline", a_life, "--backend",
-			      backend, "--device", device, (char *)NULL);
-		else
-			execl(gpud, gpud, "--segment-fd", a_seg, "--ready-fd",
-			      a_ready, "--client-lifeline", a_life, "--backend",
-			      backend, (char *)NULL);
+		const char *av[16] = { gpud, "--segment-fd", a_seg,
+				       "--ready-fd", a_ready,
+				       "--client-lifeline", a_life,
+				       "--backend", backend };
+		int ac = 9;
+
+		if (device) {
+			av[ac++] = "--device";
+			av[ac++] = device;
+		}
+		if (modcache) {
+			av[ac++] = "--module-cache";
+			av[ac++] = modcache;
+		}
+		av[ac] = NULL;
+		execv(gpud, (char *const *)av);
 		fprintf(stderr, "mig run: cannot start %s: %s\n", gpud,
 			strerror(errno));
 		_exit(127);

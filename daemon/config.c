@@ -33,6 +33,7 @@
 #define DEFAULT_PORT 10000
 #define DEFAULT_MAX_PAYLOAD (64ull << 20)
 #define DEFAULT_MAX_ARTIFACT (256ull << 20)
+#define DEFAULT_MODULE_CACHE (1ull << 30) /* per deployed version */
 #define PAYLOAD_LIMIT (256ull << 20)   /* MIG_CTL_MAX_BODY */
 #define ARTIFACT_LIMIT (4ull << 30)
 #define TOKEN_MIN 16
@@ -218,6 +219,7 @@ static void defaults(struct mig_config *c)
 	c->max_artifact = DEFAULT_MAX_ARTIFACT;
 	c->http_threads = 0;
 	c->segment_size = MIG_SEGMENT_SIZE_DEFAULT;
+	c->module_cache = DEFAULT_MODULE_CACHE;
 	snprintf(c->isolation, sizeof(c->isolation), "sandbox");
 	c->sandbox.uid_base = DEFAULT_UID_BASE;
 	c->sandbox.uid_count = DEFAULT_UID_COUNT;
@@ -374,7 +376,7 @@ static const char *const known_keys =
 	"listen, data_dir, backend, nvml_path, bin_dir, shim_dir, lib_dir, "
 	"tenants, pool_per_partition, max_payload, max_artifact, "
 	"http_threads, segment_size, verbose, metrics_public, isolation, "
-	"allow_bare, sandbox, oci";
+	"allow_bare, sandbox, oci, module_cache";
 
 /* An array of strings (absolute paths if @paths) into a NULL-ended
  * vector. */
@@ -525,6 +527,8 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		return get_int(x, k, v, 0, 1024, &c->http_threads);
 	if (!strcmp(k, "segment_size"))
 		return get_size(x, k, v, &c->segment_size);
+	if (!strcmp(k, "module_cache"))
+		return get_size(x, k, v, &c->module_cache);
 	if (!strcmp(k, "verbose"))
 		return get_int(x, k, v, 0, 3, &c->verbose);
 	if (!strcmp(k, "isolation"))

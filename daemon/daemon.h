@@ -52,6 +52,8 @@ struct mig_config {
 	int http_threads;        /* 0 (default): a thread per connection;
 				  * N: a pool of N threads (http.c) */
 	uint64_t segment_size;   /* per instance; default 2 GiB */
+	uint64_t module_cache;   /* bytes of GPU code images kept per deployed
+				  * version for its next instances; 0: none */
 	int verbose;
 	uint64_t max_artifact;   /* bytes of one deployed artifact; 256 MiB */
 	char devices[1024];      /* comma-separated GPU/MIG UUIDs to use (or

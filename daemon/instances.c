@@ -151,6 +151,7 @@ struct server {
 	int seg;        /* segment memfd, until handed to the executor */
 	int cli_w;      /* client lifeline, write end: the executor's to hold */
 	int srv_r;      /* server lifeline, read end: HUP when the server is gone */
+	int ctl_w;      /* control pipe to the server (ipc/control.h) */
 	int ready_r;    /* "ok" or "error: ..." once its context exists */
 	char *kernels;  /* MIG_HOST_KERNELS it runs with ("" for none) */
 	struct part *part;
@@ -262,13 +263,15 @@ struct waiter {
 };
 
 /* A process for the supervisor to start. */
+#define SPAWN_FDS_MAX 5
+
 struct spawn {
 	struct list link;
 	const char *path;
 	char **argv, **envp;
 	const char *cwd;
 	bool search_path;
-	int fds[4];                     /* become fds 3, 4, ... of the child */
+	int fds[SPAWN_FDS_MAX];         /* become fds 3, 4, ... of the child */
 	const char *log_path;           /* stdout+stderr there, else ours */
 	int nfds;
 	struct proc *p;                 /* filled in */
@@ -563,7 +566,8 @@ static int open_log(const char *path)
 
 static int do_spawn(struct spawn *sp, pid_t *pid)
 {
-	int src[4], tmp[4], ntmp = 0, top = 3 + sp->nfds, r, i, log = -1;
+	int src[SPAWN_FDS_MAX], tmp[SPAWN_FDS_MAX], ntmp = 0, top = 3 + sp->nfds;
+	int r, i, log = -1;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, deflt;
@@ -1129,6 +1133,7 @@ static void server_free(struct server *s)
 	close_fd(&s->cli_w);
 	close_fd(&s->srv_r);
 	close_fd(&s->ready_r);
+	close_fd(&s->ctl_w);
 	free(s->kernels);
 	free(s);
 }
@@ -1537,7 +1542,7 @@ static struct server *server_new(struct im *im, struct part *part,
 	s->w_pid = (struct watch){ W_GPUD, s };
 	s->w_ready = (struct watch){ W_READY, s };
 	s->p.pidfd = -1;
-	s->seg = s->cli_w = s->srv_r = s->ready_r = -1;
+	s->seg = s->cli_w = s->srv_r = s->ready_r = s->ctl_w = -1;
 	s->part = part;
 	snprintf(s->id, sizeof(s->id), "s-%llu", (unsigned long long)++im->server_ids);
 	list_init(&s->link);
@@ -1553,6 +1558,7 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 {
 	struct mig_config *cfg = &im->d->cfg;
 	int ready[2] = { -1, -1 }, srv_life[2] = { -1, -1 }, cli_life[2] = { -1, -1 };
+	int ctl[2] = { -1, -1 };
 	uint64_t size = cfg->segment_size ? cfg->segment_size : MIG_SEGMENT_SIZE_DEFAULT;
 	struct strv argv = { 0 }, env = { 0 };
 	struct spawn sp = { 0 };
@@ -1566,7 +1572,7 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 		return -1;
 	}
 	if (pipe2(ready, O_CLOEXEC) || pipe2(srv_life, O_CLOEXEC) ||
-	    pipe2(cli_life, O_CLOEXEC)) {
+	    pipe2(cli_life, O_CLOEXEC) || pipe2(ctl, O_CLOEXEC)) {
 		snprintf(err, errlen, "cannot create its pipes: %s", strerror(errno));
 		goto fail;
 	}
@@ -1577,6 +1583,8 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 	strv_add(&argv, "4");
 	strv_add(&argv, "--client-lifeline");
 	strv_add(&argv, "5");
+	strv_add(&argv, "--control-fd");
+	strv_add(&argv, "7");
 	strv_add(&argv, "--backend");
 	strv_add(&argv, "%s", *cfg->backend ? cfg->backend : "cuda");
 	if (*s->part->uuid) {
@@ -1597,7 +1605,8 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 	sp.fds[1] = ready[1];
 	sp.fds[2] = cli_life[0];
 	sp.fds[3] = srv_life[1]; /* held only: its closing tells the client */
-	sp.nfds = 4;
+	sp.fds[4] = ctl[0];
+	sp.nfds = 5;
 	sp.p = &s->p;
 	sp.w = &s->w_pid;
 	r = spawn_proc(im, &sp);
@@ -1610,6 +1619,8 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 	close(ready[1]);
 	close(cli_life[0]);
 	close(srv_life[1]);
+	close(ctl[0]);
+	s->ctl_w = ctl[1];
 	s->ready_r = ready[0];
 	s->cli_w = cli_life[1];
 	s->srv_r = srv_life[0];
@@ -1621,6 +1632,7 @@ fail:
 		close_fd(&ready[i]);
 		close_fd(&srv_life[i]);
 		close_fd(&cli_life[i]);
+		close_fd(&ctl[i]);
 	}
 	close_fd(&s->seg);
 	return -1;
@@ -1733,6 +1745,49 @@ static int get_server(struct im *im, struct inst *in, const char *kernels,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Tell @s where @f's module cache is (gpud/modcache.c): a directory beside
+ * the version's code, so that it goes with the version.  It is the
+ * daemon's (0700): the function's sandboxed uid cannot read or plant
+ * images there.  Without it the instance simply loads everything itself.
+ */
+static void name_module_cache(struct im *im, struct server *s,
+			      const struct mig_function *f)
+{
+	struct {
+		struct mig_ctl_hdr h;
+		char path[PATH_MAX];
+	} fr;
+	char *slash;
+	size_t n;
+	int rc;
+
+	if (!im->d->cfg.module_cache || s->ctl_w < 0)
+		return;
+	memset(&fr.h, 0, sizeof(fr.h));
+	n = (size_t)snprintf(fr.path, sizeof(fr.path), "%s", f->artifact);
+	slash = strrchr(fr.path, '/');
+	if (!slash || n >= sizeof(fr.path) - 16)
+		return;
+	snprintf(slash, sizeof(fr.path) - (size_t)(slash - fr.path), "/module-cache");
+	rc = daemon_mkdir_p(fr.path, 0700);
+	if (rc) {
+		daemon_log(1, "module cache %s: %s; instances load everything themselves",
+			   fr.path, strerror(rc));
+		return;
+	}
+	fr.h.magic = MIG_CTL_MAGIC;
+	fr.h.type = MIG_CTL_MODULE_CACHE;
+	fr.h.id = im->d->cfg.module_cache;
+	fr.h.len = (uint32_t)strlen(fr.path) + 1;
+	if (sizeof(fr.h) + fr.h.len > PIPE_BUF)
+		return;
+	/* One write below PIPE_BUF: whole, and before the client exists. */
+	if (write(s->ctl_w, &fr, sizeof(fr.h) + fr.h.len) < 0)
+		daemon_log(1, "module cache: cannot tell the GPU server: %s",
+			   strerror(errno));
 }
 
 /* Start the executor of @in on its server.  0, or -1 with @r filled. */
@@ -1909,6 +1964,8 @@ static int start_instance(struct im *im, struct inst *in,
 		return -1;
 	}
 	rc = get_server(im, in, kernels_for(im, f), deadline, r);
+	if (!rc)
+		name_module_cache(im, in->srv, f);
 	if (!rc)
 		rc = start_executor(im, in, f, r);
 	if (!rc)

@@ -9,6 +9,7 @@
 #ifndef MIG_GPUD_H
 #define MIG_GPUD_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -142,6 +143,32 @@ struct gpud_pending {
 
 /* --- the server --------------------------------------------------------- */
 
+/* One image in the module cache (modcache.c). */
+struct gpud_modcache_entry {
+	uint64_t key;           /* content hash: names the file */
+	uint64_t size;
+	bool library;           /* loaded as a library (else a module) */
+	bool on_disk;
+	bool tried;             /* loaded ahead, or asked for by the client */
+	bool names_dirty;       /* names to write back at the end */
+	void *bytes;            /* the image, until a handle takes it */
+	void *obj;              /* CUlibrary/CUmodule loaded ahead, unclaimed */
+	char **names;           /* kernels/functions asked of it */
+	uint32_t nnames, names_cap;
+};
+
+#define MIG_MODCACHE_MAX_DEFAULT (1ull << 30) /* bytes of images per function */
+#define MIG_MAX_IMAGE (1ull << 30)            /* largest image we load */
+
+struct gpud_modcache {
+	char dir[PATH_MAX];     /* "" while there is none */
+	uint64_t max_bytes, disk_bytes;
+	struct gpud_modcache_entry *v;
+	uint32_t n, cap;
+	uint32_t next;          /* next entry to load ahead */
+	uint32_t preloaded, hits, misses, written;
+};
+
 struct gpud {
 	const struct gpud_backend *b;
 	int verbose;
@@ -206,6 +233,8 @@ struct gpud {
 	uint8_t msgbuf[MIG_MSG_MAX];
 
 	int client_lifeline; /* read end: EOF when the client is gone */
+	int control_fd;      /* the daemon's frames (control.h), or -1 */
+	struct gpud_modcache mc;
 	int broken;          /* protocol violation seen */
 	struct mig_stats stats;
 	/* MIG_GPUD_PROFILE=1: where the server's time goes, written to
@@ -235,6 +264,35 @@ bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
 		   const uint8_t *body, uint32_t len);
 
 extern volatile int gpud_stop_requested;
+
+/* Load a library image we keep alive for as long as it is loaded. */
+CUresult gpud_library_load(struct gpud *g, void **lib, const void *img);
+
+/* --- the module cache (modcache.c) ------------------------------------- */
+
+/* Use @dir (absolute, existing) as this function's cache, keeping at most
+ * @max_bytes (0: the default) of images; read what is there to load ahead. */
+int modcache_open(struct gpud *g, const char *dir, uint64_t max_bytes);
+/* Load one cached image ahead; false when there is nothing left to do. */
+bool modcache_idle(struct gpud *g);
+/* The client loads @img: the cache entry with the same bytes (index + 1,
+ * 0 if none; @key gets the content hash), and, if it was loaded ahead, the
+ * loaded object in @obj and its bytes in @bytes, both now the caller's. */
+uint32_t modcache_claim(struct gpud *g, const uint8_t *img, uint64_t size,
+			bool library, void **obj, void **bytes, uint64_t *key);
+/* Keep @img, which the driver just loaded, for the next instances. */
+uint32_t modcache_keep(struct gpud *g, const uint8_t *img, uint64_t size,
+		       bool library, uint64_t key);
+/* Remember that kernel/function @name of cache entry @entry was asked for. */
+void modcache_note_name(struct gpud_modcache *mc, uint32_t entry,
+			const char *name);
+/* Write back the names, unload what was never claimed, free everything. */
+void modcache_close(struct gpud *g);
+
+/* --- the daemon's control pipe (control.c) ----------------------------- */
+
+/* Read and act on whatever the daemon sent; never blocks. */
+void gpud_control_poll(struct gpud *g);
 
 void gpud_log(const struct gpud *g, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -3,8 +3,13 @@
  *
  *   mig-gpud --segment-fd N [--backend cuda|host] [--device UUID]
  *            [--client-lifeline FD] [--ready-fd FD] [--segment-base ADDR]
- *            [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME] [-v]
+ *            [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME]
+ *            [--control-fd FD] [--module-cache DIR [--module-cache-max BYTES]]
+ *            [-v]
  *
+ * --control-fd is the read end of the daemon's pipe (ipc/control.h), which
+ * names the module cache of a pooled server once it is given to a function;
+ * --module-cache names it at the start instead (modcache.c).
  * The parent (the node daemon, or `mig run`) creates the segment and the
  * lifeline pipe.  We write "ok" or "error: <cause>" to --ready-fd once the
  * context exists, serve until the client's lifeline closes, clean up and
@@ -12,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,7 +42,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: mig-gpud --segment-fd N [--backend cuda|host] [--device UUID]\n"
 		"                [--client-lifeline FD] [--ready-fd FD] [--segment-base ADDR]\n"
-		"                [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME] [-v]\n");
+		"                [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME]\n"
+		"                [--control-fd FD] [--module-cache DIR [--module-cache-max BYTES]] [-v]\n");
 }
 
 static void say_ready(int fd, const char *msg)
@@ -60,13 +67,17 @@ int main(int argc, char **argv)
 		{ "dev-va-base", required_argument, NULL, 'V' },
 		{ "dev-va-size", required_argument, NULL, 'S' },
 		{ "instance", required_argument, NULL, 'i' },
+		{ "control-fd", required_argument, NULL, 'c' },
+		{ "module-cache", required_argument, NULL, 'm' },
+		{ "module-cache-max", required_argument, NULL, 'M' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct gpud g; /* large: keep it off the stack */
 	struct gpud_backend b;
-	const char *backend = "cuda", *uuid = NULL;
+	const char *backend = "cuda", *uuid = NULL, *modcache = NULL;
+	uint64_t modcache_max = 0;
 	uint64_t seg_base = MIG_SEGMENT_BASE_DEFAULT;
 	uint64_t va_base = MIG_DEV_VA_BASE_DEFAULT, va_size = 0;
 	int seg_fd = -1, ready_fd = -1, c, rc;
@@ -74,6 +85,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 
 	g.client_lifeline = -1;
+	g.control_fd = -1;
 	snprintf(g.instance, sizeof(g.instance), "%d", (int)getpid());
 	g.profile = getenv("MIG_GPUD_PROFILE") && *getenv("MIG_GPUD_PROFILE") == '1';
 	if (getenv("MIG_GPUD_VERBOSE"))
@@ -106,6 +118,21 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			snprintf(g.instance, sizeof(g.instance), "%s", optarg);
+			break;
+		case 'c':
+			g.control_fd = atoi(optarg);
+			if (g.control_fd < 0 ||
+			    fcntl(g.control_fd, F_SETFL, O_NONBLOCK) < 0) {
+				fprintf(stderr, "mig-gpud: --control-fd %s: not an open descriptor\n",
+					optarg);
+				return 1;
+			}
+			break;
+		case 'm':
+			modcache = optarg;
+			break;
+		case 'M':
+			modcache_max = strtoull(optarg, NULL, 0);
 			break;
 		case 'v':
 			g.verbose++;
@@ -143,6 +170,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	close(seg_fd);
+	if (modcache)
+		modcache_open(&g, modcache, modcache_max);
 	say_ready(ready_fd, "ok\n");
 	gpud_log(&g, 1, "serving on %s (%s backend)", g.hdr->dev.name, b.name);
 	rc = gpud_serve(&g);

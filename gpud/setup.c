@@ -211,6 +211,7 @@ void gpud_teardown(struct gpud *g)
 	for (i = 0; i < MIG_REPLY_SLOTS; i++)
 		if (g->ptds[i])
 			g->b->cuStreamDestroy(g->ptds[i]);
+	modcache_close(g);
 	for (i = 0; i < g->h.n; i++) {
 		struct gpud_handle *h = &g->h.v[i];
 

@@ -16,6 +16,15 @@
  *   exec -> daemon  FAILED  @status = enum mig_ctl_fault, body = message;
  *                           the executor exits after it
  *   daemon -> exec  SHUTDOWN
+ *
+ * The daemon also holds the write end of a pipe to each GPU server
+ * (mig-gpud --control-fd), carrying the same frames one way:
+ *
+ *   daemon -> gpud  MODULE_CACHE  body = the function's module cache
+ *                           directory (absolute, NUL-terminated), @id = its
+ *                           size limit in bytes (0: the server's default);
+ *                           sent once, when the server is given to an
+ *                           instance, before its client exists
  */
 #ifndef MIG_IPC_CONTROL_H
 #define MIG_IPC_CONTROL_H
@@ -32,6 +41,7 @@ enum mig_ctl_type {
 	MIG_CTL_FAILED = 4,
 	MIG_CTL_SHUTDOWN = 5,
 	MIG_CTL_ERROR = 6,
+	MIG_CTL_MODULE_CACHE = 7,
 };
 
 /* Why an ERROR or FAILED frame was sent: the daemon's HTTP error follows. */

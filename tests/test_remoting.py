@@ -224,3 +224,36 @@ def test_native(case):
         prog, args = "faults", []
     r = run([binary(prog, variant), *args], native_env())
     assert_ok(r, server_summary=False)
+
+
+@pytest.mark.parametrize("prog", ["many_kernels_shared", "modules_static"])
+def test_module_cache_across_runs(prog, tmp_path):
+    """`mig run --module-cache DIR`: the first run keeps what it loaded, the
+    second gets it loaded ahead, same results; damaged files are dropped."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    def once():
+        argv = [MIG, "run", "--backend", BACKEND, "--module-cache", cache, "--",
+                binary(*prog.rsplit("_", 1))]
+        r = run(argv, mig_env({"MIG_GPUD_PROFILE": "1", "MIG_GPUD_VERBOSE": "1"}))
+        assert_ok(r)
+        [line] = [x for x in r.err.splitlines() if "images received" in x]
+        return line, r.err
+
+    first, _ = once()
+    kept = sorted(p for p in cache.iterdir() if p.suffix in (".lib", ".mod"))
+    assert kept and "0 loaded ahead, 0 used" in first, first
+    second, _ = once()
+    assert f"{len(kept)} loaded ahead, {len(kept)} used, 0 misses" in second, second
+    for p in kept:
+        p.write_bytes(p.read_bytes()[:100])  # truncated: the header lies
+    third, err = once()
+    assert "is damaged; removed" in err and "0 used" in third, err
+    assert sorted(p for p in cache.iterdir() if p.suffix in (".lib", ".mod")) == kept
+
+
+def test_module_cache_argument_errors(tmp_path):
+    r = run([MIG, "run", "--backend", BACKEND, "--module-cache", tmp_path / "nope", "--",
+             "true"], mig_env())
+    assert r.rc == 2 and "--module-cache" in r.err, r.describe()

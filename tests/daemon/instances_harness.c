@@ -157,6 +157,8 @@ static int set(const char *key, const char *val)
 		c->segment_size = strtoull(val, NULL, 0) << 20;
 	else if (!strcmp(key, "verbose"))
 		c->verbose = atoi(val);
+	else if (!strcmp(key, "module_cache"))
+		c->module_cache = strtoull(val, NULL, 0);
 	else if (!strcmp(key, "partitions"))
 		nparts = atoi(val);
 	else if (!strcmp(key, "mem_mib"))

@@ -167,12 +167,13 @@ def _gpu_uuid():
 def harness(built):
     hs = []
 
-    def make(pool=0, mem_mib=4096, partitions=1, profile="whole", start=True):
+    def make(pool=0, mem_mib=4096, partitions=1, profile="whole", start=True,
+             module_cache=0):
         settings = {"backend": BACKEND, "bin_dir": BUILD / "bin",
                     "shim_dir": BUILD / "lib" / "shim", "lib_dir": BUILD / "lib",
                     "pool": pool, "partitions": partitions, "profile": profile,
                     "mem_mib": mem_mib if BACKEND == "host" else 140000,
-                    "verbose": 2}
+                    "verbose": 2, "module_cache": module_cache}
         if BACKEND == "cuda":
             settings["uuid"] = _gpu_uuid()
         h = Harness(built, settings)
@@ -457,6 +458,57 @@ def test_preinitialized_gpu_server(harness, built):
     r = h.invoke("hello", "10")
     assert r["status"] == 200, r
     assert [i for i in h.list() if i["function"] == "hello"][0]["preinitialized"]
+
+
+def test_module_cache_feeds_the_next_instance(harness, tmp_path, monkeypatch):
+    """The first instance's GPU server keeps the images it loaded beside the
+    version's code; the next instance's server (a pooled one: it learns the
+    directory over its control pipe) loads them ahead and hands them over.
+    A damaged cache file is removed and the instance loads for itself."""
+    src = EXAMPLES / "libhello.so"
+    if not src.exists():
+        pytest.skip("examples/hello was not built (no nvcc)")
+    vdir = tmp_path / "v1"
+    vdir.mkdir()
+    art = vdir / "libhello.so"
+    art.write_bytes(src.read_bytes())
+    monkeypatch.setenv("MIG_GPUD_VERBOSE", "1")
+    h = harness(pool=1, module_cache=64 << 20)
+    h.fn("hello", artifact=art, handler="hello",
+         env={"MIG_HOST_KERNELS": EXAMPLES / "libhello_kernels.so"})
+    cache = vdir / "module-cache"
+
+    def one_instance():
+        r = h.invoke("hello", "100")
+        assert r["status"] == 200 and r["cold"] == 1, r
+        assert json.loads(r["body"]) == {"n": 100, "sum": 14850, "ok": True}
+        assert h.cmd(f"kill t1 {r['instance']}")["rc"] == 0
+        h.until("instance gone", lambda: not h.list())
+        return r
+
+    one_instance()
+    assert (cache.stat().st_mode & 0o777) == 0o700
+    images = sorted(cache.glob("*.lib")) + sorted(cache.glob("*.mod"))
+    assert images, sorted(os.listdir(cache))
+    names = [p.with_suffix(".names") for p in images]
+    assert any(n.exists() and n.read_text().strip() for n in names), sorted(os.listdir(cache))
+    h.until("pool refilled", lambda: [c for c in h.children() if c["comm"] == "mig-gpud"])
+    one_instance()
+    h.until("second server's report", lambda: "used, 0 new images kept" in h.stderr())
+    report = [line for line in h.stderr().splitlines() if "loaded ahead," in line]
+    assert f"{len(images)} loaded ahead, {len(images)} used, 0 new images kept" in report[-1], report
+
+    # Damage: a lying header in one, garbage in another file name.
+    good = images[0].read_bytes()
+    images[0].write_bytes(b"\x50\xed\x55\xba" + b"\xff" * 60)
+    (cache / "0123456789abcdef-5.lib").write_bytes(b"12345")
+    h.until("pool refilled", lambda: [c for c in h.children() if c["comm"] == "mig-gpud"])
+    one_instance()
+    h.until("third server's report", lambda: h.stderr().count("new images kept") >= 3)
+    log = h.stderr()
+    assert "is damaged; removed" in log, log
+    assert not (cache / "0123456789abcdef-5.lib").exists()
+    assert images[0].read_bytes() == good  # kept again by the third
 
 
 # --- queueing, scale-out, fairness ------------------------------------------

@@ -1,0 +1,80 @@
+/*
+ * control.c - frames from the node daemon on the server's control pipe
+ * (ipc/control.h).  The daemon is trusted, but a frame is still checked
+ * before use: magic, type, length, a terminated path.  A bad frame or the
+ * daemon's end closing ends the pipe, never the server: the client's
+ * lifeline, not this pipe, says when to stop.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "gpud.h"
+
+#define FRAME_MAX (sizeof(struct mig_ctl_hdr) + PATH_MAX)
+
+static void control_close(struct gpud *g, const char *why)
+{
+	gpud_log(g, why ? 1 : 2, "control pipe closed%s%s", why ? ": " : "",
+		 why ? why : "");
+	close(g->control_fd);
+	g->control_fd = -1;
+}
+
+static void on_frame(struct gpud *g, const struct mig_ctl_hdr *h,
+		     const char *body)
+{
+	switch (h->type) {
+	case MIG_CTL_MODULE_CACHE:
+		if (!h->len || body[h->len - 1] || strlen(body) + 1 != h->len) {
+			control_close(g, "module cache path not terminated");
+			return;
+		}
+		modcache_open(g, body, h->id);
+		break;
+	default:
+		gpud_log(g, 1, "control frame of type %u ignored", h->type);
+	}
+}
+
+void gpud_control_poll(struct gpud *g)
+{
+	/* Frames are written whole and are smaller than PIPE_BUF, so a read
+	 * returns whole frames; a short one is a broken pipe. */
+	static char buf[4096 + FRAME_MAX];
+	ssize_t n;
+	size_t off = 0;
+
+	if (g->control_fd < 0)
+		return;
+	n = read(g->control_fd, buf, sizeof(buf));
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			control_close(g, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		control_close(g, NULL);
+		return;
+	}
+	while (off < (size_t)n) {
+		struct mig_ctl_hdr h;
+
+		if ((size_t)n - off < sizeof(h)) {
+			control_close(g, "short frame");
+			return;
+		}
+		memcpy(&h, buf + off, sizeof(h));
+		if (h.magic != MIG_CTL_MAGIC || h.len > PATH_MAX ||
+		    h.len > (size_t)n - off - sizeof(h)) {
+			control_close(g, "bad frame");
+			return;
+		}
+		on_frame(g, &h, buf + off + sizeof(h));
+		if (g->control_fd < 0)
+			return;
+		off += sizeof(h) + h.len;
+	}
+}
