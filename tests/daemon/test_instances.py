@@ -645,9 +645,9 @@ def test_no_leaks_after_many_failures(harness, built):
             assert h.invoke(key)["status"] >= 500
     h.until("only the healthy instance left", lambda: len(h.list()) == 1)
     h.until("no zombies", lambda: all(c["state"] != "Z" for c in h.children()))
-    # 4 per live instance: control socket, 2 pidfds, the server's lifeline;
-    # 2 for the supervisor: epoll, eventfd.
-    assert len(h.fds()) == len(h.baseline_fds) + 2 + 4
+    # 5 per live instance: control socket, 2 pidfds, the server's lifeline
+    # and its control pipe; 2 for the supervisor: epoll, eventfd.
+    assert len(h.fds()) == len(h.baseline_fds) + 2 + 5
 
 
 def test_warm_path_speed(harness, built):
