@@ -1167,6 +1167,25 @@ static int make_readable(const char *path, const struct stat *st, int type,
 	return 0;
 }
 
+/*
+ * nftw over functions/ at start: make_readable(), except each version's
+ * module-cache/ (gpud/modcache.c), which stays the daemon's own.  Levels:
+ * 1 tenant, 2 name, 3 v<N>, 4 module-cache, 5 its files.
+ */
+static int make_readable_but_caches(const char *path, const struct stat *st,
+				    int type, struct FTW *ftw)
+{
+	const char *parent_end = path + ftw->base - 1;
+
+	if (ftw->level == 4 && type == FTW_D &&
+	    !strcmp(path + ftw->base, "module-cache"))
+		return chmod(path, 0700), 0;
+	if (ftw->level == 5 && ftw->base >= 14 &&
+	    !strncmp(parent_end - 12, "module-cache", 12))
+		return chmod(path, 0600), 0;
+	return make_readable(path, st, type, ftw);
+}
+
 static int untar(const char *tarball, const char *dir, char *err,
 		 size_t errlen)
 {
@@ -1531,7 +1550,7 @@ struct mig_registry *registry_open(const char *data_dir, char *err,
 	/* Code deployed before functions ran sandboxed was stored 0600: make
 	 * it readable by the sandboxed uid (the data directory above keeps
 	 * everyone else out). */
-	nftw(r->dir, make_readable, 32, FTW_PHYS);
+	nftw(r->dir, make_readable_but_caches, 32, FTW_PHYS);
 	n = subdirs(r->dir, load_tenant, r);
 	if (n < 0) {
 		fail(err, errlen, n, "cannot read %s: %s%s", r->dir,

@@ -559,6 +559,26 @@ def test_functions_survive_a_restart(start_daemon, fixture_so):
     assert d2.stop() == 0
 
 
+def test_restart_keeps_module_caches_private(start_daemon, fixture_so):
+    """At start the daemon makes deployed code readable for the sandboxed
+    functions, but not the GPU servers' module caches beside it."""
+    d = start_daemon(two_tenants())
+    deploy(d, "keep", c_spec(fixture_so))
+    assert d.stop() == 0
+    [vdir] = (d.data_dir / "functions" / "alice" / "keep").glob("v*")
+    cache = vdir / "module-cache"
+    cache.mkdir(mode=0o755)
+    img = cache / "0123456789abcdef-5.lib"
+    img.write_bytes(b"12345")
+    img.chmod(0o644)
+    os.chmod(vdir, 0o700)
+    d2 = start_daemon(two_tenants(), data_dir=d.data_dir, name="restarted")
+    assert stat.S_IMODE(vdir.stat().st_mode) == 0o755
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(img.stat().st_mode) == 0o600
+    assert d2.stop() == 0
+
+
 def test_a_corrupt_function_is_skipped_not_fatal(start_daemon, fixture_so):
     d = start_daemon(two_tenants())
     deploy(d, "good", c_spec(fixture_so))
