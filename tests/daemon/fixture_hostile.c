@@ -326,6 +326,41 @@ static int attack_dlopen_cuda(int argc, char **argv, struct verdict *v)
 	return 0;
 }
 
+/*
+ * dlopen_nvml: libnvidia-ml.so.1 by name must be ours (nvml/nvml.c), which
+ * shows one device, and the host's NVML must not be what loads.
+ */
+static int attack_dlopen_nvml(int argc, char **argv, struct verdict *v)
+{
+	struct link_map *lm = NULL;
+	void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	int (*init)(void), (*version)(char *, unsigned int), (*count)(unsigned int *);
+	char ver[96] = "";
+	unsigned int n = 0;
+
+	(void)argc;
+	(void)argv;
+	if (!h)
+		return refuse(v, "libnvidia-ml.so.1 cannot be loaded at all: %s",
+			      dlerror());
+	dlinfo(h, RTLD_DI_LINKMAP, &lm);
+	*(void **)&init = dlsym(h, "nvmlInit_v2");
+	*(void **)&version = dlsym(h, "nvmlSystemGetNVMLVersion");
+	*(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
+	if (!init || !version || !count || init() || version(ver, sizeof(ver)) ||
+	    count(&n))
+		escaped(v, "libnvidia-ml.so.1 is %s, which does not answer",
+			lm ? lm->l_name : "?");
+	else if (!strcmp(ver, "mignificent") && n == 1)
+		blocked(v, "libnvidia-ml.so.1 is ours (%s): one device",
+			lm ? lm->l_name : "?");
+	else
+		escaped(v, "libnvidia-ml.so.1 is %s: version %s, %u devices",
+			lm ? lm->l_name : "?", ver, n);
+	dlclose(h);
+	return 0;
+}
+
 /* --- files --------------------------------------------------------------- */
 
 /* read PATH...: a regular file (or device) it can read from. */
@@ -1845,6 +1880,7 @@ static const struct attack attacks[] = {
 	{"dev_extra", 0, 0, false, attack_dev_extra},
 	{"dlopen", 1, MAX_WORDS, false, attack_dlopen},
 	{"dlopen_cuda", 0, 0, false, attack_dlopen_cuda},
+	{"dlopen_nvml", 0, 0, false, attack_dlopen_nvml},
 	{"read", 1, MAX_WORDS, false, attack_read},
 	{"list", 1, MAX_WORDS, false, attack_list},
 	{"exists", 1, MAX_WORDS, false, attack_exists},

@@ -237,6 +237,9 @@ def test_the_real_driver_libraries_cannot_be_loaded(arena, bait):
     o = a.attack("dlopen_cuda")
     a.expect(o.kind == "blocked" and "is the shim" in o.text,
              f"libcuda.so.1 by name is not the shim: {o}")
+    o = a.attack("dlopen_nvml")
+    a.expect(o.kind == "blocked" and "is ours" in o.text,
+             f"libnvidia-ml.so.1 by name is not ours: {o}")
     verdict(a)
 
 

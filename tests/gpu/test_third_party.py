@@ -94,3 +94,33 @@ def test_torch_same_bits_as_native(alloc, tmp_path):
     mig = mig_run(argv, env_extra=extra, backend="cuda", timeout=TIMEOUT)
     assert_ok(mig)
     assert _digest(mig) == _digest(native), "results differ from native"
+
+
+def test_torch_and_pynvml_see_our_nvml(tmp_path):
+    """Under mig run, libnvidia-ml.so.1 is ours: PyTorch's NVML users
+    (device_memory_used, the OOM message) and pynvml get the partition, this
+    process only, NOT_SUPPORTED for utilization; nothing asserts."""
+    _need("torch", "pynvml")
+    r = mig_run([sys.executable, str(HERE / "torch_nvml_check.py")],
+                env_extra={"PYTHONUNBUFFERED": "1"}, backend="cuda", timeout=TIMEOUT)
+    assert_ok(r)
+
+
+def test_nvml_abi_matches_the_real_header(tmp_path):
+    """nvml/nvml_abi.h's layouts and codes against NVIDIA's nvml.h, where
+    the machine has one."""
+    if BACKEND != "cuda":
+        pytest.skip("GPU suite only: MIG_TEST_BACKEND=cuda")
+    heads = sorted(pathlib.Path("/usr/local").glob("cuda*/targets/*/include/nvml.h"))
+    heads += [p for p in [pathlib.Path("/usr/include/nvml.h")] if p.exists()]
+    if not heads:
+        pytest.skip("no nvml.h on this machine")
+    src = HERE / "nvml_abi_layout.c"
+    outs = []
+    for flags in (["-DREAL", f"-I{heads[0].parent}"], [f"-I{HERE.parent.parent / 'nvml'}"]):
+        exe = tmp_path / ("real" if "-DREAL" in flags else "ours")
+        c = subprocess.run(["cc", "-Wall", "-Werror", *flags, "-o", str(exe), str(src)],
+                           capture_output=True, text=True)
+        assert c.returncode == 0, c.stderr
+        outs.append(subprocess.run([str(exe)], capture_output=True, text=True).stdout)
+    assert outs[0] == outs[1], f"{heads[0]}:\n{outs[0]}\nours:\n{outs[1]}"
