@@ -555,6 +555,9 @@ static void op_mem_get_info(struct gpud *g, const struct mig_msg_hdr *m,
 	(void)len;
 	mi.free = f;
 	mi.total = t;
+	mi.client_used = g->vs.mapped;
+	for (uint32_t i = 0; i < g->vs.nmaps; i++)
+		mi.client_used += g->vs.maps[i].size;
 	reply(g, m, r, &mi, r == CUDA_SUCCESS ? sizeof(mi) : 0);
 }
 

@@ -35,6 +35,14 @@ void mignificent_free(void *ptr);
 unsigned long mignificent_gpu_oom_count(void);
 
 /*
+ * mignificent_gpu_memory_used - bytes of device memory this instance holds
+ * (cuMemAlloc and mapped cuMemCreate memory, not the driver's own).  0 and
+ * *bytes set, or a CUresult.  Our libnvidia-ml.so.1 reports it as the
+ * process's usedGpuMemory.
+ */
+int mignificent_gpu_memory_used(unsigned long long *bytes);
+
+/*
  * Functions.  A C function is a shared object exporting a handler:
  *
  *   int my_handler(const struct mig_payload *in, struct mig_payload *out);

@@ -215,6 +215,7 @@ struct mig_ctx_limit {
 /* MEM_GET_INFO reply: struct mig_mem_info. */
 struct mig_mem_info {
 	uint64_t free, total;
+	uint64_t client_used; /* device memory this client holds */
 };
 
 struct mig_mem_alloc {

@@ -13,8 +13,8 @@
  *   - one device: its name, UUID, PCI address, compute capability, memory
  *     (as cuMemGetInfo tells the function: no more);
  *   - the CUDA driver version; the process list holds the calling process
- *     only (its memory "not available": the server does not count it per
- *     process), the graphics and MPS lists are empty.
+ *     only, with the device memory the instance holds as the GPU server
+ *     counts it; the graphics and MPS lists are empty.
  *
  * Everything else (utilization, clocks, power, temperature, fans, ECC,
  * NvLink, P2P, MIG and fabric state, accounting, events, any setter) is
@@ -56,6 +56,7 @@ static struct {
 	CUresult (*ctx_push)(CUcontext);
 	CUresult (*ctx_pop)(CUcontext *);
 	CUresult (*mem_info)(size_t *, size_t *);
+	int (*client_used)(unsigned long long *); /* the shim's; optional */
 } cu;
 
 /* The one device, described at the first nvmlInit. */
@@ -98,6 +99,7 @@ static int resolve(void)
 	SYM(ctx_pop, "cuCtxPopCurrent_v2");
 	SYM(mem_info, "cuMemGetInfo_v2");
 #undef SYM
+	*(void **)&cu.client_used = dlsym(libcuda, "mignificent_gpu_memory_used");
 	return 0;
 }
 
@@ -506,12 +508,23 @@ static nvmlReturn_t list(nvmlDevice_t h, unsigned int *count, void *out,
 	return NVML_SUCCESS;
 }
 
+/* What this process holds, as the GPU server counts it (PyTorch divides
+ * the value, so "not available" only where it truly is). */
+static unsigned long long self_used(void)
+{
+	unsigned long long b = 0;
+
+	if (!cu.client_used || cu.client_used(&b) != CUDA_SUCCESS)
+		return NVML_VALUE_NOT_AVAILABLE;
+	return b;
+}
+
 static void self_v1(void *out, unsigned int i)
 {
 	nvmlProcessInfo_v1_t *p = (nvmlProcessInfo_v1_t *)out + i;
 
 	p->pid = (unsigned int)getpid();
-	p->usedGpuMemory = NVML_VALUE_NOT_AVAILABLE;
+	p->usedGpuMemory = self_used();
 }
 
 static void self_v2(void *out, unsigned int i)
@@ -519,7 +532,7 @@ static void self_v2(void *out, unsigned int i)
 	nvmlProcessInfo_t *p = (nvmlProcessInfo_t *)out + i;
 
 	p->pid = (unsigned int)getpid();
-	p->usedGpuMemory = NVML_VALUE_NOT_AVAILABLE;
+	p->usedGpuMemory = self_used();
 	p->gpuInstanceId = NVML_VALUE_NOT_AVAILABLE_UINT;
 	p->computeInstanceId = NVML_VALUE_NOT_AVAILABLE_UINT;
 }

@@ -277,6 +277,22 @@ SHIM_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
 	return cuMemFreeAsync(dptr, stream);
 }
 
+SHIM_API int mignificent_gpu_memory_used(unsigned long long *bytes)
+{
+	struct mig_ctx_sync a = { 0 };
+	struct mig_mem_info mi;
+	CUresult r = shim_ensure_init();
+
+	if (!bytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (r == CUDA_SUCCESS)
+		r = shim_call(MIG_OP_MEM_GET_INFO, &a, sizeof(a), MIG_MSGF_REPLY,
+			      &mi, sizeof(mi));
+	if (r == CUDA_SUCCESS)
+		*bytes = mi.client_used;
+	return r;
+}
+
 SHIM_API CUresult cuMemGetInfo_v2(size_t *free_, size_t *total)
 {
 	struct mig_ctx_sync a = { 0 };
