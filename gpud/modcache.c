@@ -402,7 +402,7 @@ void modcache_close(struct gpud *g)
 
 			for (k = 0; k < e->nnames; k++)
 				len += strlen(e->names[k]) + 1;
-			buf = malloc(len ? len : 1);
+			buf = malloc(len + 1); /* sprintf's last NUL */
 			for (k = 0; buf && k < e->nnames; k++)
 				off += (size_t)sprintf(buf + off, "%s\n", e->names[k]);
 			entry_base(mc, e, base, sizeof(base));
