@@ -412,21 +412,22 @@ static nvmlReturn_t partition_memory(unsigned long long *total,
 	return NVML_SUCCESS;
 }
 
+API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t h, nvmlMemory_v2_t *m);
+
 API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t h, nvmlMemory_t *m)
 {
-	unsigned long long t, f;
+	nvmlMemory_v2_t m2 = { .version = nvmlMemory_v2 };
 	nvmlReturn_t r;
 
-	CHECK_DEVICE(h);
-	if (!m)
+	if (!m && ready() && device_of(h))
 		return NVML_ERROR_INVALID_ARGUMENT;
-	r = partition_memory(&t, &f);
-	if (r != NVML_SUCCESS)
-		return r;
-	m->total = t;
-	m->free = f;
-	m->used = t - f;
-	return NVML_SUCCESS;
+	r = nvmlDeviceGetMemoryInfo_v2(h, &m2);
+	if (r == NVML_SUCCESS) {
+		m->total = m2.total;
+		m->free = m2.free;
+		m->used = m2.used;
+	}
+	return r;
 }
 
 API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t h, nvmlMemory_v2_t *m)
