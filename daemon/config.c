@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 
+#include "arbiter.h"
 #include "daemon.h"
 #include "units.h"
 #include "segment.h"
@@ -376,7 +377,7 @@ static const char *const known_keys =
 	"listen, data_dir, backend, nvml_path, bin_dir, shim_dir, lib_dir, "
 	"tenants, pool_per_partition, max_payload, max_artifact, "
 	"http_threads, segment_size, verbose, metrics_public, isolation, "
-	"allow_bare, sandbox, oci, module_cache";
+	"allow_bare, sandbox, oci, module_cache, sharing";
 
 /* An array of strings (absolute paths if @paths) into a NULL-ended
  * vector. */
@@ -462,6 +463,46 @@ static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
 	return 0;
 }
 
+/*
+ * "sharing": "overlap-cpu-copy", or {"default": "...", "<partition UUID>":
+ * "...", ...}.
+ */
+static int get_sharing(struct file_ctx *x, json_t *v, struct mig_config *c)
+{
+	static const char want[] = "\"time-sharing\", \"sequential\", "
+				   "\"overlap-cpu\" or \"overlap-cpu-copy\", or an "
+				   "object of those by partition UUID and \"default\"";
+	const char *k;
+	json_t *m;
+
+	if (json_is_string(v)) {
+		c->sharing = mig_sharing_parse(json_string_value(v));
+		return c->sharing < 0 ? key_fail(x, "sharing", want) : 0;
+	}
+	if (!json_is_object(v))
+		return key_fail(x, "sharing", want);
+	c->nsharing_part = 0;
+	json_object_foreach(v, k, m) {
+		int model = json_is_string(m) ? mig_sharing_parse(json_string_value(m)) : -1;
+
+		if (model < 0)
+			return key_fail(x, "sharing", want);
+		if (!strcmp(k, "default")) {
+			c->sharing = model;
+			continue;
+		}
+		if (c->nsharing_part == (int)(sizeof(c->sharing_part) /
+					      sizeof(c->sharing_part[0])) ||
+		    strlen(k) >= sizeof(c->sharing_part[0].uuid))
+			return fail(x->err, x->errlen, "config %s: \"sharing\" lists "
+				    "too many partitions, or a UUID too long", x->path);
+		snprintf(c->sharing_part[c->nsharing_part].uuid,
+			 sizeof(c->sharing_part[0].uuid), "%s", k);
+		c->sharing_part[c->nsharing_part++].model = model;
+	}
+	return 0;
+}
+
 static int get_oci(struct file_ctx *x, json_t *obj, struct mig_config *c)
 {
 	const char *k;
@@ -529,6 +570,8 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		return get_size(x, k, v, &c->segment_size);
 	if (!strcmp(k, "module_cache"))
 		return get_size(x, k, v, &c->module_cache);
+	if (!strcmp(k, "sharing"))
+		return get_sharing(x, v, c);
 	if (!strcmp(k, "verbose"))
 		return get_int(x, k, v, 0, 3, &c->verbose);
 	if (!strcmp(k, "isolation"))

@@ -52,6 +52,14 @@ struct mig_config {
 	int http_threads;        /* 0 (default): a thread per connection;
 				  * N: a pool of N threads (http.c) */
 	uint64_t segment_size;   /* per instance; default 2 GiB */
+	/* How the instances on a partition share its GPU (ipc/arbiter.h):
+	 * enum mig_sharing for every partition, unless listed. */
+	int sharing;
+	struct mig_sharing_override {
+		char uuid[96];
+		int model;
+	} sharing_part[32];
+	int nsharing_part;
 	uint64_t module_cache;   /* bytes of GPU code images kept per deployed
 				  * version for its next instances; 0: none */
 	int verbose;

@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -58,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arbiter.h"
 #include "control.h"
 #include "daemon.h"
 #include "segment.h"
@@ -148,6 +150,7 @@ struct server {
 	struct watch w_pid, w_ready;
 	struct proc p;
 	char id[32];
+	uint32_t num;   /* its id in the partition's arbiter */
 	int seg;        /* segment memfd, until handed to the executor */
 	int cli_w;      /* client lifeline, write end: the executor's to hold */
 	int srv_r;      /* server lifeline, read end: HUP when the server is gone */
@@ -244,6 +247,8 @@ struct part {
 	uint64_t pool_retry_ns;
 	unsigned int pool_backoff_ms;
 	uint64_t dying_mem;             /* reserved by dying instances */
+	int arb_fd;                     /* its arbiter page (ipc/arbiter.h) */
+	struct mig_arbiter *arb;        /* NULL: could not be made (time-sharing) */
 };
 
 enum wait_outcome { WAIT_PENDING, WAIT_GOT_INST, WAIT_GOT_ROOM };
@@ -263,7 +268,7 @@ struct waiter {
 };
 
 /* A process for the supervisor to start. */
-#define SPAWN_FDS_MAX 5
+#define SPAWN_FDS_MAX 6
 
 struct spawn {
 	struct list link;
@@ -696,6 +701,41 @@ static int spawn_proc(struct im *im, struct spawn *sp)
 
 /* --- partitions and memory book-keeping (under im->lock) ----------------- */
 
+/* The sharing model the configuration gives partition @uuid. */
+static int sharing_of(const struct mig_config *c, const char *uuid)
+{
+	for (int i = 0; i < c->nsharing_part; i++)
+		if (!strcmp(c->sharing_part[i].uuid, uuid))
+			return c->sharing_part[i].model;
+	return c->sharing;
+}
+
+/*
+ * @p's arbiter page: a memfd every GPU server of the partition maps.
+ * Without one (no memory) the partition falls back to time-sharing.
+ */
+static void arbiter_open(struct im *im, struct part *p)
+{
+	int model = sharing_of(&im->d->cfg, p->uuid);
+
+	p->arb_fd = memfd_create("mignificent-arbiter", MFD_CLOEXEC);
+	if (p->arb_fd >= 0 && !ftruncate(p->arb_fd, sizeof(*p->arb))) {
+		p->arb = mmap(NULL, sizeof(*p->arb), PROT_READ | PROT_WRITE,
+			      MAP_SHARED, p->arb_fd, 0);
+		if (p->arb == MAP_FAILED)
+			p->arb = NULL;
+	}
+	if (!p->arb) {
+		daemon_log(0, "partition %s: no arbiter page (%s); its instances share it as with time-sharing",
+			   *p->uuid ? p->uuid : "(default)", strerror(errno));
+		close_fd(&p->arb_fd);
+		return;
+	}
+	mig_arb_init(p->arb, model);
+	daemon_log(1, "partition %s: sharing model %s",
+		   *p->uuid ? p->uuid : "(default)", mig_sharing_name(model));
+}
+
 static struct part *part_get(struct im *im, const char *uuid)
 {
 	struct part *p, **v;
@@ -716,6 +756,7 @@ static struct part *part_get(struct im *im, const char *uuid)
 		return NULL;
 	}
 	snprintf(p->uuid, sizeof(p->uuid), "%s", uuid);
+	arbiter_open(im, p);
 	list_init(&p->idle);
 	list_init(&p->room_waiters);
 	list_init(&p->pool);
@@ -1545,6 +1586,7 @@ static struct server *server_new(struct im *im, struct part *part,
 	s->seg = s->cli_w = s->srv_r = s->ready_r = s->ctl_w = -1;
 	s->part = part;
 	snprintf(s->id, sizeof(s->id), "s-%llu", (unsigned long long)++im->server_ids);
+	s->num = (uint32_t)im->server_ids ? (uint32_t)im->server_ids : 1;
 	list_init(&s->link);
 	return s;
 }
@@ -1585,6 +1627,12 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 	strv_add(&argv, "5");
 	strv_add(&argv, "--control-fd");
 	strv_add(&argv, "7");
+	if (s->part->arb) {
+		strv_add(&argv, "--arbiter-fd");
+		strv_add(&argv, "8");
+		strv_add(&argv, "--arbiter-id");
+		strv_add(&argv, "%u", s->num);
+	}
 	strv_add(&argv, "--backend");
 	strv_add(&argv, "%s", *cfg->backend ? cfg->backend : "cuda");
 	if (*s->part->uuid) {
@@ -1606,7 +1654,8 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 	sp.fds[2] = cli_life[0];
 	sp.fds[3] = srv_life[1]; /* held only: its closing tells the client */
 	sp.fds[4] = ctl[0];
-	sp.nfds = 5;
+	sp.fds[5] = s->part->arb_fd;
+	sp.nfds = s->part->arb ? 6 : 5;
 	sp.p = &s->p;
 	sp.w = &s->w_pid;
 	r = spawn_proc(im, &sp);
@@ -2022,16 +2071,40 @@ static enum run_end run(struct im *im, struct inst *in,
 	uint64_t id = ++in->next_call;
 	struct mig_ctl_hdr h;
 	char *body = NULL;
+	struct mig_arbiter *seq = NULL;
+	uint32_t ticket = 0;
 	int rc;
 
+	/* "sequential": the invocation owns the partition from start to end. */
+	if (in->part->arb && in->srv &&
+	    in->part->arb->model == MIG_SHARING_SEQUENTIAL) {
+		seq = in->part->arb;
+		ticket = mig_arb_take(seq, in->srv->num);
+		if (ticket == ~0u) {
+			seq = NULL;
+		} else if (!mig_arb_wait(seq, ticket, in->srv->num,
+					 deadline > now_ns() ? deadline - now_ns() : 0)) {
+			mig_arb_release(seq, ticket);
+			r->run_us = (now_ns() - t0) / 1000;
+			set_error(r, 504, "timeout",
+				  "function \"%s\" waited its whole timeout of %u ms for its partition (sharing model sequential)",
+				  f->name, timeout_ms(f));
+			return RUN_KEEP;
+		}
+	}
 	rc = ctl_send(in->ctl, MIG_CTL_INVOKE, id, payload, len, ctype, deadline);
-	if (rc == -EPIPE && in->invocations && !r->cold)
+	if (rc == -EPIPE && in->invocations && !r->cold) {
+		if (seq)
+			mig_arb_release(seq, ticket);
 		return RUN_RETRY; /* died idle; nothing was delivered */
+	}
 	if (!rc) {
 		bool spin = __atomic_add_fetch(&im->running, 1, __ATOMIC_RELAXED) <= im->spin_max;
 		rc = ctl_recv(in->ctl, &h, &body, spin, deadline);
 		__atomic_sub_fetch(&im->running, 1, __ATOMIC_RELAXED);
 	}
+	if (seq)
+		mig_arb_release(seq, ticket);
 	r->run_us = (now_ns() - t0) / 1000;
 	in->invocations++;
 	if (rc == -ETIMEDOUT) {
@@ -2408,6 +2481,9 @@ static void pool_backoff(struct part *part)
 static void on_gpud_exit(struct im *im, struct server *s)
 {
 	s->p.exited = true;
+	/* Its turn on the GPU, held or awaited, passes on. */
+	if (s->part->arb)
+		mig_arb_abandon(s->part->arb, s->num);
 	if (!s->inst) {
 		bool in_pool = s->kill_stage == 0;
 
@@ -2983,6 +3059,9 @@ static void im_release(struct im *im)
 	close_fd(&im->evfd);
 	for (int i = 0; i < im->nparts; i++) {
 		free(im->parts[i]->pool_kernels);
+		if (im->parts[i]->arb)
+			munmap(im->parts[i]->arb, sizeof(*im->parts[i]->arb));
+		close_fd(&im->parts[i]->arb_fd);
 		free(im->parts[i]);
 	}
 	free(im->parts);

@@ -234,6 +234,14 @@ struct gpud {
 
 	int client_lifeline; /* read end: EOF when the client is gone */
 	int control_fd;      /* the daemon's frames (control.h), or -1 */
+	/* The partition's arbiter (ipc/arbiter.h), or NULL: time-sharing. */
+	struct mig_arbiter *arb;
+	uint32_t arb_id;       /* ours, as the daemon knows us */
+	unsigned int arb_excl; /* classes we may issue only holding the GPU */
+	bool arb_ticket_taken, arb_held;
+	uint32_t arb_ticket;
+	uint64_t arb_held_since;
+	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
 	struct gpud_modcache mc;
 	int broken;          /* protocol violation seen */
 	struct mig_stats stats;
@@ -288,6 +296,12 @@ void modcache_note_name(struct gpud_modcache *mc, uint32_t entry,
 			const char *name);
 /* Write back the names, unload what was never claimed, free everything. */
 void modcache_close(struct gpud *g);
+
+/* --- the partition's arbiter (server.c) -------------------------------- */
+
+/* Map the arbiter page @fd as server @id; 0 or -1 with @err set. */
+int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
+			size_t errlen);
 
 /* --- the daemon's control pipe (control.c) ----------------------------- */
 

@@ -5,11 +5,13 @@
  *            [--client-lifeline FD] [--ready-fd FD] [--segment-base ADDR]
  *            [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME]
  *            [--control-fd FD] [--module-cache DIR [--module-cache-max BYTES]]
- *            [-v]
+ *            [--arbiter-fd FD --arbiter-id N] [-v]
  *
  * --control-fd is the read end of the daemon's pipe (ipc/control.h), which
  * names the module cache of a pooled server once it is given to a function;
- * --module-cache names it at the start instead (modcache.c).
+ * --module-cache names it at the start instead (modcache.c).  --arbiter-fd
+ * is the partition's arbiter page (ipc/arbiter.h): with a sharing model
+ * that makes calls exclusive, they wait for this server's turn.
  * The parent (the node daemon, or `mig run`) creates the segment and the
  * lifeline pipe.  We write "ok" or "error: <cause>" to --ready-fd once the
  * context exists, serve until the client's lifeline closes, clean up and
@@ -43,7 +45,8 @@ static void usage(void)
 		"usage: mig-gpud --segment-fd N [--backend cuda|host] [--device UUID]\n"
 		"                [--client-lifeline FD] [--ready-fd FD] [--segment-base ADDR]\n"
 		"                [--dev-va-base ADDR] [--dev-va-size BYTES] [--instance NAME]\n"
-		"                [--control-fd FD] [--module-cache DIR [--module-cache-max BYTES]] [-v]\n");
+		"                [--control-fd FD] [--module-cache DIR [--module-cache-max BYTES]]\n"
+		"                [--arbiter-fd FD --arbiter-id N] [-v]\n");
 }
 
 static void say_ready(int fd, const char *msg)
@@ -70,6 +73,8 @@ int main(int argc, char **argv)
 		{ "control-fd", required_argument, NULL, 'c' },
 		{ "module-cache", required_argument, NULL, 'm' },
 		{ "module-cache-max", required_argument, NULL, 'M' },
+		{ "arbiter-fd", required_argument, NULL, 'a' },
+		{ "arbiter-id", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -78,6 +83,8 @@ int main(int argc, char **argv)
 	struct gpud_backend b;
 	const char *backend = "cuda", *uuid = NULL, *modcache = NULL;
 	uint64_t modcache_max = 0;
+	int arb_fd = -1;
+	uint32_t arb_id = 0;
 	uint64_t seg_base = MIG_SEGMENT_BASE_DEFAULT;
 	uint64_t va_base = MIG_DEV_VA_BASE_DEFAULT, va_size = 0;
 	int seg_fd = -1, ready_fd = -1, c, rc;
@@ -134,6 +141,12 @@ int main(int argc, char **argv)
 		case 'M':
 			modcache_max = strtoull(optarg, NULL, 0);
 			break;
+		case 'a':
+			arb_fd = atoi(optarg);
+			break;
+		case 'A':
+			arb_id = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
 		case 'v':
 			g.verbose++;
 			break;
@@ -161,6 +174,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	g.b = &b;
+	if (arb_fd >= 0) {
+		if (gpud_arbiter_attach(&g, arb_fd, arb_id, err, sizeof(err)) < 0) {
+			snprintf(msg, sizeof(msg), "error: %s\n", err);
+			say_ready(ready_fd, msg);
+			fprintf(stderr, "mig-gpud: %s\n", err);
+			return 1;
+		}
+		close(arb_fd);
+	}
 	if (gpud_setup(&g, seg_fd, seg_base, va_base, va_size, uuid, err,
 		       sizeof(err)) < 0) {
 		snprintf(msg, sizeof(msg), "error: %s\n", err);

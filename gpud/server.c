@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arbiter.h"
 #include "gpud.h"
 #include "image.h"
 #include "launch_attrs.h"
@@ -2097,6 +2098,145 @@ void gpud_profile_report(const struct gpud *g)
 		g->mc.preloaded, g->mc.hits, g->mc.misses);
 }
 
+/* --- the arbiter: exclusive classes of calls ------------------------------ */
+
+/*
+ * Grant policy.  The holder keeps the GPU while it keeps the GPU busy, and
+ * gives it back at a synchronization point: when its ring is empty and all
+ * its streams are idle, after ARB_MIN_HOLD_NS if others wait (or at once
+ * if it has been idle ARB_IDLE_GRACE_NS: its CPU phase began), and before
+ * it sleeps if nobody waits.  A holder that never goes idle is made to
+ * yield after ARB_MAX_HOLD_NS while others wait: its next exclusive call
+ * is held back until its work drained, then it queues again behind them.
+ */
+#define ARB_MIN_HOLD_NS 2000000ull    /* no ping-pong below this */
+#define ARB_IDLE_GRACE_NS 100000ull   /* idle this long: CPU work, release */
+#define ARB_MAX_HOLD_NS 200000000ull  /* yield to waiters after this */
+
+int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
+			size_t errlen)
+{
+	struct mig_arbiter *a;
+
+	a = mmap(NULL, sizeof(*a), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (a == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map the arbiter page: %s",
+			 strerror(errno));
+		return -1;
+	}
+	if (a->magic != MIG_ARB_MAGIC || a->version != MIG_ARB_VERSION || !id) {
+		munmap(a, sizeof(*a));
+		snprintf(err, errlen, "the arbiter page is not one (or id 0)");
+		return -1;
+	}
+	g->arb = a;
+	g->arb_id = id;
+	g->arb_excl = mig_sharing_exclusive((int)a->model);
+	return 0;
+}
+
+static unsigned int op_class(uint16_t op)
+{
+	switch (op) {
+	case MIG_OP_LAUNCH:
+		return MIG_CLASS_COMPUTE;
+	case MIG_OP_MEMCPY_HTOD:
+	case MIG_OP_MEMCPY_DTOH:
+	case MIG_OP_MEMCPY_DTOD:
+	case MIG_OP_MEMCPY_STAGED_HTOD:
+	case MIG_OP_MEMCPY_STAGED_DTOH:
+	case MIG_OP_MEMCPY_2D:
+	case MIG_OP_MEMSET:
+		return MIG_CLASS_COPY;
+	default:
+		return MIG_CLASS_CONTROL;
+	}
+}
+
+/* All GPU work we issued has completed. */
+static bool streams_idle(struct gpud *g)
+{
+	uint32_t i;
+
+	if (g->b->cuStreamQuery(NULL) != CUDA_SUCCESS)
+		return false;
+	for (i = 0; i < MIG_REPLY_SLOTS; i++)
+		if (g->ptds[i] && g->b->cuStreamQuery(g->ptds[i]) != CUDA_SUCCESS)
+			return false;
+	for (i = 0; i < g->h.n; i++)
+		if (g->h.v[i].type == H_STREAM &&
+		    g->b->cuStreamQuery(g->h.v[i].ptr) != CUDA_SUCCESS)
+			return false;
+	return true;
+}
+
+static void arb_release(struct gpud *g)
+{
+	mig_arb_release(g->arb, g->arb_ticket);
+	g->arb_held = g->arb_ticket_taken = false;
+}
+
+/*
+ * May a call of class @cls run now?  Takes a ticket when it needs one; false
+ * means hold the call (and everything behind it) back.
+ */
+static bool arb_may_issue(struct gpud *g, unsigned int cls)
+{
+	uint64_t now;
+
+	if (!(cls & g->arb_excl))
+		return true;
+	if (g->arb_held) {
+		/* Held long enough while others wait: drain, then requeue. */
+		if (mig_arb_waiting(g->arb) &&
+		    mig_now_ns() - g->arb_held_since >= ARB_MAX_HOLD_NS)
+			return false;
+		return true;
+	}
+	if (!g->arb_ticket_taken) {
+		g->arb_ticket = mig_arb_take(g->arb, g->arb_id);
+		if (g->arb_ticket == ~0u)
+			return true; /* cannot happen with < 1024 servers */
+		g->arb_ticket_taken = true;
+		g->arb_waits++;
+	}
+	if (!mig_arb_granted(g->arb, g->arb_ticket, g->arb_id))
+		return false;
+	now = mig_now_ns();
+	g->arb_held = true;
+	g->arb_held_since = now;
+	g->arb_grants++;
+	return true;
+}
+
+/*
+ * The loop found nothing to do for @idle_ns: give the GPU back if the
+ * policy says so (@sleeping: we are about to sleep).
+ */
+static void arb_maybe_release(struct gpud *g, uint64_t idle_ns, bool sleeping)
+{
+	uint64_t held;
+
+	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail ||
+	    !streams_idle(g))
+		return;
+	held = mig_now_ns() - g->arb_held_since;
+	if (sleeping ||
+	    (mig_arb_waiting(g->arb) &&
+	     (held >= ARB_MIN_HOLD_NS || idle_ns >= ARB_IDLE_GRACE_NS)))
+		arb_release(g);
+}
+
+/* Wait for our ticket (at most @ns); true once granted. */
+static bool arb_wait(struct gpud *g, uint64_t ns)
+{
+	uint64_t t0 = mig_now_ns();
+	bool ok = mig_arb_wait(g->arb, g->arb_ticket, g->arb_id, ns);
+
+	g->arb_wait_ns += mig_now_ns() - t0;
+	return ok;
+}
+
 /* --- the loop ------------------------------------------------------------ */
 
 bool gpud_drain(struct gpud *g)
@@ -2124,6 +2264,9 @@ bool gpud_drain(struct gpud *g)
 			g->broken = 1;
 			return progress;
 		}
+		/* Not ours to issue yet: hold it and all behind it back. */
+		if (g->arb_excl && !arb_may_issue(g, op_class(h.op)))
+			return progress;
 		if (!gpud_dispatch(g, &h, g->ring + off + sizeof(h),
 				   h.size - (uint32_t)sizeof(h))) {
 			gpud_log(g, 0, "invalid message (op %u, slot %u): client broken",
@@ -2250,11 +2393,29 @@ int gpud_serve(struct gpud *g)
 			idle_since = mig_now_ns();
 			continue;
 		}
+		/* Waiting for the GPU: on the arbiter, not the doorbell (the
+		 * ring holds the call that waits). */
+		if (g->arb_ticket_taken && !g->arb_held) {
+			if (!arb_wait(g, g->npend || g->bq_head != g->bq_tail ?
+					      SLEEP_POLL_NS : SLEEP_IDLE_NS) &&
+			    !client_alive(g)) {
+				gpud_log(g, 1, "client gone");
+				break;
+			}
+			idle_since = 0;
+			continue;
+		}
 		if (mig_now_ns() - idle_since <
 		    (g->npend ? SPIN_PENDING_NS : SPIN_IDLE_NS)) {
+			if (g->arb_held && !g->npend &&
+			    mig_now_ns() - idle_since >= ARB_IDLE_GRACE_NS / 4)
+				arb_maybe_release(g, mig_now_ns() - idle_since,
+						  false);
 			mig_cpu_relax();
 			continue;
 		}
+		if (g->arb_held)
+			arb_maybe_release(g, mig_now_ns() - idle_since, true);
 		/* Idle past the spin: the daemon's news, then one image of
 		 * the module cache loaded ahead instead of a sleep. */
 		if (!g->npend && g->bq_head == g->bq_tail) {

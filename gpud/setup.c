@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arbiter.h"
 #include "gpud.h"
 #include "segment.h"
 #include "seqword.h"
@@ -184,6 +185,9 @@ void gpud_teardown(struct gpud *g)
 
 	if (g->hdr)
 		mig_seqword_publish(&g->hdr->server_state, MIG_SERVER_GONE);
+	/* Whatever we held or waited for goes to the next in line. */
+	if (g->arb && g->arb_ticket_taken)
+		mig_arb_release(g->arb, g->arb_ticket);
 	if (g->waiter_started) {
 		pthread_mutex_lock(&g->wlock);
 		g->stopping = 1;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mignificent.h"
@@ -173,6 +174,74 @@ int gpu_oom(const struct mig_payload *in, struct mig_payload *out)
 		return cu_fail(out, "cuMemAlloc of 1 PiB", r);
 	cuMemFree(p);
 	return reply(out, "allocated 1 PiB?");
+}
+
+/* Spins for its argument's nanoseconds of %globaltimer. */
+static const char busy_ptx[] =
+	".version 8.0\n"
+	".target sm_75\n"
+	".address_size 64\n"
+	".visible .entry fixture_busy(.param .u64 ns)\n"
+	"{\n"
+	"	.reg .b64 %rd<5>;\n"
+	"	.reg .pred %p;\n"
+	"	ld.param.u64 %rd1, [ns];\n"
+	"	mov.u64 %rd2, %globaltimer;\n"
+	"	add.u64 %rd3, %rd2, %rd1;\n"
+	"LOOP:\n"
+	"	mov.u64 %rd4, %globaltimer;\n"
+	"	setp.lt.u64 %p, %rd4, %rd3;\n"
+	"	@%p bra LOOP;\n"
+	"	ret;\n"
+	"}\n";
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * gpu_phases "N GPU_MS CPU_MS": N times a kernel busy for GPU_MS (30 ms on
+ * the test double), a synchronize, then CPU_MS of CPU work (a sleep).
+ * Answers {"start": ns, "end": ns} (CLOCK_MONOTONIC, comparable between
+ * instances).
+ */
+int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
+{
+	static CUfunction fn;
+	unsigned int n = 0, gpu_ms = 0, cpu_ms = 0;
+	uint64_t ns, start, end;
+	void *args[] = { &ns };
+	char buf[96];
+	CUresult r;
+
+	if (sscanf(in->data ? in->data : "", "%u %u %u", &n, &gpu_ms, &cpu_ms) != 3)
+		return reply(out, "payload: N GPU_MS CPU_MS");
+	ns = (uint64_t)gpu_ms * 1000000ull;
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if (!fn) {
+		CUmodule mod;
+
+		if ((r = cuModuleLoadData(&mod, busy_ptx)) ||
+		    (r = cuModuleGetFunction(&fn, mod, "fixture_busy")))
+			return cu_fail(out, "loading fixture_busy", r);
+	}
+	start = mono_ns();
+	for (unsigned int i = 0; i < n; i++) {
+		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
+			return cu_fail(out, "cuLaunchKernel", r);
+		if ((r = cuCtxSynchronize()))
+			return cu_fail(out, "cuCtxSynchronize", r);
+		usleep(cpu_ms * 1000);
+	}
+	end = mono_ns();
+	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",
+		 (unsigned long long)start, (unsigned long long)end);
+	return reply(out, buf);
 }
 
 int gpu_sleep(const struct mig_payload *in, struct mig_payload *out)

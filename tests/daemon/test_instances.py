@@ -54,7 +54,7 @@ def built(tmp_path_factory):
             "-fno-sanitize-recover=undefined"] if os.environ.get("MIG_GPUD") else [])
     _cc([*warn, *san, "-std=gnu11", "-pthread", *inc, "tests/daemon/instances_harness.c",
          "daemon/instances.c", "daemon/isolation.c", "daemon/oci.c", "daemon/files.c",
-         "ipc/segment.c",
+         "ipc/segment.c", "ipc/arbiter.c",
          "-ljansson",
          "-o", str(out / "harness")], ROOT)
     _cc([*warn, "-shared", "-fPIC", *inc, "tests/daemon/fixture_fn.c",
@@ -168,12 +168,12 @@ def harness(built):
     hs = []
 
     def make(pool=0, mem_mib=4096, partitions=1, profile="whole", start=True,
-             module_cache=0):
+             module_cache=0, sharing="time-sharing"):
         settings = {"backend": BACKEND, "bin_dir": BUILD / "bin",
                     "shim_dir": BUILD / "lib" / "shim", "lib_dir": BUILD / "lib",
                     "pool": pool, "partitions": partitions, "profile": profile,
                     "mem_mib": mem_mib if BACKEND == "host" else 140000,
-                    "verbose": 2, "module_cache": module_cache}
+                    "verbose": 2, "module_cache": module_cache, "sharing": sharing}
         if BACKEND == "cuda":
             settings["uuid"] = _gpu_uuid()
         h = Harness(built, settings)
@@ -511,6 +511,81 @@ def test_module_cache_feeds_the_next_instance(harness, tmp_path, monkeypatch):
     assert images[0].read_bytes() == good  # kept again by the third
 
 
+# --- sharing models (ipc/arbiter.h) --------------------------------------------
+
+def _phases(h, built, n, key="ph", payload="5 30 10"):
+    """@n concurrent invocations of gpu_phases on @n warm instances: their
+    {start, end}."""
+    fixture(built, h, key, "gpu_phases", gpu=True, max_instances=n, keep_alive_ms=60000)
+    for i in range(n):  # cold starts first, all at once
+        h.go(f"w{i}", key, "0 30 0")
+    for i in range(n):
+        assert h.wait(f"w{i}")["status"] == 200
+    h.until(f"{n} idle instances", lambda: len([i for i in h.list() if i["state"] == "idle"]) == n)
+    for i in range(n):
+        h.go(f"r{i}", key, payload)
+    out = []
+    for i in range(n):
+        r = h.wait(f"r{i}")
+        assert r["status"] == 200 and r["cold"] == 0, r
+        out.append(json.loads(r["body"]))
+    return out
+
+
+# One client alone: 5 x (30 ms kernel + 10 ms CPU) = 200 ms.  Two at once:
+# time-sharing overlaps everything (~200 ms); with exclusive kernels the
+# GPU time adds up (300 ms) while CPU phases overlap it; sequential runs
+# one invocation after the other (400 ms).
+@pytest.mark.parametrize("model,lo,hi", [("time-sharing", 0, 270),
+                                         ("overlap-cpu-copy", 290, 385),
+                                         ("overlap-cpu", 290, 385),
+                                         ("sequential", 390, 600)])
+def test_sharing_model_two_clients(harness, built, model, lo, hi):
+    if BACKEND != "host":
+        pytest.skip("timings of the test double's kernels")
+    h = harness(sharing=model)
+    runs = _phases(h, built, 2)
+    span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e6
+    print(f"{model}: two clients in {span:.0f} ms")
+    assert lo <= span <= hi, f"{model}: two clients took {span:.0f} ms, want {lo}-{hi}"
+
+
+def test_exclusive_holder_that_dies_loses_the_grant(harness, built):
+    """A server killed while it holds the GPU (a 30 ms kernel, then a long
+    CPU phase would have released it anyway; here it holds a queue of
+    kernels) does not stall the partition: the daemon gives its turn on."""
+    if BACKEND != "host":
+        pytest.skip("timings of the test double's kernels")
+    h = harness(sharing="overlap-cpu-copy")
+    fixture(built, h, "hog", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "ok", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("hog", "0 30 0")["status"] == 200
+    assert h.invoke("ok", "0 30 0")["status"] == 200
+    h.go("hog", "hog", "100 30 0")  # 3 s of back-to-back kernels
+    time.sleep(0.2)
+    [hog] = [i for i in h.list() if i["function"] == "hog"]
+    os.kill(hog["gpud_pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    r = h.invoke("ok", "3 30 0")
+    assert r["status"] == 200, r
+    assert time.monotonic() - t0 < 1.0, "the partition stalled after its holder died"
+    assert h.wait("hog")["status"] >= 500
+
+
+def test_no_starvation_with_four_clients(harness, built):
+    """Four clients with GPU-heavy phases: served in turn; each one's time
+    within 1.2x of the others'."""
+    if BACKEND != "host":
+        pytest.skip("timings of the test double's kernels")
+    h = harness(sharing="overlap-cpu-copy", mem_mib=8192)
+    runs = _phases(h, built, 4, payload="10 30 5")
+    took = [(r["end"] - r["start"]) / 1e6 for r in runs]
+    print(f"four clients: {took}")
+    assert max(took) / min(took) <= 1.2, f"per-client times {took}"
+    span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e6
+    assert span >= 4 * 10 * 30 * 0.95, f"kernels overlapped: {span:.0f} ms for 1200 ms of GPU time"
+
+
 # --- queueing, scale-out, fairness ------------------------------------------
 
 def test_queue_is_fifo_at_max_instances(harness, built):
@@ -646,8 +721,9 @@ def test_no_leaks_after_many_failures(harness, built):
     h.until("only the healthy instance left", lambda: len(h.list()) == 1)
     h.until("no zombies", lambda: all(c["state"] != "Z" for c in h.children()))
     # 5 per live instance: control socket, 2 pidfds, the server's lifeline
-    # and its control pipe; 2 for the supervisor: epoll, eventfd.
-    assert len(h.fds()) == len(h.baseline_fds) + 2 + 5
+    # and its control pipe; 2 for the supervisor: epoll, eventfd; 1 for the
+    # partition's arbiter page.
+    assert len(h.fds()) == len(h.baseline_fds) + 2 + 1 + 5
 
 
 def test_warm_path_speed(harness, built):

@@ -1,0 +1,191 @@
+/*
+ * arbiter.c - the partition's ticket lock (arbiter.h).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "seqword.h"
+
+static const char *const names[] = {
+	[MIG_SHARING_TIME] = "time-sharing",
+	[MIG_SHARING_SEQUENTIAL] = "sequential",
+	[MIG_SHARING_OVERLAP_CPU] = "overlap-cpu",
+	[MIG_SHARING_OVERLAP_CPU_COPY] = "overlap-cpu-copy",
+};
+
+int mig_sharing_parse(const char *s)
+{
+	for (int i = 0; s && i < (int)(sizeof(names) / sizeof(names[0])); i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -1;
+}
+
+const char *mig_sharing_name(int model)
+{
+	return model >= 0 && model < (int)(sizeof(names) / sizeof(names[0])) ?
+		       names[model] : "?";
+}
+
+unsigned int mig_sharing_exclusive(int model)
+{
+	switch (model) {
+	case MIG_SHARING_OVERLAP_CPU:
+		return MIG_CLASS_COPY | MIG_CLASS_COMPUTE;
+	case MIG_SHARING_OVERLAP_CPU_COPY:
+		return MIG_CLASS_COMPUTE;
+	default:
+		return 0; /* time-sharing; sequential is the daemon's */
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Held for a few dozen instructions; a lock whose owner was killed inside
+ * them is taken over. */
+static void lock(struct mig_arbiter *a)
+{
+	uint32_t me = (uint32_t)getpid(), cur;
+	unsigned int spins = 0;
+
+	for (;;) {
+		cur = 0;
+		if (__atomic_compare_exchange_n(&a->lock, &cur, me, false,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return;
+		if (++spins % 4096 == 0 && cur && kill((pid_t)cur, 0) < 0 &&
+		    errno == ESRCH &&
+		    __atomic_compare_exchange_n(&a->lock, &cur, me, false,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return;
+		mig_cpu_relax();
+		if (spins % 64 == 0)
+			sched_yield();
+	}
+}
+
+static void unlock(struct mig_arbiter *a)
+{
+	__atomic_store_n(&a->lock, 0, __ATOMIC_RELEASE);
+}
+
+void mig_arb_init(struct mig_arbiter *a, int model)
+{
+	memset(a, 0, sizeof(*a));
+	a->magic = MIG_ARB_MAGIC;
+	a->version = MIG_ARB_VERSION;
+	a->model = (uint32_t)model;
+}
+
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
+{
+	uint32_t t;
+
+	lock(a);
+	t = a->next;
+	if (t - mig_load_relaxed(&a->serving) >= MIG_ARB_SLOTS) {
+		unlock(a);
+		return ~0u;
+	}
+	a->owner[t % MIG_ARB_SLOTS] = id;
+	a->abandoned[t % MIG_ARB_SLOTS] = 0;
+	a->next = t + 1;
+	unlock(a);
+	return t;
+}
+
+bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id)
+{
+	if (mig_load_acquire(&a->serving) != t)
+		return false;
+	if (mig_load_relaxed(&a->holder) != id) {
+		a->grant_ns = now_ns();
+		__atomic_fetch_add(&a->grants, 1, __ATOMIC_RELAXED);
+		mig_store_relaxed(&a->holder, id);
+	}
+	return true;
+}
+
+bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
+		  uint64_t timeout_ns)
+{
+	uint64_t end = now_ns() + timeout_ns;
+
+	for (;;) {
+		uint32_t v = mig_load_acquire(&a->serving);
+		uint64_t now;
+		struct timespec ts;
+
+		if (v == t)
+			return mig_arb_granted(a, t, id);
+		now = now_ns();
+		if (now >= end)
+			return false;
+		ts.tv_sec = (time_t)((end - now) / 1000000000ull);
+		ts.tv_nsec = (long)((end - now) % 1000000000ull);
+		mig_futex_wait(&a->serving, v, &ts);
+	}
+}
+
+uint32_t mig_arb_waiting(const struct mig_arbiter *a)
+{
+	uint32_t n = mig_load_relaxed(&a->next) - mig_load_relaxed(&a->serving);
+
+	return n ? n - 1 : 0;
+}
+
+/* Serve the next ticket that still has an owner.  Under the lock. */
+static void advance(struct mig_arbiter *a)
+{
+	uint32_t s = a->serving + 1;
+
+	while (s != a->next &&
+	       a->abandoned[s % MIG_ARB_SLOTS] == s + 1) {
+		a->abandoned[s % MIG_ARB_SLOTS] = 0;
+		s++;
+	}
+	a->holder = 0;
+	mig_store_release(&a->serving, s);
+}
+
+void mig_arb_release(struct mig_arbiter *a, uint32_t t)
+{
+	lock(a);
+	if (t == a->serving)
+		advance(a);
+	else if (t - a->serving < a->next - a->serving)
+		a->abandoned[t % MIG_ARB_SLOTS] = t + 1;
+	unlock(a);
+	mig_futex_wake(&a->serving, 0x7fffffff);
+}
+
+void mig_arb_abandon(struct mig_arbiter *a, uint32_t id)
+{
+	bool served = false;
+
+	lock(a);
+	for (uint32_t t = a->serving; t != a->next; t++) {
+		if (a->owner[t % MIG_ARB_SLOTS] != id)
+			continue;
+		if (t == a->serving)
+			served = true;
+		else
+			a->abandoned[t % MIG_ARB_SLOTS] = t + 1;
+	}
+	if (served)
+		advance(a);
+	unlock(a);
+	mig_futex_wake(&a->serving, 0x7fffffff);
+}

@@ -1,0 +1,90 @@
+/*
+ * arbiter.h - who may use a partition's GPU now: a fair ticket lock in a
+ * page shared by the daemon and the GPU servers of one partition.
+ *
+ * The daemon creates one page per partition (a memfd) and sets its sharing
+ * model; every mig-gpud of the partition maps it (--arbiter-fd).  A server
+ * that meets, at the head of its ring, a call of a class the model makes
+ * exclusive (copy and compute for overlap-cpu, compute for
+ * overlap-cpu-copy) takes a ticket and holds the call back, without
+ * reordering anything behind it, until its ticket is served.  It releases
+ * the grant once its GPU work has completed and it is idle or has held long
+ * enough while others wait (gpud/server.c says when).  Tickets are served
+ * in the order they were taken: with any number of servers none starves.
+ * For "sequential" the daemon itself takes a ticket around each invocation.
+ *
+ * A server that dies with a ticket (held or waiting) would stall the rest:
+ * the daemon, which sees every server's exit, abandons its tickets
+ * (mig_arb_abandon()), and serving skips abandoned tickets.  The page is
+ * written only by the daemon and our GPU servers, never by a client.
+ *
+ * Memory ordering: @serving is the futex word; a release stores it with
+ * release semantics after the holder's GPU work completed, a waiter loads
+ * it with acquire semantics.  Slow-path changes of @serving, @next and the
+ * slot arrays happen under @lock, a spinlock whose owner's pid is stored
+ * so that a lock left by a killed process is taken over.
+ */
+#ifndef MIG_IPC_ARBITER_H
+#define MIG_IPC_ARBITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
+#define MIG_ARB_VERSION 1
+#define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
+
+enum mig_sharing {
+	MIG_SHARING_TIME = 0,         /* everything concurrent (native) */
+	MIG_SHARING_SEQUENTIAL = 1,   /* one invocation owns the partition */
+	MIG_SHARING_OVERLAP_CPU = 2,  /* copy and compute exclusive */
+	MIG_SHARING_OVERLAP_CPU_COPY = 3, /* compute exclusive */
+};
+
+/* Call classes (gpud/server.c classifies every op). */
+enum mig_call_class {
+	MIG_CLASS_CONTROL = 0,
+	MIG_CLASS_COPY = 1u << 0,
+	MIG_CLASS_COMPUTE = 1u << 1,
+};
+
+struct mig_arbiter {
+	uint32_t magic, version;
+	uint32_t model;          /* enum mig_sharing; set by the daemon */
+	uint32_t lock;           /* 0 free, else the owner's pid */
+	uint32_t next;           /* next ticket to hand out */
+	uint32_t serving;        /* futex word: the ticket granted now */
+	uint32_t holder;         /* id of the holder once it noticed, 0 none */
+	uint32_t pad;
+	uint64_t grant_ns;       /* CLOCK_MONOTONIC of the current grant */
+	uint64_t grants;         /* statistics: grants handed out */
+	uint32_t owner[MIG_ARB_SLOTS];     /* id that took ticket t (t % SLOTS) */
+	uint32_t abandoned[MIG_ARB_SLOTS]; /* t + 1 once t's owner is gone */
+};
+
+/* Parse "time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy";
+ * -1 for anything else. */
+int mig_sharing_parse(const char *s);
+const char *mig_sharing_name(int model);
+/* The classes @model makes exclusive (for the GPU servers). */
+unsigned int mig_sharing_exclusive(int model);
+
+/* Initialize a zeroed page. */
+void mig_arb_init(struct mig_arbiter *a, int model);
+/* A ticket for @id (nonzero); ~0u when MIG_ARB_SLOTS are outstanding. */
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id);
+/* Is ticket @t served?  If so, the caller holds the GPU: it records
+ * itself as holder (once). */
+bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id);
+/* Wait until @t is served or @timeout_ns passed (0: no wait).  true if
+ * granted. */
+bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
+		  uint64_t timeout_ns);
+/* Tickets taken and not yet served, besides the holder's. */
+uint32_t mig_arb_waiting(const struct mig_arbiter *a);
+/* Give back ticket @t (held or still waiting). */
+void mig_arb_release(struct mig_arbiter *a, uint32_t t);
+/* Everything @id holds or waits for is given back (its process is gone). */
+void mig_arb_abandon(struct mig_arbiter *a, uint32_t id);
+
+#endif /* MIG_IPC_ARBITER_H */
