@@ -221,6 +221,7 @@ static void defaults(struct mig_config *c)
 	c->http_threads = 0;
 	c->segment_size = MIG_SEGMENT_SIZE_DEFAULT;
 	c->module_cache = DEFAULT_MODULE_CACHE;
+	c->sharing_max_hold_ms = 30000;
 	snprintf(c->isolation, sizeof(c->isolation), "sandbox");
 	c->sandbox.uid_base = DEFAULT_UID_BASE;
 	c->sandbox.uid_count = DEFAULT_UID_COUNT;
@@ -377,7 +378,7 @@ static const char *const known_keys =
 	"listen, data_dir, backend, nvml_path, bin_dir, shim_dir, lib_dir, "
 	"tenants, pool_per_partition, max_payload, max_artifact, "
 	"http_threads, segment_size, verbose, metrics_public, isolation, "
-	"allow_bare, sandbox, oci, module_cache, sharing";
+	"allow_bare, sandbox, oci, module_cache, sharing, sharing_max_hold_ms";
 
 /* An array of strings (absolute paths if @paths) into a NULL-ended
  * vector. */
@@ -572,6 +573,14 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		return get_size(x, k, v, &c->module_cache);
 	if (!strcmp(k, "sharing"))
 		return get_sharing(x, v, c);
+	if (!strcmp(k, "sharing_max_hold_ms")) {
+		int ms;
+
+		if (get_int(x, k, v, 0, 86400000, &ms))
+			return -1;
+		c->sharing_max_hold_ms = (unsigned int)ms;
+		return 0;
+	}
 	if (!strcmp(k, "verbose"))
 		return get_int(x, k, v, 0, 3, &c->verbose);
 	if (!strcmp(k, "isolation"))

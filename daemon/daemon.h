@@ -60,6 +60,7 @@ struct mig_config {
 		int model;
 	} sharing_part[32];
 	int nsharing_part;
+	unsigned int sharing_max_hold_ms; /* a holder this long is hung; 0 never */
 	uint64_t module_cache;   /* bytes of GPU code images kept per deployed
 				  * version for its next instances; 0: none */
 	int verbose;

@@ -2597,6 +2597,48 @@ static uint64_t escalate(struct im *im, uint64_t now)
 	return next;
 }
 
+/*
+ * A holder of a partition's GPU (exclusive sharing models) that has not
+ * given it back within sharing_max_hold_ms while others wait is hung (a
+ * kernel that never ends, a server that stopped serving): its instance is
+ * stopped, and its server's exit passes the turn on.
+ */
+static void stop_hung_holders(struct im *im, uint64_t now)
+{
+	uint64_t limit = (uint64_t)im->d->cfg.sharing_max_hold_ms * 1000000ull;
+	struct list *l;
+
+	if (!limit)
+		return;
+	for (int i = 0; i < im->nparts; i++) {
+		struct mig_arbiter *a = im->parts[i]->arb;
+		uint32_t holder;
+
+		if (!a || !mig_sharing_exclusive((int)a->model) ||
+		    !mig_arb_waiting(a) ||
+		    !(holder = __atomic_load_n(&a->holder, __ATOMIC_RELAXED)) ||
+		    now - a->grant_ns < limit)
+			continue;
+		for (l = im->insts.next; l != &im->insts; l = l->next) {
+			struct inst *in = list_entry(l, struct inst, all_link);
+
+			if (!in->srv || in->srv->num != holder ||
+			    in->srv->part != im->parts[i] || in->state == ST_DYING)
+				continue;
+			daemon_log(0, "instance %s (function \"%s\") held the GPU of partition %s for %llu ms while %u waited: stopping it",
+				   in->id, in->fn->name,
+				   *im->parts[i]->uuid ? im->parts[i]->uuid : "(default)",
+				   (unsigned long long)((now - a->grant_ns) / 1000000),
+				   mig_arb_waiting(a));
+			if (in->p.pid)
+				isolation_kill(&in->jail, in->p.pid);
+			if (in->srv->p.pid && !in->srv->p.exited)
+				kill(in->srv->p.pid, SIGKILL);
+			break;
+		}
+	}
+}
+
 /* Stop idle instances past their keep-alive; returns the next expiry. */
 static uint64_t expire(struct im *im, uint64_t now)
 {
@@ -2942,6 +2984,7 @@ static void *supervisor(void *arg)
 			next = im->keeper_retry_ns;
 		t = expire(im, now);
 		next = t < next ? t : next;
+		stop_hung_holders(im, now);
 		t = escalate(im, now);
 		next = t < next ? t : next;
 		for (int i = 0; i < im->nparts; i++)

@@ -244,6 +244,38 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, buf);
 }
 
+/* A kernel that never ends (the test double's stays busy for a minute). */
+static const char hang_ptx[] =
+	".version 8.0\n"
+	".target sm_75\n"
+	".address_size 64\n"
+	".visible .entry fixture_hang(.param .u64 unused)\n"
+	"{\n"
+	"LOOP:\n"
+	"	bra LOOP;\n"
+	"}\n";
+
+int gpu_hang(const struct mig_payload *in, struct mig_payload *out)
+{
+	uint64_t unused = 0;
+	void *args[] = { &unused };
+	CUmodule mod;
+	CUfunction fn;
+	CUresult r;
+
+	(void)in;
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if ((r = cuModuleLoadData(&mod, hang_ptx)) ||
+	    (r = cuModuleGetFunction(&fn, mod, "fixture_hang")))
+		return cu_fail(out, "loading fixture_hang", r);
+	if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
+		return cu_fail(out, "cuLaunchKernel", r);
+	if ((r = cuCtxSynchronize()))
+		return cu_fail(out, "cuCtxSynchronize", r);
+	return reply(out, "the endless kernel ended?");
+}
+
 int gpu_sleep(const struct mig_payload *in, struct mig_payload *out)
 {
 	CUdeviceptr p;

@@ -27,5 +27,6 @@ static int busy(const struct mig_host_launch *l, void **params)
 const struct mig_host_kernel mig_host_kernels[] = {
 	{ "fixture_fault", 1, { 8 }, fault, 0 },
 	{ "fixture_busy", 1, { 8 }, busy, 30000 },
+	{ "fixture_hang", 1, { 8 }, busy, 60000000 },
 	{ 0 },
 };

@@ -160,6 +160,8 @@ static int set(const char *key, const char *val)
 		c->verbose = atoi(val);
 	else if (!strcmp(key, "module_cache"))
 		c->module_cache = strtoull(val, NULL, 0);
+	else if (!strcmp(key, "sharing_max_hold_ms"))
+		c->sharing_max_hold_ms = (unsigned int)strtoul(val, NULL, 0);
 	else if (!strcmp(key, "sharing"))
 		c->sharing = mig_sharing_parse(val) < 0 ? 0 : mig_sharing_parse(val);
 	else if (!strcmp(key, "partitions"))

@@ -572,6 +572,29 @@ def test_exclusive_holder_that_dies_loses_the_grant(harness, built):
     assert h.wait("hog")["status"] >= 500
 
 
+def test_hung_holder_is_stopped(harness, built):
+    """A holder whose kernel never ends keeps the GPU past
+    sharing_max_hold_ms while another waits: its instance is stopped and the
+    other runs."""
+    if BACKEND != "host":
+        pytest.skip("the test double's endless kernel")
+    h = harness(sharing="overlap-cpu-copy")
+    assert h.cmd("set sharing_max_hold_ms 500")["ok"]
+    fixture(built, h, "hang", "gpu_hang", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "ok", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("ok", "0 30 0")["status"] == 200
+    h.go("hang", "hang")
+    h.until("hang running", lambda: [i for i in h.list()
+                                     if i["function"] == "hang" and i["state"] == "busy"])
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    r = h.invoke("ok", "2 30 0")
+    assert r["status"] == 200, r
+    assert time.monotonic() - t0 < 3.0
+    assert h.wait("hang")["status"] >= 500
+    assert "held the GPU of partition" in h.stderr()
+
+
 def test_no_starvation_with_four_clients(harness, built):
     """Four clients with GPU-heavy phases: served in turn; each one's time
     within 1.2x of the others'."""
