@@ -2096,6 +2096,10 @@ void gpud_profile_report(const struct gpud *g)
 	fprintf(stderr, "  images received %llu (%.1f MiB); module cache: %u loaded ahead, %u used, %u misses\n",
 		(unsigned long long)g->prof_images, g->prof_image_bytes / 1048576.0,
 		g->mc.preloaded, g->mc.hits, g->mc.misses);
+	if (g->arb)
+		fprintf(stderr, "  arbiter (%s): %llu turns taken, %.1f ms waited for them\n",
+			mig_sharing_name((int)g->arb->model),
+			(unsigned long long)g->arb_grants, g->arb_wait_ns / 1e6);
 }
 
 /* --- the arbiter: exclusive classes of calls ------------------------------ */
