@@ -34,13 +34,10 @@ Usage: bench/isolation/run.py [--build DIR] [--backend host|cuda]
 import argparse
 import base64
 import datetime
-import http.client
 import json
 import os
 import platform
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,66 +45,17 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOKEN = "bench-token-0123456789abcdef"
-START_TIMEOUT = 30
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import daemonlib  # noqa: E402
 MODES = ("bare", "sandbox")
 
 
-class Daemon:
-    """One mignificentd on a port of its own choosing, and a kept-alive
-    connection to it."""
+class Daemon(daemonlib.Daemon):
+    """A daemon with isolation @mode, and its empty function."""
 
     def __init__(self, build, backend, mode, workdir):
+        super().__init__(build, backend, mode, workdir, {"isolation": mode})
         self.mode = mode
-        self.dir = os.path.join(workdir, mode)
-        os.makedirs(self.dir)
-        cfg = os.path.join(self.dir, "config.json")
-        with open(cfg, "w") as f:
-            json.dump({"tenants": [{"name": "bench", "token": TOKEN}],
-                       "isolation": mode}, f)
-        self.log_path = os.path.join(self.dir, "daemon.log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen(
-            [os.path.join(build, "bin", "mignificentd"), "--config", cfg,
-             "--data-dir", os.path.join(self.dir, "data"), "--backend", backend,
-             "--listen", "127.0.0.1:0"],
-            stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT)
-        self.host, self.port = self._wait_listening()
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-
-    def _wait_listening(self):
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < START_TIMEOUT:
-            m = re.search(r"listening on http://([0-9.]+):(\d+)", self.logs())
-            if m:
-                return m.group(1), int(m.group(2))
-            if self.p.poll() is not None:
-                raise RuntimeError(f"the {self.mode} daemon exited with {self.p.returncode}:\n"
-                                   f"{self.logs()[-3000:]}")
-            time.sleep(0.02)
-        raise RuntimeError(f"the {self.mode} daemon did not listen within {START_TIMEOUT} s")
-
-    def logs(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def request(self, method, path, body=None):
-        """(status, headers, body); one retry on a connection the daemon closed."""
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        if isinstance(body, dict):
-            body = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            try:
-                self.conn.request(method, path, body=body, headers=headers)
-                r = self.conn.getresponse()
-                return r.status, r.headers, r.read()
-            except (http.client.HTTPException, ConnectionError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-                if attempt:
-                    raise
 
     def invoke(self):
         """One invocation of the empty function: (headers, round trip in s)."""
@@ -117,30 +65,6 @@ class Daemon:
         if status != 200:
             raise RuntimeError(f"{self.mode}: invocation failed: HTTP {status} {body[:300]!r}")
         return headers, wall
-
-    def kill_instances(self):
-        """Kill every instance and wait until none is left."""
-        status, _, body = self.request("GET", "/v1/instances")
-        for i in json.loads(body)["instances"]:
-            self.request("DELETE", f"/v1/instances/{i['id']}")
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 30:
-            _, _, body = self.request("GET", "/v1/instances")
-            if not json.loads(body)["instances"]:
-                return
-            time.sleep(0.01)
-        raise RuntimeError(f"{self.mode}: instances still there 30 s after the kill")
-
-    def stop(self):
-        self.conn.close()
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
 
 
 def empty_function(build, workdir):

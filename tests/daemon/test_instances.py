@@ -541,8 +541,8 @@ def _phases(h, built, n, key="ph", payload="5 30 10"):
                                          ("overlap-cpu", 290, 385),
                                          ("sequential", 390, 600)])
 def test_sharing_model_two_clients(harness, built, model, lo, hi):
-    if BACKEND != "host":
-        pytest.skip("timings of the test double's kernels")
+    """On the test double the kernel keeps its stream busy 30 ms; on a GPU it
+    spins 30 ms of %globaltimer."""
     h = harness(sharing=model)
     runs = _phases(h, built, 2)
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e6
@@ -598,8 +598,6 @@ def test_hung_holder_is_stopped(harness, built):
 def test_no_starvation_with_four_clients(harness, built):
     """Four clients with GPU-heavy phases: served in turn; each one's time
     within 1.2x of the others'."""
-    if BACKEND != "host":
-        pytest.skip("timings of the test double's kernels")
     h = harness(sharing="overlap-cpu-copy", mem_mib=8192)
     runs = _phases(h, built, 4, payload="10 30 5")
     took = [(r["end"] - r["start"]) / 1e6 for r in runs]

@@ -1,0 +1,98 @@
+"""daemonlib.py - a mignificentd for a benchmark: started on a port of its
+own choosing with a given configuration, one kept-alive HTTP connection per
+caller, stopped cleanly.  Standard library only."""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "bench-token-0123456789abcdef"
+START_TIMEOUT = 30
+
+
+class Daemon:
+    """One mignificentd of @build with @config (a dict; the bench tenant is
+    added), its files under @workdir/@name."""
+
+    def __init__(self, build, backend, name, workdir, config=None):
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir)
+        cfg = os.path.join(self.dir, "config.json")
+        with open(cfg, "w") as f:
+            json.dump({"tenants": [{"name": "bench", "token": TOKEN}], **(config or {})}, f)
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen(
+            [os.path.join(build, "bin", "mignificentd"), "--config", cfg,
+             "--data-dir", os.path.join(self.dir, "data"), "--backend", backend,
+             "--listen", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT)
+        self.host, self.port = self._wait_listening()
+        self.conn = self.connect()
+
+    def _wait_listening(self):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < START_TIMEOUT:
+            m = re.search(r"listening on http://([0-9.]+):(\d+)", self.logs())
+            if m:
+                return m.group(1), int(m.group(2))
+            if self.p.poll() is not None:
+                raise RuntimeError(f"the {self.name} daemon exited with {self.p.returncode}:\n"
+                                   f"{self.logs()[-3000:]}")
+            time.sleep(0.02)
+        raise RuntimeError(f"the {self.name} daemon did not listen within {START_TIMEOUT} s")
+
+    def connect(self, timeout=600):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def request(self, method, path, body=None, conn=None):
+        """(status, headers, body) on @conn (default: ours); one retry on a
+        connection the daemon closed."""
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            c = conn or self.conn
+            try:
+                c.request(method, path, body=body, headers=headers)
+                r = c.getresponse()
+                return r.status, r.headers, r.read()
+            except (http.client.HTTPException, ConnectionError):
+                c.close()
+                if attempt:
+                    raise
+
+    def kill_instances(self):
+        """Kill every instance and wait until none is left."""
+        _, _, body = self.request("GET", "/v1/instances")
+        for i in json.loads(body)["instances"]:
+            self.request("DELETE", f"/v1/instances/{i['id']}")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            _, _, body = self.request("GET", "/v1/instances")
+            if not json.loads(body)["instances"]:
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.name}: instances still there 60 s after the kill")
+
+    def stop(self):
+        self.conn.close()
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(60)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()

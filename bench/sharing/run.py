@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""run.py - fast function switching: concurrent clients of one function on
+one GPU under each sharing model, against native time-sharing, in one run.
+
+For each workload (Rodinia-style BFS and HotSpot from examples/rodinia,
+ResNet-50, AlexNet, VGG19 and BERT from examples/torch_models) and each
+client count (--clients, default 2 and 4), C clients each send --warmup
+untimed and then -n timed requests, all clients at once, to
+
+  native            the function's own code in C plain processes on the
+                    real driver, no mignificent (native time-sharing; GPU
+                    backend only)
+  time-sharing      mignificentd, every call concurrent
+  sequential        mignificentd, one invocation owns the partition
+  overlap-cpu       mignificentd, copies and kernels exclusive
+  overlap-cpu-copy  mignificentd, kernels exclusive
+
+(one daemon per model, sharing set for the node; each client gets its own
+instance: max_instances = clients).  It prints the paper's table, mean and
+standard deviation per request in ms, then the ratios the issue's targets
+are about:
+
+  throughput, overlap-cpu-copy vs sequential   (target >= 1.9 where the
+                                                function's GPU share allows)
+  mean request, overlap-cpu-copy vs native     (target <= 1.10)
+  4 clients: max/min per-client throughput     (target <= 1.2)
+
+--json FILE keeps every latency; --markdown FILE the tables; --plot FILE a
+PNG of the first table (needs matplotlib; skipped with a note otherwise).
+
+A benchmark, not a test: the exit status is nonzero only when something
+failed to run.  With --backend host (the test double; CI) only the
+Rodinia workloads run, on small inputs, and there is no native side.
+
+Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
+                            [--clients 2,4] [-n 10] [--warmup 2] [--models ...]
+                            [--isolation sandbox|bare] [--build DIR]
+                            [--json F] [--markdown F] [--plot F.png]
+"""
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+import daemonlib  # noqa: E402
+
+MODELS = ("time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy")
+ML = ("resnet50", "alexnet", "vgg19", "bert")
+
+
+def workloads(build, backend):
+    """name -> deployment spec (and what a native client needs)."""
+    ex = os.path.join(build, "examples")
+    host = backend == "host"
+    w = {}
+    for name, env in (("bfs", {"BFS_NODES": "65536"} if host else {}),
+                      ("hotspot", {"HOTSPOT_SIZE": "128"} if host else {})):
+        if host:
+            env["MIG_HOST_KERNELS"] = os.path.join(ex, "librodinia_kernels.so")
+        w[name] = {"language": "c", "artifact": os.path.join(ex, f"lib{name}.so"),
+                   "handler": name, "env": env, "gpu_memory": "4GiB",
+                   "timeout_ms": 300000}
+    if not host:
+        for m in ML:
+            w[m] = {"language": "python",
+                    "artifact": os.path.join(ROOT, "examples", "torch_models", "models.py"),
+                    "handler": "models:infer", "env": {"MODEL": m},
+                    "python": sys.executable, "gpu_memory": "12GiB",
+                    "limits": {"memory": "24GiB"}, "timeout_ms": 600000}
+    return w
+
+
+def deploy(d, name, spec, clients):
+    body = {k: v for k, v in spec.items() if k != "artifact"}
+    body.update(artifact=base64.b64encode(open(spec["artifact"], "rb").read()).decode(),
+                artifact_name=os.path.basename(spec["artifact"]),
+                max_instances=clients, keep_alive_ms=3600000)
+    status, _, out = d.request("PUT", f"/v1/functions/{name}", body)
+    if status not in (200, 201):
+        raise RuntimeError(f"deploying {name}: HTTP {status} {out[:300]!r}")
+
+
+def mig_clients(d, name, clients, n, warmup):
+    """Each client's {start, end, ms} through the daemon."""
+    barrier = threading.Barrier(clients)
+    res, errors = [None] * clients, []
+
+    def client(i):
+        conn = d.connect()
+
+        def invoke():
+            status, _, body = d.request("POST", f"/v1/functions/{name}/invoke", b"", conn)
+            if status != 200:
+                raise RuntimeError(f"{name}: HTTP {status} {body[:300]!r}")
+        try:
+            for _ in range(warmup):
+                invoke()
+            barrier.wait()
+            lat, start = [], time.monotonic_ns()
+            for _ in range(n):
+                t = time.perf_counter()
+                invoke()
+                lat.append((time.perf_counter() - t) * 1e3)
+            res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat}
+        except Exception as e:  # reported below, after every thread ended
+            errors.append(str(e))
+            barrier.abort()
+        finally:
+            conn.close()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return res
+
+
+def native_clients(spec, clients, n, warmup):
+    """The same, natively: plain processes started together."""
+    env = dict(os.environ, **spec.get("env", {}))
+    argv = [sys.executable, os.path.join(HERE, "native_client.py"), spec["language"],
+            spec["artifact"], spec["handler"], str(n), str(warmup)]
+    ps = [subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT)
+          for _ in range(clients)]
+    try:
+        for p in ps:
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a native client failed: {p.stderr.read()[-2000:]}")
+        for p in ps:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        out = []
+        for p in ps:
+            line = p.stdout.readline()
+            if p.wait(900) or not line.startswith("{"):
+                raise RuntimeError(f"a native client failed: {p.stderr.read()[-2000:]}")
+            out.append(json.loads(line))
+        return out
+    finally:
+        for p in ps:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def summary(runs):
+    lat = [x for r in runs for x in r["ms"]]
+    span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e9
+    per_client = [len(r["ms"]) / ((r["end"] - r["start"]) / 1e9) for r in runs]
+    return {"mean": statistics.mean(lat), "std": statistics.pstdev(lat),
+            "throughput": len(lat) / span, "fairness": max(per_client) / min(per_client)}
+
+
+def gpu_name(d):
+    _, _, body = d.request("GET", "/v1/devices")
+    devs = json.loads(body)
+    names = sorted({p.get("gpu_name", "?") for p in devs.get("partitions", [])})
+    return f"{', '.join(names) or '-'}, driver {devs.get('driver_version', '?')}"
+
+
+def tables(results, args, header):
+    """The paper's table and the ratios, as text and as markdown."""
+    sides = (["native"] if args.backend == "cuda" else []) + list(args.models)
+    text, md = [header, ""], [header.replace("\n", "  \n"), ""]
+    for clients in args.clients:
+        rows = [(w, [results[clients][w].get(s) for s in sides]) for w in args.workloads
+                if w in results[clients]]
+        text.append(f"{clients} clients x {args.n} requests: mean +- std per request [ms]")
+        text.append(f"{'workload':<10}" + "".join(f"{s:>22}" for s in sides))
+        md.append(f"**{clients} clients × {args.n} requests**: mean ± std per request [ms]\n")
+        md.append("| workload | " + " | ".join(sides) + " |")
+        md.append("|---|" + "---:|" * len(sides))
+        for w, cells in rows:
+            f = [f"{c['mean']:.1f} +- {c['std']:.1f}" if c else "-" for c in cells]
+            text.append(f"{w:<10}" + "".join(f"{x:>22}" for x in f))
+            md.append(f"| {w} | " + " | ".join(x.replace("+-", "±") for x in f) + " |")
+        text.append("")
+        md.append("")
+        head = ("workload", "thr. occ / seq", ">= 1.9", "mean occ / native", "<= 1.10",
+                "max/min client thr.", "<= 1.2")
+        text.append("  ".join(f"{h:>19}" for h in head))
+        md.append("| " + " | ".join(head) + " |")
+        md.append("|---|" + "---:|" * (len(head) - 1))
+        for w in args.workloads:
+            r = results[clients].get(w, {})
+            occ, seq, nat = r.get("overlap-cpu-copy"), r.get("sequential"), r.get("native")
+            thr = occ["throughput"] / seq["throughput"] if occ and seq else None
+            lat = occ["mean"] / nat["mean"] if occ and nat else None
+            fair = occ["fairness"] if occ else None
+            cells = [w, f"{thr:.2f}x" if thr else "-", ("yes" if thr >= 1.9 else "no") if thr else "-",
+                     f"{lat:.2f}x" if lat else "-", ("yes" if lat <= 1.10 else "NO") if lat else "-",
+                     f"{fair:.2f}" if fair else "-",
+                     ("yes" if fair <= 1.2 else "NO") if fair and clients >= 4 else "-"]
+            text.append("  ".join(f"{c:>19}" for c in cells))
+            md.append("| " + " | ".join(cells) + " |")
+        text.append("")
+        md.append("")
+    return "\n".join(text), "\n".join(md)
+
+
+def plot(results, args, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"(no matplotlib: {path} not written)", file=sys.stderr)
+        return
+    sides = (["native"] if args.backend == "cuda" else []) + list(args.models)
+    clients = args.clients[0]
+    ws = [w for w in args.workloads if w in results[clients]]
+    fig, axes = plt.subplots(1, len(ws), figsize=(3.2 * len(ws), 3.4), squeeze=False)
+    for ax, w in zip(axes[0], ws):
+        cells = [results[clients][w].get(s) for s in sides]
+        ax.bar(range(len(sides)), [c["mean"] if c else 0 for c in cells],
+               yerr=[c["std"] if c else 0 for c in cells], capsize=3,
+               color=["#888888", "#4c72b0", "#dd8452", "#55a868", "#c44e52"][:len(sides)])
+        ax.set_xticks(range(len(sides)))
+        ax.set_xticklabels(sides, rotation=45, ha="right", fontsize=7)
+        ax.set_title(w)
+        ax.set_ylabel("ms per request")
+    fig.suptitle(f"{clients} clients x {args.n} requests")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--backend", default="cuda", choices=("cuda", "host"))
+    ap.add_argument("--workloads")
+    ap.add_argument("--clients", default="2,4")
+    ap.add_argument("-n", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--isolation", default="sandbox", choices=("sandbox", "bare"))
+    ap.add_argument("--json")
+    ap.add_argument("--markdown")
+    ap.add_argument("--plot")
+    args = ap.parse_args(argv)
+    specs = workloads(args.build, args.backend)
+    args.workloads = args.workloads.split(",") if args.workloads else list(specs)
+    args.clients = [int(c) for c in args.clients.split(",")]
+    args.models = args.models.split(",")
+    for w in args.workloads:
+        if w not in specs:
+            ap.error(f"unknown workload {w} (this backend has {', '.join(specs)})")
+    for m in args.models:
+        if m not in MODELS:
+            ap.error(f"unknown sharing model {m}")
+    results = {c: {w: {} for w in args.workloads} for c in args.clients}
+    workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
+    gpu = "-"
+    try:
+        if args.backend == "cuda":
+            for c in args.clients:
+                for w in args.workloads:
+                    print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
+                    results[c][w]["native"] = summary(
+                        native_clients(specs[w], c, args.n, args.warmup))
+        for model in args.models:
+            d = daemonlib.Daemon(args.build, args.backend, model, workdir,
+                                 {"sharing": model, "isolation": args.isolation})
+            try:
+                gpu = gpu_name(d)
+                for c in args.clients:
+                    for w in args.workloads:
+                        print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
+                        deploy(d, w, specs[w], c)
+                        results[c][w][model] = summary(
+                            mig_clients(d, w, c, args.n, args.warmup))
+                        d.kill_instances()
+            finally:
+                d.stop()
+    except (RuntimeError, OSError, threading.BrokenBarrierError) as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 1
+    header = (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
+              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+              f"GPU {gpu}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+              f"{args.warmup} untimed requests per client first")
+    text, md = tables(results, args, header)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(md + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": header, "results": results}, f, indent=1)
+    if args.plot:
+        plot(results, args, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

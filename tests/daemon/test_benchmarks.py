@@ -1,0 +1,34 @@
+"""The daemon benchmarks run (bench/sharing, bench/isolation): smoke runs on
+the host test double, so that a change that breaks their driver code is seen
+in CI.  Nothing here looks at a number."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from migtest import BUILD, ROOT  # noqa: E402
+
+
+def _run(argv, timeout=600):
+    p = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=timeout)
+    assert p.returncode == 0, f"$ {' '.join(argv)}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p.stdout
+
+
+def test_sharing_benchmark_runs(tmp_path):
+    if not (BUILD / "examples" / "libbfs.so").exists():
+        pytest.skip("examples/rodinia was not built (no nvcc)")
+    out = _run(["bench/sharing/run.py", "--backend", "host", "--isolation", "bare",
+                "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
+                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
+    assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+def test_isolation_benchmark_runs():
+    out = _run(["bench/isolation/run.py", "--cold", "2", "--warm", "5", "--pause", "0.1"])
+    assert "sandbox vs bare" in out, out
