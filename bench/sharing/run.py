@@ -263,6 +263,17 @@ def main(argv):
         if m not in MODELS:
             ap.error(f"unknown sharing model {m}")
     results = {c: {w: {} for w in args.workloads} for c in args.clients}
+
+    def record(c, w, side, runs):
+        """Keep a result, say it, and save what we have (a run cut short
+        still leaves its numbers)."""
+        results[c][w][side] = r = summary(runs)
+        print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms, "
+              f"{r['throughput']:.2f} req/s, client spread {r['fairness']:.2f}",
+              file=sys.stderr, flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"partial": True, "results": results}, f)
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     gpu = "-"
     try:
@@ -270,8 +281,7 @@ def main(argv):
             for c in args.clients:
                 for w in args.workloads:
                     print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
-                    results[c][w]["native"] = summary(
-                        native_clients(specs[w], c, args.n, args.warmup))
+                    record(c, w, "native", native_clients(specs[w], c, args.n, args.warmup))
         for model in args.models:
             d = daemonlib.Daemon(args.build, args.backend, model, workdir,
                                  {"sharing": model, "isolation": args.isolation})
@@ -281,8 +291,7 @@ def main(argv):
                     for w in args.workloads:
                         print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
                         deploy(d, w, specs[w], c)
-                        results[c][w][model] = summary(
-                            mig_clients(d, w, c, args.n, args.warmup))
+                        record(c, w, model, mig_clients(d, w, c, args.n, args.warmup))
                         d.kill_instances()
             finally:
                 d.stop()
