@@ -42,7 +42,6 @@ import base64
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -251,7 +250,26 @@ def main(argv):
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     ap.add_argument("--plot")
+    ap.add_argument("--replot", metavar="JSON",
+                    help="no runs: the tables (and --plot) from an earlier --json")
     args = ap.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        results = {int(c): v for c, v in saved["results"].items()}
+        args.clients = sorted(results)
+        args.workloads = list(next(iter(results.values())))
+        sides = {s for c in results.values() for w in c.values() for s in w}
+        args.models = [m for m in MODELS if m in sides]
+        args.backend = "cuda" if "native" in sides else "host"
+        text, md = tables(results, args, saved["header"])
+        print(text)
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(md + "\n")
+        if args.plot:
+            plot(results, args, args.plot)
+        return 0
     specs = workloads(args.build, args.backend)
     args.workloads = args.workloads.split(",") if args.workloads else list(specs)
     args.clients = [int(c) for c in args.clients.split(",")]
@@ -300,7 +318,7 @@ def main(argv):
         return 1
     header = (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
               f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"GPU {gpu}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+              f"GPU {gpu}, {os.cpu_count()} CPUs; "
               f"{args.warmup} untimed requests per client first")
     text, md = tables(results, args, header)
     print(text)
