@@ -35,9 +35,12 @@ def rodinia():
 
 
 @invocation
-def test_bfs_levels_match_the_cpu(start_daemon, rodinia):
+@pytest.mark.parametrize("input_mode", ["file", "resident"])
+def test_bfs_levels_match_the_cpu(start_daemon, rodinia, input_mode):
+    """Each request reads the graph from its text (file), or it stays on the
+    GPU (resident): the same levels."""
     d = start_daemon()
-    _deploy(d, "bfs", rodinia[0], "bfs", {"BFS_NODES": "20000"})
+    _deploy(d, "bfs", rodinia[0], "bfs", {"BFS_NODES": "20000", "BFS_INPUT": input_mode})
     answers = []
     for _ in range(2):  # cold, then warm on the same graph
         r = d.request("POST", "/v1/functions/bfs/invoke", b"")
@@ -50,9 +53,11 @@ def test_bfs_levels_match_the_cpu(start_daemon, rodinia):
 
 
 @invocation
-def test_hotspot_matches_the_cpu(start_daemon, rodinia):
+@pytest.mark.parametrize("input_mode", ["file", "resident"])
+def test_hotspot_matches_the_cpu(start_daemon, rodinia, input_mode):
     d = start_daemon()
-    _deploy(d, "hotspot", rodinia[1], "hotspot", {"HOTSPOT_SIZE": "64"})
+    _deploy(d, "hotspot", rodinia[1], "hotspot", {"HOTSPOT_SIZE": "64",
+                                                   "HOTSPOT_INPUT": input_mode})
     r = d.request("POST", "/v1/functions/hotspot/invoke", b"20")
     assert r.status == 200, r
     a = json.loads(r.body)
