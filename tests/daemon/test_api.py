@@ -607,6 +607,10 @@ def test_a_corrupt_function_is_skipped_not_fatal(start_daemon, fixture_so):
     ({"max_payload": "1TiB"}, "max_payload"),
     ({"http_threads": -1}, "http_threads"),
     ({"segment_size": "1MiB"}, "segment_size"),
+    ({"sharing": "round-robin"}, "overlap-cpu-copy"),
+    ({"sharing": {"default": "sequential", "GPU-1": "fast"}}, "sharing"),
+    ({"sharing": 3}, "sharing"),
+    ({"sharing_max_hold_ms": -5}, "sharing_max_hold_ms"),
 ])
 def test_bad_config_exits_2_naming_the_problem(start_daemon, config, word):
     d = start_daemon(config, wait=False)
@@ -624,6 +628,17 @@ def test_bad_flags_exit_2(start_daemon, args, word):
     d = start_daemon(args=args, wait=False)
     assert d.p.wait(10) == 2
     assert word in d.logs(), d.logs()
+
+
+def test_sharing_models_are_logged_per_partition(start_daemon, fixture_so):
+    """A node default and a per-partition override (the test double's one
+    partition has UUID "" as "(default)"); the daemon says which each got."""
+    d = start_daemon({"sharing": {"default": "overlap-cpu", "GPU-elsewhere": "sequential"},
+                      "verbose": 1})
+    deploy(d, "f", c_spec(fixture_so))
+    d.request("POST", "/v1/functions/f/invoke", b"")
+    assert "sharing model overlap-cpu" in d.logs(), d.logs()
+    assert d.stop() == 0
 
 
 def test_bad_json_config(start_daemon, tmp_path):
