@@ -305,6 +305,16 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 		      struct mig_invoke_result *r);
 /* JSON array (jansson json_t *) of the tenant's instances. */
 void *instances_list(struct mig_daemon *d, const char *tenant);
+/* A partition's GPU arbiter (ipc/arbiter.h), for /metrics: 0, or -1 if
+ * the daemon has none for @uuid yet. */
+struct mig_gpu_turns {
+	int model;                /* enum mig_sharing */
+	unsigned long long grants; /* turns given so far */
+	unsigned int waiting;     /* instances waiting for a turn now */
+	bool held;                /* someone holds it now */
+};
+int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
+			struct mig_gpu_turns *out);
 int instances_kill(struct mig_daemon *d, const char *tenant, const char *id);
 /* The function was updated or deleted: retire its instances. */
 void instances_retire(struct mig_daemon *d, const char *tenant,

@@ -2334,6 +2334,31 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 	pthread_mutex_unlock(&im->lock);
 }
 
+int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
+			struct mig_gpu_turns *out)
+{
+	struct im *im = d->instances;
+	int rc = -1;
+
+	if (!im)
+		return -1;
+	pthread_mutex_lock(&im->lock);
+	for (int i = 0; i < im->nparts; i++) {
+		struct mig_arbiter *a = im->parts[i]->arb;
+
+		if (strcmp(im->parts[i]->uuid, uuid) || !a)
+			continue;
+		out->model = (int)a->model;
+		out->grants = __atomic_load_n(&a->grants, __ATOMIC_RELAXED);
+		out->waiting = mig_arb_waiting(a);
+		out->held = __atomic_load_n(&a->holder, __ATOMIC_RELAXED) != 0;
+		rc = 0;
+		break;
+	}
+	pthread_mutex_unlock(&im->lock);
+	return rc;
+}
+
 void *instances_list(struct mig_daemon *d, const char *tenant)
 {
 	struct im *im = d->instances;

@@ -12,7 +12,9 @@
  *   mignificent_invocation_run_seconds         histogram: in the function
  * Per partition (labels partition, gpu, profile), from d->devices:
  *   mignificent_partition_memory_bytes, _memory_reserved_bytes,
- *   mignificent_partition_instances, mignificent_partition_present
+ *   mignificent_partition_instances, mignificent_partition_present,
+ *   from the partition's arbiter: mignificent_partition_sharing_model
+ *   (label model), _gpu_turns_total, _gpu_turn_waiters
  *
  * metrics_invocation() runs once per invocation on the hot path: a series
  * is found under a read lock (a write lock only the first time a function
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arbiter.h"
 #include "daemon.h"
 
 #define NBUCKETS 18
@@ -317,12 +320,17 @@ static void render_functions(FILE *o, const char *tenant)
 	free(v);
 }
 
-static void part_labels(FILE *o, const struct mig_partition *p)
+/* {partition, gpu, profile[, model]} of @p; @model NULL for none. */
+static void part_labels(FILE *o, const struct mig_partition *p, const char *model)
 {
 	fputs("{partition=\"", o);
 	label(o, p->uuid);
 	fprintf(o, "\",gpu=\"%d\",profile=\"", p->gpu_index);
 	label(o, p->profile);
+	if (model) {
+		fputs("\",model=\"", o);
+		label(o, model);
+	}
 	fputs("\"}", o);
 }
 
@@ -354,11 +362,55 @@ static void render_partitions(FILE *o, struct mig_devices *d)
 							(unsigned long long)p->present;
 
 			fputs(names[k], o);
-			part_labels(o, p);
+			part_labels(o, p, NULL);
 			fprintf(o, " %llu\n", v);
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* The arbiters' view: the devices lock is not held (instances_gpu_turns
+ * takes the instances lock). */
+static void render_turns(FILE *o, struct mig_daemon *md)
+{
+	struct mig_devices *d = &md->devices;
+	static const char *const names[] = {
+		"mignificent_partition_sharing_model",
+		"mignificent_partition_gpu_turns_total",
+		"mignificent_partition_gpu_turn_waiters",
+	};
+	static const char *const help[] = {
+		"1, labelled with the partition's sharing model.",
+		"Turns on the GPU given to instances (exclusive sharing models).",
+		"Instances waiting for their turn on the GPU now.",
+	};
+	static const char *const type[] = { "gauge", "counter", "gauge" };
+	struct mig_partition *copy;
+	int n;
+
+	pthread_mutex_lock(&d->lock);
+	n = d->n;
+	copy = calloc((size_t)(n ? n : 1), sizeof(*copy));
+	if (copy)
+		memcpy(copy, d->p, (size_t)n * sizeof(*copy));
+	pthread_mutex_unlock(&d->lock);
+	if (!copy)
+		return;
+	for (int k = 0; k < 3; k++) {
+		fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
+			type[k]);
+		for (int i = 0; i < n; i++) {
+			struct mig_gpu_turns t;
+
+			if (instances_gpu_turns(md, copy[i].uuid, &t))
+				continue;
+			fputs(names[k], o);
+			part_labels(o, &copy[i], k ? NULL : mig_sharing_name(t.model));
+			fprintf(o, " %llu\n", k == 0 ? 1ull : k == 1 ? t.grants :
+					      (unsigned long long)t.waiting);
+		}
+	}
+	free(copy);
 }
 
 char *metrics_render_for(struct mig_daemon *d, const char *tenant)
@@ -370,8 +422,10 @@ char *metrics_render_for(struct mig_daemon *d, const char *tenant)
 	if (!o)
 		return NULL;
 	render_functions(o, tenant);
-	if (d)
+	if (d) {
 		render_partitions(o, &d->devices);
+		render_turns(o, d);
+	}
 	if (fclose(o)) {
 		free(buf);
 		return NULL;
