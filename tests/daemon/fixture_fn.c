@@ -244,6 +244,33 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, buf);
 }
 
+/*
+ * gpu_copies "N": N round trips of 1 MiB (host to device and back, each
+ * synchronous), no kernel.  Answers {"ms": elapsed}.
+ */
+int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
+{
+	static char buf[1 << 20];
+	unsigned int n = 0;
+	CUdeviceptr d;
+	uint64_t t0;
+	char msg[64];
+	CUresult r;
+
+	if (sscanf(in->data ? in->data : "", "%u", &n) != 1)
+		return reply(out, "payload: N");
+	if ((r = context()) || (r = cuMemAlloc(&d, sizeof(buf))))
+		return cu_fail(out, "context or cuMemAlloc", r);
+	t0 = mono_ns();
+	for (unsigned int i = 0; i < n; i++)
+		if ((r = cuMemcpyHtoD(d, buf, sizeof(buf))) ||
+		    (r = cuMemcpyDtoH(buf, d, sizeof(buf))))
+			return cu_fail(out, "copy", r);
+	snprintf(msg, sizeof(msg), "{\"ms\": %.3f}", (mono_ns() - t0) / 1e6);
+	cuMemFree(d);
+	return reply(out, msg);
+}
+
 /* A kernel that never ends (the test double's stays busy for a minute). */
 static const char hang_ptx[] =
 	".version 8.0\n"

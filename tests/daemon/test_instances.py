@@ -550,6 +550,30 @@ def test_sharing_model_two_clients(harness, built, model, lo, hi):
     assert lo <= span <= hi, f"{model}: two clients took {span:.0f} ms, want {lo}-{hi}"
 
 
+@pytest.mark.parametrize("model,copies_wait", [("overlap-cpu", True),
+                                               ("overlap-cpu-copy", False)])
+def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wait):
+    """While another instance runs back-to-back 30 ms kernels, a client that
+    only copies waits for turns under overlap-cpu (copies are exclusive
+    there) and does not under overlap-cpu-copy."""
+    h = harness(sharing=model)
+    fixture(built, h, "kern", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("kern", "0 30 0")["status"] == 200
+    assert h.invoke("copy", "1")["status"] == 200
+    h.go("k", "kern", "20 30 0")  # 600 ms of kernels, a sync after each
+    time.sleep(0.1)
+    r = h.invoke("copy", "10")
+    assert r["status"] == 200, r
+    ms = json.loads(r["body"])["ms"]
+    assert h.wait("k")["status"] == 200
+    print(f"{model}: 10 copy round trips during the kernels took {ms:.1f} ms")
+    if copies_wait:
+        assert ms >= 100, f"{model}: copies did not wait for a turn ({ms:.1f} ms)"
+    else:
+        assert ms < 100, f"{model}: copies waited ({ms:.1f} ms)"
+
+
 def test_exclusive_holder_that_dies_loses_the_grant(harness, built):
     """A server killed while it holds the GPU (a 30 ms kernel, then a long
     CPU phase would have released it anyway; here it holds a queue of
