@@ -139,26 +139,37 @@ static CUresult context(void)
 	return cuCtxSetCurrent(ctx);
 }
 
-int gpu_fault(const struct mig_payload *in, struct mig_payload *out)
+/*
+ * Load @ptx, launch its kernel @name on one thread with the 64-bit
+ * argument @arg and synchronize; the driver's errors become the answer,
+ * else @done.
+ */
+static int one_kernel(struct mig_payload *out, const char *ptx, const char *name,
+		      uint64_t arg, const char *done)
 {
-	CUdeviceptr null = 0;
-	void *args[] = { &null };
+	void *args[] = { &arg };
 	CUmodule mod;
 	CUfunction fn;
 	CUresult r;
 
-	(void)in;
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	if ((r = cuModuleLoadData(&mod, fault_ptx)))
+	if ((r = cuModuleLoadData(&mod, ptx)))
 		return cu_fail(out, "cuModuleLoadData", r);
-	if ((r = cuModuleGetFunction(&fn, mod, "fixture_fault")))
+	if ((r = cuModuleGetFunction(&fn, mod, name)))
 		return cu_fail(out, "cuModuleGetFunction", r);
 	if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
 		return cu_fail(out, "cuLaunchKernel", r);
 	if ((r = cuCtxSynchronize()))
 		return cu_fail(out, "cuCtxSynchronize", r);
-	return reply(out, "no fault?");
+	return reply(out, done);
+}
+
+/* A store to address 0. */
+int gpu_fault(const struct mig_payload *in, struct mig_payload *out)
+{
+	(void)in;
+	return one_kernel(out, fault_ptx, "fixture_fault", 0, "no fault?");
 }
 
 /* Ask for far more GPU memory than any partition has. */
@@ -284,23 +295,8 @@ static const char hang_ptx[] =
 
 int gpu_hang(const struct mig_payload *in, struct mig_payload *out)
 {
-	uint64_t unused = 0;
-	void *args[] = { &unused };
-	CUmodule mod;
-	CUfunction fn;
-	CUresult r;
-
 	(void)in;
-	if ((r = context()))
-		return cu_fail(out, "context", r);
-	if ((r = cuModuleLoadData(&mod, hang_ptx)) ||
-	    (r = cuModuleGetFunction(&fn, mod, "fixture_hang")))
-		return cu_fail(out, "loading fixture_hang", r);
-	if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
-		return cu_fail(out, "cuLaunchKernel", r);
-	if ((r = cuCtxSynchronize()))
-		return cu_fail(out, "cuCtxSynchronize", r);
-	return reply(out, "the endless kernel ended?");
+	return one_kernel(out, hang_ptx, "fixture_hang", 0, "the endless kernel ended?");
 }
 
 int gpu_sleep(const struct mig_payload *in, struct mig_payload *out)
