@@ -156,3 +156,20 @@ def test_sigterm_leaves_nothing(daemon):
     left = subprocess.run(["pgrep", "-f", str(BUILD / "bin" / "mig-")],
                           capture_output=True, text=True).stdout.split()
     assert not left, f"processes left behind: {left}"
+
+
+def test_sharing_experiment_small():
+    """bench/sharing at a small size on the GPU: BFS and HotSpot, two
+    clients, every model and the native side; it runs and answers right
+    (the numbers are the benchmark's business)."""
+    import tempfile
+    out = pathlib.Path(tempfile.mkdtemp()) / "sharing.json"
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "sharing" / "run.py"),
+                        "--workloads", "bfs,hotspot", "--clients", "2", "-n", "3",
+                        "--warmup", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(out.read_text())["results"]["2"]
+    for w in ("bfs", "hotspot"):
+        assert set(res[w]) == {"native", "time-sharing", "sequential", "overlap-cpu",
+                               "overlap-cpu-copy"}, res[w]
