@@ -316,6 +316,12 @@ struct mig_gpu_turns {
 int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 			struct mig_gpu_turns *out);
 int instances_kill(struct mig_daemon *d, const char *tenant, const char *id);
+/* Swap an idle instance's GPU memory out to host memory, or back in
+ * (gpud/swap.c).  0 with @rep filled; -ENOENT, -EBUSY (not idle) or another
+ * negative errno with @err saying why. */
+struct mig_swap_report;
+int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
+		   bool out, struct mig_swap_report *rep, char *err, size_t errlen);
 /* The function was updated or deleted: retire its instances. */
 void instances_retire(struct mig_daemon *d, const char *tenant,
 		      const char *name);

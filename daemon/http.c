@@ -43,6 +43,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "control.h"
 #include "daemon.h"
 
 #define MAX_SMALL_BODY (64u << 10)      /* routes that take no real body */
@@ -58,7 +59,8 @@
 
 enum route {
 	R_NONE, R_HEALTH, R_METRICS, R_FUNCTIONS, R_FUNCTION, R_INVOKE,
-	R_LOGS, R_INSTANCES, R_INSTANCE, R_DEVICES, R_RELOAD,
+	R_LOGS, R_INSTANCES, R_INSTANCE, R_DEVICES, R_RELOAD, R_SWAP_OUT,
+	R_SWAP_IN,
 };
 
 enum method { M_OTHER, M_GET, M_PUT, M_POST, M_DELETE };
@@ -71,6 +73,7 @@ static const unsigned int allowed[] = {
 	[R_INVOKE] = 1u << M_POST, [R_LOGS] = 1u << M_GET,
 	[R_INSTANCES] = 1u << M_GET, [R_INSTANCE] = 1u << M_DELETE,
 	[R_DEVICES] = 1u << M_GET, [R_RELOAD] = 1u << M_POST,
+	[R_SWAP_OUT] = 1u << M_POST, [R_SWAP_IN] = 1u << M_POST,
 };
 
 static const char *const allow_header[] = {
@@ -79,6 +82,7 @@ static const char *const allow_header[] = {
 	[R_INVOKE] = "POST", [R_LOGS] = "GET, HEAD",
 	[R_INSTANCES] = "GET, HEAD", [R_INSTANCE] = "DELETE",
 	[R_DEVICES] = "GET, HEAD", [R_RELOAD] = "POST",
+	[R_SWAP_OUT] = "POST", [R_SWAP_IN] = "POST",
 };
 
 /* One request: lives inside its connection, reused by the next one. */
@@ -252,6 +256,10 @@ static enum route route_of(struct req *q, const char *url, bool *name_ok)
 	}
 	if (!strncmp(url, "/v1/instances/", 14)) {
 		tail = segment(q, url + 14, name_ok);
+		if (!strcmp(tail, "/swap-out"))
+			return R_SWAP_OUT;
+		if (!strcmp(tail, "/swap-in"))
+			return R_SWAP_IN;
 		return *tail ? R_NONE : R_INSTANCE;
 	}
 	if (!strcmp(url, "/v1/functions"))
@@ -746,6 +754,33 @@ static enum MHD_Result do_kill(struct MHD_Connection *c, struct req *q)
 			  json_pack("{s:s}", "killed", q->name));
 }
 
+/* POST /v1/instances/ID/swap-out, /swap-in: an idle instance's GPU memory
+ * to host memory and back (operators and tests; the daemon's policy does
+ * it by itself). */
+static enum MHD_Result do_swap(struct MHD_Connection *c, struct req *q, bool out)
+{
+	struct mig_swap_report rep;
+	char err[300] = "";
+	int rc = instances_swap(H.d, q->tenant->name, q->name, out, &rep, err,
+				sizeof(err));
+
+	if (rc == -ENOENT)
+		return reply_error(c, q, MHD_HTTP_NOT_FOUND, "instance_not_found",
+				   "there is no instance \"%s\"", q->name);
+	if (rc == -EBUSY)
+		return reply_error(c, q, MHD_HTTP_CONFLICT, "instance_busy",
+				   "%s; only an idle instance is swapped", err);
+	if (rc)
+		return reply_error(c, q, MHD_HTTP_INTERNAL_SERVER_ERROR, "swap_failed",
+				   "%s", err);
+	return reply_json(c, q, MHD_HTTP_OK,
+			  json_pack("{s:s,s:s,s:I,s:i,s:f}", "instance", q->name,
+				    "swapped", out ? "out" : "in",
+				    "bytes", (json_int_t)rep.bytes,
+				    "allocations", (int)rep.allocations,
+				    "ms", rep.ns / 1e6));
+}
+
 /* The last call of a request: the body is in; do the work, answer. */
 static enum MHD_Result finish(struct MHD_Connection *c, struct conn *cn)
 {
@@ -777,6 +812,9 @@ static enum MHD_Result finish(struct MHD_Connection *c, struct conn *cn)
 		return do_instances(c, q);
 	case R_INSTANCE:
 		return do_kill(c, q);
+	case R_SWAP_OUT:
+	case R_SWAP_IN:
+		return do_swap(c, q, q->route == R_SWAP_OUT);
 	case R_DEVICES:
 		return reply_json(c, q, MHD_HTTP_OK, devices_json(&H.d->devices));
 	case R_RELOAD:

@@ -74,6 +74,7 @@ extern char **environ;
 #define POOL_BACKOFF_MIN_MS 1000u
 #define POOL_BACKOFF_MAX_MS 60000u
 #define SUP_MAX_SLEEP_NS 1000000000ull /* notice new partitions this often */
+#define SWAP_TIMEOUT_MS 120000   /* a swap of 100+ GiB at PCIe speed */
 #define FN_BUCKETS 1024u
 #define RX_BUF 16384u
 #define SPIN_NS 50000ull             /* for an answer, while few wait */
@@ -154,7 +155,7 @@ struct server {
 	int seg;        /* segment memfd, until handed to the executor */
 	int cli_w;      /* client lifeline, write end: the executor's to hold */
 	int srv_r;      /* server lifeline, read end: HUP when the server is gone */
-	int ctl_w;      /* control pipe to the server (ipc/control.h) */
+	int ctl_w;      /* control socket to the server (ipc/control.h) */
 	int ready_r;    /* "ok" or "error: ..." once its context exists */
 	char *kernels;  /* MIG_HOST_KERNELS it runs with ("" for none) */
 	struct part *part;
@@ -211,6 +212,9 @@ struct inst {
 	time_t created_wall;
 	bool pooled;                    /* started on a pre-initialized server */
 	bool killed;                    /* by instances_kill() */
+	bool swapping;                  /* a swap request is in flight */
+	bool swapped;                   /* its GPU memory is in host memory */
+	uint64_t swapped_bytes;
 	int kill_stage;
 	uint64_t kill_at;
 	struct list all_link;           /* im->insts */
@@ -1614,7 +1618,8 @@ static int server_launch(struct im *im, struct server *s, const char *name,
 		return -1;
 	}
 	if (pipe2(ready, O_CLOEXEC) || pipe2(srv_life, O_CLOEXEC) ||
-	    pipe2(cli_life, O_CLOEXEC) || pipe2(ctl, O_CLOEXEC)) {
+	    pipe2(cli_life, O_CLOEXEC) ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl)) {
 		snprintf(err, errlen, "cannot create its pipes: %s", strerror(errno));
 		goto fail;
 	}
@@ -2063,6 +2068,35 @@ static void set_result(struct mig_invoke_result *r, char *body, uint32_t len,
 		 *ctype && !*c ? ctype : "application/octet-stream");
 }
 
+static int swap_request(struct inst *in, int fd, uint16_t type,
+			struct mig_swap_report *rep, int32_t *status);
+
+/* A lukewarm instance: its memory back before the invocation, timed. */
+static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result *r)
+{
+	struct mig_swap_report rep;
+	int32_t status = 0;
+	uint64_t t0;
+	bool mine = false;
+
+	pthread_mutex_lock(&im->lock);
+	if (in->swapped && !in->swapping && in->srv && in->srv->ctl_w >= 0)
+		mine = in->swapping = true;
+	pthread_mutex_unlock(&im->lock);
+	if (!mine)
+		return; /* the server swaps in by itself at the first call */
+	t0 = now_ns();
+	if (swap_request(in, in->srv->ctl_w, MIG_CTL_SWAP_IN, &rep, &status) || status)
+		daemon_log(0, "instance %s: swap-in failed (%d); its server retries at the first call",
+			   in->id, (int)status);
+	r->swap_in_us = (now_ns() - t0) / 1000;
+	pthread_mutex_lock(&im->lock);
+	in->swapping = false;
+	in->swapped = false;
+	in->swapped_bytes = 0;
+	pthread_mutex_unlock(&im->lock);
+}
+
 static enum run_end run(struct im *im, struct inst *in,
 			const struct mig_function *f, const void *payload,
 			size_t len, const char *ctype, struct mig_invoke_result *r)
@@ -2075,6 +2109,7 @@ static enum run_end run(struct im *im, struct inst *in,
 	uint32_t ticket = 0;
 	int rc;
 
+	swap_in_for(im, in, r);
 	/* "sequential": the invocation owns the partition from start to end. */
 	if (in->part->arb && in->srv &&
 	    in->part->arb->model == MIG_SHARING_SEQUENTIAL) {
@@ -2390,6 +2425,12 @@ void *instances_list(struct mig_daemon *d, const char *tenant)
 			      "created", (json_int_t)in->created_wall,
 			      "idle_ms", (json_int_t)(in->state == ST_IDLE ?
 				      (now - in->last_used_ns) / 1000000 : 0));
+		if (o) {
+			json_object_set_new(o, "swapped", json_boolean(in->swapped));
+			if (in->swapped)
+				json_object_set_new(o, "swapped_bytes",
+						    json_integer((json_int_t)in->swapped_bytes));
+		}
 		if (o && *in->jail.mode) {
 			json_object_set_new(o, "isolation", json_string(in->jail.mode));
 			if (in->jail.uid)
@@ -2400,6 +2441,105 @@ void *instances_list(struct mig_daemon *d, const char *tenant)
 	}
 	pthread_mutex_unlock(&im->lock);
 	return a;
+}
+
+/* Send @type to @in's server and wait for its SWAPPED answer. */
+static int swap_request(struct inst *in, int fd, uint16_t type,
+			struct mig_swap_report *rep, int32_t *status)
+{
+	struct {
+		struct mig_ctl_hdr h;
+		struct mig_swap_report r;
+	} f;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint64_t id = ++in->next_call;
+	ssize_t n;
+
+	memset(&f, 0, sizeof(f));
+	f.h.magic = MIG_CTL_MAGIC;
+	f.h.type = type;
+	f.h.id = id;
+	if (write(fd, &f.h, sizeof(f.h)) != (ssize_t)sizeof(f.h))
+		return -EPIPE;
+	for (;;) {
+		int r = poll(&pfd, 1, SWAP_TIMEOUT_MS);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r ? -errno : -ETIMEDOUT;
+		n = read(fd, &f, sizeof(f));
+		if (n <= 0)
+			return -EPIPE;
+		if ((size_t)n < sizeof(f.h) || f.h.magic != MIG_CTL_MAGIC)
+			return -EPROTO;
+		if (f.h.type == MIG_CTL_SWAPPED && f.h.id == id)
+			break; /* (an answer to an abandoned request is skipped) */
+	}
+	if (f.h.len != sizeof(f.r) || (size_t)n != sizeof(f))
+		return -EPROTO;
+	*rep = f.r;
+	*status = f.h.status;
+	return 0;
+}
+
+int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
+		   bool out, struct mig_swap_report *rep, char *err, size_t errlen)
+{
+	struct im *im = d->instances;
+	struct inst *in = NULL;
+	struct list *l;
+	int32_t status = 0;
+	int fd, rc;
+
+	if (!im)
+		return -ENOENT;
+	pthread_mutex_lock(&im->lock);
+	for (l = im->insts.next; l != &im->insts; l = l->next) {
+		struct inst *x = list_entry(l, struct inst, all_link);
+
+		if (!strcmp(x->id, id) && (!tenant || !strcmp(tenant, x->fn->tenant))) {
+			in = x;
+			break;
+		}
+	}
+	if (!in) {
+		pthread_mutex_unlock(&im->lock);
+		return -ENOENT;
+	}
+	/* Never under an invocation (swap-in happens by itself then) nor
+	 * while starting, stopping or already swapping. */
+	if (in->state != ST_IDLE || in->swapping || !in->srv || in->srv->ctl_w < 0) {
+		snprintf(err, errlen, "instance %s is %s", id,
+			 in->swapping ? "being swapped already" : state_names[in->state]);
+		pthread_mutex_unlock(&im->lock);
+		return -EBUSY;
+	}
+	in->swapping = true;
+	fd = in->srv->ctl_w;
+	pthread_mutex_unlock(&im->lock);
+
+	rc = swap_request(in, fd, out ? MIG_CTL_SWAP_OUT : MIG_CTL_SWAP_IN, rep, &status);
+	if (!rc && status) {
+		snprintf(err, errlen, "the GPU server could not swap %s: CUDA error %d",
+			 out ? "out" : "in", (int)status);
+		rc = -EIO;
+	} else if (rc) {
+		snprintf(err, errlen, "the GPU server did not answer the swap request: %s",
+			 strerror(-rc));
+	}
+
+	pthread_mutex_lock(&im->lock);
+	in->swapping = false;
+	if (!rc) {
+		in->swapped = out;
+		in->swapped_bytes = out ? rep->bytes : 0;
+	}
+	pthread_mutex_unlock(&im->lock);
+	if (!rc)
+		daemon_log(1, "instance %s swapped %s: %.1f MiB in %.2f ms", id,
+			   out ? "out" : "in", rep->bytes / 1048576.0, rep->ns / 1e6);
+	return rc;
 }
 
 int instances_kill(struct mig_daemon *d, const char *tenant, const char *id)

@@ -23,10 +23,39 @@ static void control_close(struct gpud *g, const char *why)
 	g->control_fd = -1;
 }
 
+/* Answer the daemon; a failure ends the pipe, not the server. */
+static void send_frame(struct gpud *g, uint16_t type, uint64_t id, int32_t status,
+		       const void *body, uint32_t len)
+{
+	struct {
+		struct mig_ctl_hdr h;
+		uint8_t body[64];
+	} f;
+
+	memset(&f.h, 0, sizeof(f.h));
+	f.h.magic = MIG_CTL_MAGIC;
+	f.h.type = type;
+	f.h.id = id;
+	f.h.status = status;
+	f.h.len = len <= sizeof(f.body) ? len : 0;
+	memcpy(f.body, body, f.h.len);
+	if (write(g->control_fd, &f, sizeof(f.h) + f.h.len) < 0)
+		control_close(g, strerror(errno));
+}
+
 static void on_frame(struct gpud *g, const struct mig_ctl_hdr *h,
 		     const char *body)
 {
+	struct mig_swap_report rep;
+	CUresult r;
+
 	switch (h->type) {
+	case MIG_CTL_SWAP_OUT:
+	case MIG_CTL_SWAP_IN:
+		r = h->type == MIG_CTL_SWAP_OUT ? gpud_swap_out(g, &rep) :
+						  gpud_swap_in(g, &rep);
+		send_frame(g, MIG_CTL_SWAPPED, h->id, (int32_t)r, &rep, sizeof(rep));
+		break;
 	case MIG_CTL_MODULE_CACHE:
 		if (!h->len || body[h->len - 1] || strlen(body) + 1 != h->len) {
 			control_close(g, "module cache path not terminated");

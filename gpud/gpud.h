@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "control.h"
 #include "wire.h"
 
 /* --- handle table (handles.c) ------------------------------------------ */
@@ -242,6 +243,14 @@ struct gpud {
 	uint32_t arb_ticket;
 	uint64_t arb_held_since;
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
+	/* Swapped out to host memory (swap.c). */
+	struct {
+		bool out;
+		void *pool;            /* pinned, reused between swaps */
+		uint64_t pool_size;
+		CUstream streams[4];
+		CUevent events[4];
+	} swap;
 	struct gpud_modcache mc;
 	int broken;          /* protocol violation seen */
 	struct mig_stats stats;
@@ -302,6 +311,18 @@ void modcache_close(struct gpud *g);
 /* Map the arbiter page @fd as server @id; 0 or -1 with @err set. */
 int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 			size_t errlen);
+
+/* All GPU work the client asked for has completed (server.c). */
+bool gpud_streams_idle(struct gpud *g);
+
+/* --- swapping an idle instance's memory (swap.c) ------------------------- */
+
+/* Swap out or in; the report (ipc/control.h) says what was moved.  A
+ * failed swap-in loses the instance's memory: the context becomes sticky-
+ * failed. */
+CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep);
+CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep);
+void gpud_swap_free(struct gpud *g);
 
 /* --- the daemon's control pipe (control.c) ----------------------------- */
 

@@ -2158,7 +2158,7 @@ static unsigned int op_class(uint16_t op)
 }
 
 /* All GPU work we issued has completed. */
-static bool streams_idle(struct gpud *g)
+bool gpud_streams_idle(struct gpud *g)
 {
 	uint32_t i;
 
@@ -2222,7 +2222,7 @@ static void arb_maybe_release(struct gpud *g, uint64_t idle_ns, bool sleeping)
 	uint64_t held;
 
 	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail ||
-	    !streams_idle(g))
+	    !gpud_streams_idle(g))
 		return;
 	held = mig_now_ns() - g->arb_held_since;
 	if (sleeping ||
@@ -2267,6 +2267,13 @@ bool gpud_drain(struct gpud *g)
 				 h.size);
 			g->broken = 1;
 			return progress;
+		}
+		/* Swapped out: the client's memory comes back first. */
+		if (g->swap.out) {
+			struct mig_swap_report rep;
+
+			if (gpud_swap_in(g, &rep) != CUDA_SUCCESS)
+				gpud_log(g, 0, "a call found the instance swapped out and its memory could not come back");
 		}
 		/* Not ours to issue yet: hold it and all behind it back. */
 		if (g->arb_excl && !arb_may_issue(g, op_class(h.op)))

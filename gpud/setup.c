@@ -216,6 +216,7 @@ void gpud_teardown(struct gpud *g)
 		if (g->ptds[i])
 			g->b->cuStreamDestroy(g->ptds[i]);
 	modcache_close(g);
+	gpud_swap_free(g);
 	for (i = 0; i < g->h.n; i++) {
 		struct gpud_handle *h = &g->h.v[i];
 
@@ -239,8 +240,8 @@ void gpud_teardown(struct gpud *g)
 				uintptr_t)g->h.v[i].ptr);
 	handles_free_all(&g->h);
 	for (i = 0; i < g->vs.n; i++) {
-		if (g->vs.v[i].kind != VA_ALLOC)
-			continue;
+		if (g->vs.v[i].kind != VA_ALLOC || !g->vs.v[i].mem)
+			continue; /* a reservation, or swapped out */
 		g->b->cuMemUnmap(g->vs.v[i].addr, g->vs.v[i].size);
 		g->b->cuMemRelease(g->vs.v[i].mem);
 	}

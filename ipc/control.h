@@ -17,14 +17,17 @@
  *                           the executor exits after it
  *   daemon -> exec  SHUTDOWN
  *
- * The daemon also holds the write end of a pipe to each GPU server
- * (mig-gpud --control-fd), carrying the same frames one way:
+ * The daemon also holds one end of a SOCK_SEQPACKET socketpair to each
+ * GPU server (mig-gpud --control-fd), a frame per packet:
  *
  *   daemon -> gpud  MODULE_CACHE  body = the function's module cache
  *                           directory (absolute, NUL-terminated), @id = its
  *                           size limit in bytes (0: the server's default);
  *                           sent once, when the server is given to an
  *                           instance, before its client exists
+ *   daemon -> gpud  SWAP_OUT, SWAP_IN  @id = the request's number
+ *   gpud -> daemon  SWAPPED  @id echoed, @status = CUresult, body = struct
+ *                           mig_swap_report
  */
 #ifndef MIG_IPC_CONTROL_H
 #define MIG_IPC_CONTROL_H
@@ -42,6 +45,17 @@ enum mig_ctl_type {
 	MIG_CTL_SHUTDOWN = 5,
 	MIG_CTL_ERROR = 6,
 	MIG_CTL_MODULE_CACHE = 7,
+	MIG_CTL_SWAP_OUT = 8,
+	MIG_CTL_SWAP_IN = 9,
+	MIG_CTL_SWAPPED = 10,
+};
+
+/* Body of a SWAPPED frame. */
+struct mig_swap_report {
+	uint64_t bytes;        /* moved */
+	uint64_t ns;           /* taken */
+	uint32_t allocations;
+	uint32_t pad;
 };
 
 /* Why an ERROR or FAILED frame was sent: the daemon's HTTP error follows. */

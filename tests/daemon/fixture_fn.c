@@ -11,6 +11,7 @@
  * meanwhile).  mignificent_init fails when FIXTURE_FAIL_INIT is set.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,6 +280,55 @@ int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 			return cu_fail(out, "copy", r);
 	snprintf(msg, sizeof(msg), "{\"ms\": %.3f}", (mono_ns() - t0) / 1e6);
 	cuMemFree(d);
+	return reply(out, msg);
+}
+
+/*
+ * swap_check: on the first call 37 allocations of odd sizes (1 byte to
+ * about 2 MiB), each filled with its own pattern; on every call each is read
+ * back and compared.  Answers {"ok": ..., "buffers": 37, "bytes": N,
+ * "ptrs": "<sum of the pointers>"}: a swapped-out-and-in instance must
+ * answer exactly what it answered before.
+ */
+#define SWAP_BUFS 37
+int swap_check(const struct mig_payload *in, struct mig_payload *out)
+{
+	static CUdeviceptr p[SWAP_BUFS];
+	static size_t sz[SWAP_BUFS];
+	static unsigned char *want, *got;
+	unsigned long long sum = 0, bytes = 0;
+	char msg[160];
+	bool ok = true;
+	CUresult r;
+
+	(void)in;
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if (!want) {
+		want = malloc(3u << 20);
+		got = malloc(3u << 20);
+		if (!want || !got)
+			return reply(out, "out of memory");
+		for (int i = 0; i < SWAP_BUFS; i++) {
+			sz[i] = 1 + (size_t)i * 57331u % (2u << 20);
+			for (size_t k = 0; k < sz[i]; k++)
+				want[k] = (unsigned char)(k * 31u + (unsigned)i * 7u);
+			if ((r = cuMemAlloc(&p[i], sz[i])) ||
+			    (r = cuMemcpyHtoD(p[i], want, sz[i])))
+				return cu_fail(out, "cuMemAlloc/cuMemcpyHtoD", r);
+		}
+	}
+	for (int i = 0; i < SWAP_BUFS; i++) {
+		for (size_t k = 0; k < sz[i]; k++)
+			want[k] = (unsigned char)(k * 31u + (unsigned)i * 7u);
+		if ((r = cuMemcpyDtoH(got, p[i], sz[i])))
+			return cu_fail(out, "cuMemcpyDtoH", r);
+		ok &= !memcmp(got, want, sz[i]);
+		sum += p[i];
+		bytes += sz[i];
+	}
+	snprintf(msg, sizeof(msg), "{\"ok\": %s, \"buffers\": %d, \"bytes\": %llu, \"ptrs\": \"%llu\"}",
+		 ok ? "true" : "false", SWAP_BUFS, bytes, sum);
 	return reply(out, msg);
 }
 

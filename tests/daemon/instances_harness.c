@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "arbiter.h"
+#include "control.h"
 #include "daemon.h"
 
 #define MAX_FNS 64
@@ -122,6 +123,7 @@ static json_t *result_json(struct mig_invoke_result *r)
 			      "cold_start_us", (json_int_t)r->cold_start_us,
 			      "run_us", (json_int_t)r->run_us);
 
+	json_object_set_new(j, "swap_in_us", json_integer((json_int_t)r->swap_in_us));
 	json_object_set_new(j, "body", text(r->body ? r->body : "", r->len));
 	free(r->body);
 	r->body = NULL;
@@ -193,6 +195,19 @@ static int set(const char *key, const char *val)
 		p->present = 1;
 	}
 	return 0;
+}
+
+/* swap ID out|in: instances_swap(). */
+static void cmd_swap(const char *id, const char *dir)
+{
+	struct mig_swap_report rep = { 0 };
+	char err[300] = "";
+	int rc = instances_swap(&daemon_, NULL, id, !strcmp(dir, "out"), &rep, err,
+				sizeof(err));
+
+	answer(json_pack("{s:i,s:I,s:i,s:f,s:s}", "rc", rc, "bytes",
+			 (json_int_t)rep.bytes, "allocations", (int)rep.allocations,
+			 "ms", rep.ns / 1e6, "error", err));
 }
 
 static void cmd_set(const char *key, const char *val)
@@ -541,6 +556,9 @@ int main(void)
 			a2 = strtok_r(NULL, " ", &save);
 			instances_retire(&daemon_, a1, a2 ? a2 : "");
 			answer(json_pack("{s:b}", "ok", 1));
+		} else if (!strcmp(cmd, "swap") && a1) {
+			a2 = strtok_r(NULL, " ", &save);
+			cmd_swap(a1, a2 ? a2 : "");
 		} else if (!strcmp(cmd, "fds")) {
 			cmd_fds();
 		} else if (!strcmp(cmd, "children")) {

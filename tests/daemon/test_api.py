@@ -789,6 +789,27 @@ def test_update_retires_old_instances(start_daemon, fixture_so):
 
 
 @invocation
+def test_swap_endpoints(start_daemon, fixture_so):
+    """POST /v1/instances/ID/swap-out and swap-in: per tenant, idle
+    instances only; the next invocation swaps in and says how long it took."""
+    d = start_daemon(two_tenants())
+    deploy(d, "f", c_spec(fixture_so))
+    inst = d.request("POST", "/v1/functions/f/invoke", b"x").headers["X-Mig-Instance"]
+    assert d.request("POST", f"/v1/instances/{inst}/swap-out", tenant="bob").status == 404
+    r = d.request("POST", f"/v1/instances/{inst}/swap-out")
+    assert r.status == 200 and r.json()["swapped"] == "out", r
+    assert d.request("GET", "/v1/instances").json()["instances"][0]["swapped"] is True
+    assert d.request("GET", f"/v1/instances/{inst}/swap-out").status == 405
+    r = d.request("POST", "/v1/functions/f/invoke", b"y")
+    assert r.status == 200 and r.headers["X-Mig-Instance"] == inst
+    assert int(r.headers["X-Mig-Swap-In-Us"]) > 0, r.headers
+    assert d.request("GET", "/v1/instances").json()["instances"][0]["swapped"] is False
+    r = d.request("POST", f"/v1/instances/{inst}/swap-in")
+    assert r.status == 200 and r.json()["bytes"] == 0, r
+    assert d.request("POST", "/v1/instances/i-424242/swap-in").status == 404
+
+
+@invocation
 def test_instances_list_and_kill_per_tenant(start_daemon, fixture_so):
     d = start_daemon(two_tenants())
     deploy(d, "f", c_spec(fixture_so))

@@ -511,6 +511,43 @@ def test_module_cache_feeds_the_next_instance(harness, tmp_path, monkeypatch):
     assert images[0].read_bytes() == good  # kept again by the third
 
 
+# --- lukewarm: swapping an idle instance's GPU memory (gpud/swap.c) ------------
+
+def test_swap_out_and_in_keeps_pointers_and_data(harness, built):
+    """37 allocations of odd sizes, swapped out and back five times (by
+    request, and by the invocation that finds the instance swapped out):
+    same pointers, same bytes; only idle instances are swapped."""
+    h = harness()
+    fixture(built, h, "sw", "swap_check", gpu=True, keep_alive_ms=60000)
+    first = h.invoke("sw")
+    assert first["status"] == 200 and json.loads(first["body"])["ok"] is True, first
+    [inst] = h.list()
+    want = json.loads(first["body"])
+    for i in range(5):
+        s = h.cmd(f"swap {inst['id']} out")
+        assert s["rc"] == 0 and s["allocations"] >= 37 and s["bytes"] >= want["bytes"], s
+        [listed] = h.list()
+        assert listed["swapped"] is True and listed["swapped_bytes"] == s["bytes"], listed
+        again = h.cmd(f"swap {inst['id']} out")  # already out: nothing moves
+        assert again["rc"] == 0 and again["bytes"] == 0, again
+        if i % 2:
+            back = h.cmd(f"swap {inst['id']} in")
+            assert back["rc"] == 0 and back["bytes"] == s["bytes"], back
+        r = h.invoke("sw")
+        assert r["status"] == 200 and r["cold"] == 0 and r["instance"] == inst["id"], r
+        assert json.loads(r["body"]) == want, (r["body"], want)
+        assert (r["swap_in_us"] > 0) == (i % 2 == 0), r
+        assert h.list()[0]["swapped"] is False
+    assert h.cmd("swap i-nope out")["rc"] == -2  # ENOENT
+    fixture(built, h, "slow", "sleep_ms", keep_alive_ms=60000)
+    h.go("busy", "slow", "800")
+    [busy] = h.until("busy", lambda: [i for i in h.list()
+                                      if i["function"] == "slow" and i["state"] == "busy"])
+    s = h.cmd(f"swap {busy['id']} out")
+    assert s["rc"] == -16 and "busy" in s["error"], s  # EBUSY: never under an invocation
+    assert h.wait("busy")["status"] == 200
+
+
 # --- sharing models (ipc/arbiter.h) --------------------------------------------
 
 def _phases(h, built, n, key="ph", payload="5 30 10"):
