@@ -14,6 +14,8 @@ int mig_cmd_ls(int argc, char **argv);
 int mig_cmd_logs(int argc, char **argv);
 int mig_cmd_devices(int argc, char **argv);
 int mig_cmd_kill(int argc, char **argv);
+int mig_cmd_swap_out(int argc, char **argv);
+int mig_cmd_swap_in(int argc, char **argv);
 int mig_cmd_reload(int argc, char **argv);
 
 /* bench.c */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -791,6 +792,52 @@ int mig_cmd_kill(int argc, char **argv)
 	free(path);
 	mig_http_free(h);
 	return ret;
+}
+
+/* mig swap-out|swap-in INSTANCE: an idle instance's GPU memory to host
+ * memory and back (the daemon's lukewarm instances). */
+static int swap_cmd(const char *name, bool out, int argc, char **argv)
+{
+	struct mig_client_opts co = { .timeout_ms = 180000 };
+	struct mig_http_response r;
+	struct mig_http *h;
+	char *base, *path = NULL, usage[96];
+	int ret = 1;
+
+	snprintf(usage, sizeof(usage), "%s INSTANCE [--server URL] [--token T]", name);
+	if (simple_args(name, argc, argv, 1, usage, &co))
+		return 2;
+	h = connect_daemon(&co);
+	if (!h)
+		return 1;
+	base = route(API_INSTANCE, argv[optind]);
+	if (base && asprintf(&path, "%s/%s", base, name) < 0)
+		path = NULL;
+	if (path && !call(name, h, "POST", path, NULL, NULL, 0, &r)) {
+		json_t *j = json_loadb(r.body, r.len, 0, NULL);
+
+		printf("%s %s: %.1f MiB in %.2f ms\n", out ? "swapped out" : "swapped in",
+		       argv[optind],
+		       json_integer_value(json_object_get(j, "bytes")) / 1048576.0,
+		       json_number_value(json_object_get(j, "ms")));
+		json_decref(j);
+		mig_http_response_free(&r);
+		ret = 0;
+	}
+	free(path);
+	free(base);
+	mig_http_free(h);
+	return ret;
+}
+
+int mig_cmd_swap_out(int argc, char **argv)
+{
+	return swap_cmd("swap-out", true, argc, argv);
+}
+
+int mig_cmd_swap_in(int argc, char **argv)
+{
+	return swap_cmd("swap-in", false, argc, argv);
 }
 
 int mig_cmd_logs(int argc, char **argv)

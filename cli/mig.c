@@ -34,6 +34,8 @@ static void usage(FILE *f)
 		"  logs NAME                a function's log\n"
 		"  devices                  the node's GPU partitions\n"
 		"  kill INSTANCE            stop one instance\n"
+		"  swap-out INSTANCE        move an idle instance's GPU memory to host memory\n"
+		"  swap-in INSTANCE         and back (the next invocation does it by itself)\n"
 		"  reload                   find the GPUs and MIG instances again\n"
 		"  bench FUNCTION[,FUNCTION2] -c CLIENTS -n REQUESTS [--warmup N]\n"
 		"      [--csv FILE] [--data STRING | --file FILE]\n"
@@ -55,6 +57,8 @@ static const struct {
 	{ "logs", mig_cmd_logs },
 	{ "devices", mig_cmd_devices },
 	{ "kill", mig_cmd_kill },
+	{ "swap-out", mig_cmd_swap_out },
+	{ "swap-in", mig_cmd_swap_in },
 	{ "reload", mig_cmd_reload },
 	{ "bench", mig_cmd_bench },
 };

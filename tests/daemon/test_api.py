@@ -923,6 +923,14 @@ def test_the_mig_cli_speaks_this_api(start_daemon, fixture_so):
     assert p.returncode == 0 and "echo" in p.stdout, p.stderr
     p = subprocess.run([str(mig), "invoke", "nope"], env=env, capture_output=True, text=True)
     assert p.returncode != 0 and "nope" in p.stderr
+    inst = d.request("GET", "/v1/instances").json()["instances"][0]["id"]
+    for cmd, word in (("swap-out", "swapped out"), ("swap-in", "swapped in")):
+        p = subprocess.run([str(mig), cmd, inst], env=env, capture_output=True, text=True)
+        assert p.returncode == 0 and p.stdout.startswith(f"{word} {inst}: "), (p.stdout,
+                                                                              p.stderr)
+    p = subprocess.run([str(mig), "swap-out", "i-nope"], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode != 0 and "i-nope" in p.stderr, p.stderr
 
 
 def test_no_gpu_starts_and_says_why(start_daemon, fixture_so):
