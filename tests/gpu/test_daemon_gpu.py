@@ -135,6 +135,29 @@ def test_torch_model_function_gives_native_bits(daemon):
         assert out["model"] == "resnet50" and out["digest"] == want, out
 
 
+def test_torch_model_same_bits_after_100_swaps(daemon):
+    """A PyTorch model function (ResNet-50) swapped out and back in 100
+    times (the invocation swaps in): every answer is the first one's bits."""
+    url, token, _ = daemon
+    py = shutil.which("python3")
+    r = subprocess.run([py, "-c", "import torch, torchvision"], capture_output=True)
+    if r.returncode:
+        pytest.skip("torch and torchvision are not installed for python3")
+    _deploy(url, token, "resnet_swap", "python",
+            ROOT / "examples" / "torch_models" / "models.py", "models:infer", python=py,
+            timeout_ms=300000, gpu_memory="8GiB", env={"MODEL": "resnet50"},
+            limits={"memory": "16GiB"})
+    headers, first = _invoke(url, token, "resnet_swap", b"")
+    inst = headers["X-Mig-Instance"]
+    for i in range(100):
+        status, _, body = _req(url, token, "POST", f"/v1/instances/{inst}/swap-out")
+        rep = json.loads(body)
+        assert status == 200 and rep["bytes"] > 50 << 20, rep  # the weights at least
+        headers, out = _invoke(url, token, "resnet_swap", b"")
+        assert headers["X-Mig-Instance"] == inst and int(headers["X-Mig-Swap-In-Us"]) > 0
+        assert out == first, (i, out, first)
+
+
 def test_rodinia_functions_on_the_gpu(daemon):
     """examples/rodinia at the paper's sizes (BFS on 1M nodes, HotSpot on
     512 x 512): the GPU's answers equal each function's CPU reference."""
