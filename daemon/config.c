@@ -378,7 +378,8 @@ static const char *const known_keys =
 	"listen, data_dir, backend, nvml_path, bin_dir, shim_dir, lib_dir, "
 	"tenants, pool_per_partition, max_payload, max_artifact, "
 	"http_threads, segment_size, verbose, metrics_public, isolation, "
-	"allow_bare, sandbox, oci, module_cache, sharing, sharing_max_hold_ms";
+	"allow_bare, sandbox, oci, module_cache, sharing, sharing_max_hold_ms, "
+	"lukewarm";
 
 /* An array of strings (absolute paths if @paths) into a NULL-ended
  * vector. */
@@ -460,6 +461,32 @@ static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
 		}
 		if (rc)
 			return rc;
+	}
+	return 0;
+}
+
+/* "lukewarm": {"swap_after_ms": N, "host_memory": "64GiB"} */
+static int get_lukewarm(struct file_ctx *x, json_t *v, struct mig_config *c)
+{
+	const char *k;
+	json_t *m;
+
+	if (!json_is_object(v))
+		return key_fail(x, "lukewarm", "an object: {\"swap_after_ms\": N, \"host_memory\": SIZE}");
+	json_object_foreach(v, k, m) {
+		int ms;
+
+		if (!strcmp(k, "swap_after_ms")) {
+			if (get_int(x, "lukewarm.swap_after_ms", m, 0, 86400000, &ms))
+				return -1;
+			c->lukewarm_after_ms = (unsigned int)ms;
+		} else if (!strcmp(k, "host_memory")) {
+			if (get_size(x, "lukewarm.host_memory", m, &c->lukewarm_host_memory))
+				return -1;
+		} else {
+			return fail(x->err, x->errlen, "config %s: unknown key \"lukewarm.%s\" "
+				    "(known: swap_after_ms, host_memory)", x->path, k);
+		}
 	}
 	return 0;
 }
@@ -573,6 +600,8 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		return get_size(x, k, v, &c->module_cache);
 	if (!strcmp(k, "sharing"))
 		return get_sharing(x, v, c);
+	if (!strcmp(k, "lukewarm"))
+		return get_lukewarm(x, v, c);
 	if (!strcmp(k, "sharing_max_hold_ms")) {
 		int ms;
 

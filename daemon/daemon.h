@@ -61,6 +61,11 @@ struct mig_config {
 	} sharing_part[32];
 	int nsharing_part;
 	unsigned int sharing_max_hold_ms; /* a holder this long is hung; 0 never */
+	/* Lukewarm instances (gpud/swap.c): swap an instance idle this long
+	 * (0: never); host memory they may hold, node-wide (0: a quarter of
+	 * the machine's). */
+	unsigned int lukewarm_after_ms;
+	uint64_t lukewarm_host_memory;
 	uint64_t module_cache;   /* bytes of GPU code images kept per deployed
 				  * version for its next instances; 0: none */
 	int verbose;

@@ -308,6 +308,9 @@ struct im {
 	int running;                    /* invocations waiting for an answer */
 	int spin_max;                   /* how many of those may spin */
 	bool stopping, sup_exit;
+	pthread_t swapper;              /* the lukewarm policy (swapper()) */
+	pthread_cond_t swapper_wake;
+	bool swapper_running;
 	int epfd, evfd;
 	struct watch w_kick;
 	pthread_t sup;
@@ -3288,6 +3291,102 @@ static void im_free(struct im *im)
 	free(im);
 }
 
+/* --- the lukewarm policy ------------------------------------------------- */
+
+/* Bytes of host memory lukewarm instances may hold, node-wide. */
+static uint64_t lukewarm_limit(const struct mig_config *c)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+	if (c->lukewarm_host_memory)
+		return c->lukewarm_host_memory;
+	return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 4 : 0;
+}
+
+/*
+ * Over the host memory limit: destroy the least recently used lukewarm
+ * instances until under it.  Under the lock.
+ */
+static void enforce_lukewarm_limit(struct im *im)
+{
+	uint64_t limit = lukewarm_limit(&im->d->cfg), total;
+
+	for (;;) {
+		struct inst *lru = NULL;
+		struct list *l;
+
+		total = 0;
+		for (l = im->insts.next; l != &im->insts; l = l->next) {
+			struct inst *in = list_entry(l, struct inst, all_link);
+
+			if (!in->swapped || in->state == ST_DYING)
+				continue;
+			total += in->swapped_bytes;
+			if (in->state == ST_IDLE && !in->swapping &&
+			    (!lru || in->last_used_ns < lru->last_used_ns))
+				lru = in;
+		}
+		if (total <= limit || !lru)
+			return;
+		daemon_log(0, "lukewarm instances hold %.1f MiB of host memory, over the limit of %.1f MiB: stopping %s (function \"%s\"), the least recently used",
+			   total / 1048576.0, limit / 1048576.0, lru->id, lru->fn->name);
+		lru->swapped = false; /* its memory goes with it */
+		doom(im, lru, true, "lukewarm host memory limit");
+	}
+}
+
+/*
+ * The swapper thread: an instance idle for lukewarm.swap_after_ms has its
+ * GPU memory swapped to host memory (one at a time, the longest idle
+ * first), then the node-wide limit is enforced.  A swap never runs on an
+ * invocation's path.
+ */
+static void *swapper(void *arg)
+{
+	struct im *im = arg;
+	const struct mig_config *c = &im->d->cfg;
+
+	pthread_mutex_lock(&im->lock);
+	while (!im->stopping) {
+		uint64_t now = now_ns(), after = (uint64_t)c->lukewarm_after_ms * 1000000ull;
+		struct inst *pick = NULL;
+		struct mig_swap_report rep;
+		struct timespec ts;
+		char id[24], err[300];
+		struct list *l;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&im->swapper_wake, &im->lock, &ts);
+		if (im->stopping || !after)
+			continue;
+		for (l = im->insts.next; l != &im->insts; l = l->next) {
+			struct inst *in = list_entry(l, struct inst, all_link);
+
+			if (in->state != ST_IDLE || in->swapped || in->swapping ||
+			    in->killed || now - in->last_used_ns < after)
+				continue;
+			if (!pick || in->last_used_ns < pick->last_used_ns)
+				pick = in;
+		}
+		if (!pick)
+			continue;
+		snprintf(id, sizeof(id), "%s", pick->id);
+		pthread_mutex_unlock(&im->lock);
+		if (instances_swap(im->d, NULL, id, true, &rep, err, sizeof(err)) &&
+		    *err)
+			daemon_log(1, "lukewarm: %s", err);
+		pthread_mutex_lock(&im->lock);
+		enforce_lukewarm_limit(im);
+	}
+	pthread_mutex_unlock(&im->lock);
+	return NULL;
+}
+
 int instances_init(struct mig_daemon *d)
 {
 	struct im *im = calloc(1, sizeof(*im));
@@ -3347,6 +3446,10 @@ int instances_init(struct mig_daemon *d)
 		im_free(im);
 		return -1;
 	}
+	pthread_cond_init(&im->swapper_wake, &im->cattr);
+	im->swapper_running = !pthread_create(&im->swapper, NULL, swapper, im);
+	if (!im->swapper_running)
+		daemon_log(0, "instances: cannot start the swapper thread: idle instances stay warm");
 	d->instances = im;
 	return 0;
 }
@@ -3374,7 +3477,10 @@ void instances_shutdown(struct mig_daemon *d)
 	}
 	im->sup_exit = true;
 	kick(im);
+	pthread_cond_broadcast(&im->swapper_wake);
 	pthread_mutex_unlock(&im->lock);
+	if (im->swapper_running)
+		pthread_join(im->swapper, NULL);
 	pthread_join(im->sup, NULL);
 	daemon_log(1, "instances: every executor and GPU server stopped");
 	/* Invocations that arrive now (the HTTP server may still be up) find

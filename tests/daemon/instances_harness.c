@@ -162,6 +162,10 @@ static int set(const char *key, const char *val)
 		c->verbose = atoi(val);
 	else if (!strcmp(key, "module_cache"))
 		c->module_cache = strtoull(val, NULL, 0);
+	else if (!strcmp(key, "lukewarm_after_ms"))
+		c->lukewarm_after_ms = (unsigned int)strtoul(val, NULL, 0);
+	else if (!strcmp(key, "lukewarm_host_memory"))
+		c->lukewarm_host_memory = strtoull(val, NULL, 0);
 	else if (!strcmp(key, "sharing_max_hold_ms"))
 		c->sharing_max_hold_ms = (unsigned int)strtoul(val, NULL, 0);
 	else if (!strcmp(key, "sharing"))

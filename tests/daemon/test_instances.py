@@ -548,6 +548,36 @@ def test_swap_out_and_in_keeps_pointers_and_data(harness, built):
     assert h.wait("busy")["status"] == 200
 
 
+def test_idle_instance_goes_lukewarm_and_comes_back(harness, built):
+    """lukewarm.swap_after_ms: an idle instance is swapped out by itself; the
+    next invocation brings it back (same answer, swap-in timed)."""
+    h = harness()
+    assert h.cmd("set lukewarm_after_ms 300")["ok"]
+    fixture(built, h, "sw", "swap_check", gpu=True, keep_alive_ms=60000)
+    first = h.invoke("sw")
+    assert first["status"] == 200
+    [inst] = h.until("swapped by the policy", lambda: [i for i in h.list() if i["swapped"]],
+                     timeout=5)
+    assert inst["swapped_bytes"] >= json.loads(first["body"])["bytes"]
+    r = h.invoke("sw")
+    assert r["status"] == 200 and r["cold"] == 0 and r["body"] == first["body"], r
+    assert r["swap_in_us"] > 0
+
+
+def test_lukewarm_host_memory_limit_stops_the_least_recently_used(harness, built):
+    """Over lukewarm.host_memory, the least recently used lukewarm instance
+    is stopped: the next invocation is a cold start."""
+    h = harness()
+    assert h.cmd("set lukewarm_host_memory 1048576")["ok"]  # 1 MiB: less than one
+    assert h.cmd("set lukewarm_after_ms 200")["ok"]
+    fixture(built, h, "sw", "swap_check", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("sw")["status"] == 200
+    h.until("stopped by the limit", lambda: not h.list() and not h.children(), timeout=5)
+    assert "over the limit" in h.stderr()
+    r = h.invoke("sw")
+    assert r["status"] == 200 and r["cold"] == 1, r
+
+
 # --- sharing models (ipc/arbiter.h) --------------------------------------------
 
 def _phases(h, built, n, key="ph", payload="5 30 10"):
