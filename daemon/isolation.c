@@ -326,7 +326,8 @@ static void scan_dir(struct iso *s, const char *dir, const char *shim_real)
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (!realpath(path, real))
 			continue;
-		/* Our shim is the one libcuda.so.1 a function may load. */
+		/* The shim directory holds the libcuda.so.1 and the
+		 * libnvidia-ml.so.1 a function may load: ours. */
 		if (*shim_real && !strncmp(real, shim_real, strlen(shim_real)))
 			continue;
 		if (!listed(s->hide, s->nhide, real))

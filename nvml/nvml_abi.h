@@ -2,7 +2,8 @@
  * nvml_abi.h - the NVML types and codes our libnvidia-ml.so.1 uses,
  * declared from NVML's public API reference (its ABI is stable), because
  * the CUDA toolkit does not ship nvml.h everywhere.  Where a real nvml.h
- * exists, tests/nvml_abi_check.c compares these layouts with it.
+ * exists, tests/gpu/nvml_abi_layout.c compares these layouts and codes
+ * with it (tests/gpu/test_third_party.py).
  */
 #ifndef MIG_NVML_ABI_H
 #define MIG_NVML_ABI_H
@@ -28,11 +29,15 @@ typedef int nvmlReturn_t; /* an enum in nvml.h: int-sized */
 #define NVML_DEVICE_UUID_V2_BUFFER_SIZE 96
 #define NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE 32
 #define NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE 16
+/* nvmlPciInfo_t's busId and busIdLegacy texts, from domain, bus, device */
+#define NVML_DEVICE_PCI_BUS_ID_FMT "%08X:%02X:%02X.0"
+#define NVML_DEVICE_PCI_BUS_ID_LEGACY_FMT "%04X:%02X:%02X.0"
 
 #define NVML_VALUE_NOT_AVAILABLE (~0ull)
 #define NVML_VALUE_NOT_AVAILABLE_UINT (~0u)
 
 typedef struct nvml_device *nvmlDevice_t;
+typedef struct nvml_event_set *nvmlEventSet_t;
 
 typedef struct {
 	unsigned long long total;

@@ -12,8 +12,8 @@
  *   blocked REASON    every attempt failed (REASON: the errno name, or why)
  *   ESCAPED WHAT      at least one attempt worked: the sandbox let the
  *                     function do WHAT
- *   info FACTS        not an attack (whoami, cuda_call, ring, kill_all):
- *                     facts the test judges
+ *   info FACTS        not an attack (whoami, cuda_call, nvml, ring,
+ *                     kill_all): facts the test judges
  *
  * An attack it does not know, bad arguments, or an attack that refuses to
  * run (below) fail the handler with status 2 and "error ..." instead.
@@ -22,7 +22,8 @@
  *
  * Attacks (see the table at the end for the arguments):
  *   devices      open_dev, dev_extra, syscall mknod
- *   the driver   dlopen (absolute paths), dlopen_cuda (must be the shim)
+ *   the driver   dlopen (absolute paths), dlopen_cuda (must be the shim),
+ *                dlopen_nvml (must be ours), nvml (what it answers)
  *   files        read, list, exists, write_dir, open_write, proc_sys_write,
  *                shm, env_grep, leaked_fds
  *   processes    proc_peek, kill, kill_all, ptrace, oom_score_adj
@@ -359,6 +360,97 @@ static int attack_dlopen_nvml(int argc, char **argv, struct verdict *v)
 			lm ? lm->l_name : "?", ver, n);
 	dlclose(h);
 	return 0;
+}
+
+/*
+ * nvml: what libnvidia-ml.so.1 by name answers in here, as KEY=VALUE words
+ * for the test to judge: path (the file loaded), version, count, uuid (of
+ * device 0), processes (entries) and self (1 when the one entry is this
+ * process), total (NVML's memory total) and cuda_total (the shim's
+ * cuDeviceTotalMem), util (what utilization answers).
+ */
+struct nvml_mem {
+	unsigned long long total, free, used;
+};
+
+struct nvml_proc {
+	unsigned int pid;
+	unsigned long long used;
+	unsigned int gi, ci;
+};
+
+static int attack_nvml(int argc, char **argv, struct verdict *v)
+{
+	struct link_map *lm = NULL;
+	void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL), *cuda;
+	int (*init)(void), (*version)(char *, unsigned int),
+		(*count)(unsigned int *), (*by_index)(unsigned int, void **),
+		(*uuid)(void *, char *, unsigned int),
+		(*mem)(void *, struct nvml_mem *),
+		(*procs)(void *, unsigned int *, struct nvml_proc *),
+		(*util)(void *, unsigned int *), (*shutdown)(void);
+	int (*total_mem)(size_t *, int);
+	char ver[96] = "?", id[96] = "?";
+	struct nvml_proc pr[4] = { { 0 } };
+	struct nvml_mem m = { 0 };
+	unsigned int n = 0, np = 0, u[2];
+	size_t cuda_total = 0;
+	void *dev = NULL;
+	int rc_util = -1, ret = 0;
+
+	(void)argc;
+	(void)argv;
+	if (!h)
+		return refuse(v, "libnvidia-ml.so.1 cannot be loaded: %s",
+			      dlerror());
+	cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!cuda) {
+		ret = refuse(v, "libcuda.so.1 cannot be loaded: %s",
+			     dlerror());
+		goto out;
+	}
+	dlinfo(h, RTLD_DI_LINKMAP, &lm);
+	*(void **)&init = dlsym(h, "nvmlInit_v2");
+	*(void **)&version = dlsym(h, "nvmlSystemGetNVMLVersion");
+	*(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
+	*(void **)&by_index = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
+	*(void **)&uuid = dlsym(h, "nvmlDeviceGetUUID");
+	*(void **)&mem = dlsym(h, "nvmlDeviceGetMemoryInfo");
+	*(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+	*(void **)&util = dlsym(h, "nvmlDeviceGetUtilizationRates");
+	*(void **)&shutdown = dlsym(h, "nvmlShutdown");
+	*(void **)&total_mem = dlsym(cuda, "cuDeviceTotalMem_v2");
+	if (!init || !version || !count || !by_index || !uuid || !mem ||
+	    !procs || !util || !shutdown || !total_mem) {
+		ret = refuse(v, "%s lacks an NVML entry point",
+			     lm ? lm->l_name : "libnvidia-ml.so.1");
+		goto out;
+	}
+	if (init() == 0) {
+		version(ver, sizeof(ver));
+		count(&n);
+		if (n && by_index(0, &dev) == 0) {
+			uuid(dev, id, sizeof(id));
+			mem(dev, &m);
+			np = 4;
+			if (procs(dev, &np, pr))
+				np = 0;
+			rc_util = util(dev, u);
+		}
+		shutdown();
+	}
+	total_mem(&cuda_total, 0);
+	info(v,
+	     "path=%s version=%s count=%u uuid=%s processes=%u self=%d "
+	     "total=%llu cuda_total=%zu util=%d",
+	     lm ? lm->l_name : "?", ver, n, id, np,
+	     np == 1 && pr[0].pid == (unsigned int)getpid(), m.total,
+	     cuda_total, rc_util);
+out:
+	if (cuda)
+		dlclose(cuda);
+	dlclose(h);
+	return ret;
 }
 
 /* --- files --------------------------------------------------------------- */
@@ -1881,6 +1973,7 @@ static const struct attack attacks[] = {
 	{"dlopen", 1, MAX_WORDS, false, attack_dlopen},
 	{"dlopen_cuda", 0, 0, false, attack_dlopen_cuda},
 	{"dlopen_nvml", 0, 0, false, attack_dlopen_nvml},
+	{"nvml", 0, 0, false, attack_nvml},
 	{"read", 1, MAX_WORDS, false, attack_read},
 	{"list", 1, MAX_WORDS, false, attack_list},
 	{"exists", 1, MAX_WORDS, false, attack_exists},

@@ -18,10 +18,11 @@ no instance cgroup, no mount, no file in /dev/shm or /tmp.
 
 The attacks (fixture_hostile.c has the list): the GPU device nodes and the
 real driver libraries (made up on the host if it has none: fake
-/dev/nvidiactl and /dev/nvidia0 nodes, a fake /usr/local/lib/libcuda.so.1,
-created before the daemon starts because it looks for driver files when
-it starts); other tenants' files and the daemon's; other processes (signals,
-ptrace, /proc); the network; a read-only file system; denied system calls;
+/dev/nvidiactl and /dev/nvidia0 nodes, a fake /usr/local/lib/libcuda.so.1
+and libnvidia-ml.so.1, created before the daemon starts because it looks
+for driver files when it starts), and our NVML in their place; other
+tenants' files and the daemon's; other processes (signals, ptrace, /proc);
+the network; a read-only file system; denied system calls;
 the memory, pids, CPU and /tmp limits; a request ring scribbled over.
 Attacks that end the attacker's instance must give a clear error (e.g. 500
 memory_limit) and the next invocation a fresh instance.
@@ -64,6 +65,7 @@ pytestmark = [
 # Fake NVIDIA device nodes (path: major, minor), made when the host has none.
 FAKE_DEVICE_NODES = {"/dev/nvidiactl": (195, 255), "/dev/nvidia0": (195, 0)}
 FAKE_DRIVER = "/usr/local/lib/libcuda.so.1"
+FAKE_NVML = "/usr/local/lib/libnvidia-ml.so.1"
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +78,9 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bait(built):
     """What the attacker should not reach, planted on the host for the
-    module's duration (and removed after): fake GPU device nodes and a fake
-    driver library where the host has none, a file in /dev/shm, a listening
-    socket in the abstract Unix namespace."""
+    module's duration (and removed after): fake GPU device nodes and fake
+    driver and NVML libraries where the host has none, a file in /dev/shm,
+    a listening socket in the abstract Unix namespace."""
     made, notes = [], []
     for path, (major, minor) in FAKE_DEVICE_NODES.items():
         if os.path.lexists(path):
@@ -89,13 +91,18 @@ def bait(built):
         except OSError as e:  # no CAP_MKNOD (a container): test the absence only
             notes.append(f"cannot make the fake device node {path} ({e}): the device "
                          f"attacks only check that it is absent")
-    fake_driver = None
+    fake_driver = fake_nvml = None
     ldconfig = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
     if ("libcuda.so.1 " not in ldconfig and not os.path.lexists(FAKE_DRIVER)
             and os.path.isdir(os.path.dirname(FAKE_DRIVER))):
         copy_as_fake_driver(built.fixture, FAKE_DRIVER)
         fake_driver = FAKE_DRIVER
         made.append(FAKE_DRIVER)
+    if ("libnvidia-ml.so.1 " not in ldconfig and not os.path.lexists(FAKE_NVML)
+            and os.path.isdir(os.path.dirname(FAKE_NVML))):
+        copy_as_fake_driver(built.fixture, FAKE_NVML)
+        fake_nvml = FAKE_NVML
+        made.append(FAKE_NVML)
     shm_secret = f"/dev/shm/mig-sandbox-bait-{os.getpid()}"
     with open(shm_secret, "w") as f:
         f.write("a secret of the host\n")
@@ -106,7 +113,8 @@ def bait(built):
     listener.bind("\0" + abstract[1:])
     listener.listen(64)
     try:
-        yield types.SimpleNamespace(fake_driver=fake_driver, shm_secret=shm_secret,
+        yield types.SimpleNamespace(fake_driver=fake_driver, fake_nvml=fake_nvml,
+                                    shm_secret=shm_secret,
                                     abstract=abstract, notes=notes,
                                     device_nodes=[p for p in FAKE_DEVICE_NODES
                                                   if os.path.exists(p)])
@@ -240,6 +248,40 @@ def test_the_real_driver_libraries_cannot_be_loaded(arena, bait):
     o = a.attack("dlopen_nvml")
     a.expect(o.kind == "blocked" and "is ours" in o.text,
              f"libnvidia-ml.so.1 by name is not ours: {o}")
+    verdict(a)
+
+
+def test_nvml_in_the_sandbox_is_ours_and_shows_only_the_partition(arena, bait):
+    """libnvidia-ml.so.1 by name is the one beside the shim (nvml/nvml.c),
+    the host's NVML (a fake one planted where the host has none) cannot be
+    loaded, and what ours answers is the instance's partition: one device
+    with the partition's UUID and memory, a process list holding the
+    function's process only, no utilization."""
+    a = arena()
+    # The daemon's shim directory: lib/shim beside its bin (the ASan pass
+    # runs another build's daemon).
+    daemon_bin = os.path.realpath(f"/proc/{a.daemon_pid}/exe")
+    ours = os.path.realpath(os.path.join(os.path.dirname(daemon_bin), "..", "lib", "shim",
+                                         "libnvidia-ml.so.1"))
+    host = [p for p in driver_library_paths() if "libnvidia-ml" in os.path.basename(p)]
+    a.expect(not bait.fake_nvml or bait.fake_nvml in host,
+             f"the fake NVML {bait.fake_nvml} is not among {host}")
+    a.expect_blocked([f"dlopen {p}" for p in host])
+    o = a.attack("nvml")
+    f = o.facts()
+    part = (a.instance("attacker") or {}).get("partition")
+    a.expect(o.kind == "info", f"NVML does not answer in the sandbox: {o}")
+    a.expect(f.get("path") and os.path.realpath(f["path"]) == ours,
+             f"libnvidia-ml.so.1 is {f.get('path')}, not {ours}: {o}")
+    a.expect(f.get("version") == "mignificent" and f.get("count") == "1",
+             f"not our NVML with one device: {o}")
+    a.expect(part and f.get("uuid") == part,
+             f"NVML's device {f.get('uuid')} is not the instance's partition {part}: {o}")
+    a.expect(f.get("processes") == "1" and f.get("self") == "1",
+             f"the process list is not the function's process alone: {o}")
+    a.expect(f.get("total") not in (None, "0") and f.get("total") == f.get("cuda_total"),
+             f"NVML's memory total is not the partition's: {o}")
+    a.expect(f.get("util") == "3", f"utilization is not NOT_SUPPORTED (3): {o}")
     verdict(a)
 
 

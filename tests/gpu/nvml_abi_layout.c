@@ -15,6 +15,13 @@
 #ifndef NVML_VALUE_NOT_AVAILABLE_UINT /* ours names the instance ids' one */
 #define NVML_VALUE_NOT_AVAILABLE_UINT (~0u)
 #endif
+/* The bus id texts: compared only where this nvml.h has them. */
+#ifndef NVML_DEVICE_PCI_BUS_ID_FMT
+#define NVML_DEVICE_PCI_BUS_ID_FMT "(not in this nvml.h)"
+#endif
+#ifndef NVML_DEVICE_PCI_BUS_ID_LEGACY_FMT
+#define NVML_DEVICE_PCI_BUS_ID_LEGACY_FMT "(not in this nvml.h)"
+#endif
 #else
 #include "nvml_abi.h"
 #define PROC_V1 nvmlProcessInfo_v1_t
@@ -63,5 +70,7 @@ int main(void)
 	       NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE);
 	printf("na %llu %u\n", (unsigned long long)NVML_VALUE_NOT_AVAILABLE,
 	       (unsigned)NVML_VALUE_NOT_AVAILABLE_UINT);
+	printf("fmt busId %s\n", NVML_DEVICE_PCI_BUS_ID_FMT);
+	printf("fmt busIdLegacy %s\n", NVML_DEVICE_PCI_BUS_ID_LEGACY_FMT);
 	return 0;
 }
