@@ -2071,8 +2071,8 @@ static void set_result(struct mig_invoke_result *r, char *body, uint32_t len,
 		 *ctype && !*c ? ctype : "application/octet-stream");
 }
 
-static int swap_request(struct inst *in, int fd, uint16_t type,
-			struct mig_swap_report *rep, int32_t *status);
+static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
+			int32_t *status);
 
 /* A lukewarm instance: its memory back before the invocation, timed. */
 static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result *r)
@@ -2089,7 +2089,7 @@ static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result
 	if (!mine)
 		return; /* the server swaps in by itself at the first call */
 	t0 = now_ns();
-	if (swap_request(in, in->srv->ctl_w, MIG_CTL_SWAP_IN, &rep, &status) || status)
+	if (swap_request(in->srv->ctl_w, MIG_CTL_SWAP_IN, &rep, &status) || status)
 		daemon_log(0, "instance %s: swap-in failed (%d); its server retries at the first call",
 			   in->id, (int)status);
 	r->swap_in_us = (now_ns() - t0) / 1000;
@@ -2446,16 +2446,17 @@ void *instances_list(struct mig_daemon *d, const char *tenant)
 	return a;
 }
 
-/* Send @type to @in's server and wait for its SWAPPED answer. */
-static int swap_request(struct inst *in, int fd, uint16_t type,
-			struct mig_swap_report *rep, int32_t *status)
+/* Send @type on server socket @fd and wait for its SWAPPED answer. */
+static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
+			int32_t *status)
 {
 	struct {
 		struct mig_ctl_hdr h;
 		struct mig_swap_report r;
 	} f;
+	static uint64_t swap_ids; /* its own numbers: next_call is the invoker's */
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	uint64_t id = ++in->next_call;
+	uint64_t id = __atomic_add_fetch(&swap_ids, 1, __ATOMIC_RELAXED);
 	ssize_t n;
 
 	memset(&f, 0, sizeof(f));
@@ -2522,7 +2523,7 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 	fd = in->srv->ctl_w;
 	pthread_mutex_unlock(&im->lock);
 
-	rc = swap_request(in, fd, out ? MIG_CTL_SWAP_OUT : MIG_CTL_SWAP_IN, rep, &status);
+	rc = swap_request(fd, out ? MIG_CTL_SWAP_OUT : MIG_CTL_SWAP_IN, rep, &status);
 	if (!rc && status) {
 		snprintf(err, errlen, "the GPU server could not swap %s: CUDA error %d",
 			 out ? "out" : "in", (int)status);
