@@ -1839,9 +1839,7 @@ static void name_module_cache(struct im *im, struct server *s,
 	fr.h.type = MIG_CTL_MODULE_CACHE;
 	fr.h.id = im->d->cfg.module_cache;
 	fr.h.len = (uint32_t)strlen(fr.path) + 1;
-	if (sizeof(fr.h) + fr.h.len > PIPE_BUF)
-		return;
-	/* One write below PIPE_BUF: whole, and before the client exists. */
+	/* One packet, before the client exists. */
 	if (write(s->ctl_w, &fr, sizeof(fr.h) + fr.h.len) < 0)
 		daemon_log(1, "module cache: cannot tell the GPU server: %s",
 			   strerror(errno));
@@ -2074,28 +2072,32 @@ static void set_result(struct mig_invoke_result *r, char *body, uint32_t len,
 static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
 			int32_t *status);
 
+static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
+			struct mig_swap_report *rep, int32_t *status);
+
 /* A lukewarm instance: its memory back before the invocation, timed. */
 static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result *r)
 {
 	struct mig_swap_report rep;
 	int32_t status = 0;
 	uint64_t t0;
-	bool mine = false;
+	int fd = -1;
 
 	pthread_mutex_lock(&im->lock);
-	if (in->swapped && !in->swapping && in->srv && in->srv->ctl_w >= 0)
-		mine = in->swapping = true;
+	if (in->swapped && !in->swapping && in->srv && in->srv->ctl_w >= 0) {
+		in->swapping = true;
+		fd = in->srv->ctl_w;
+	}
 	pthread_mutex_unlock(&im->lock);
-	if (!mine)
+	if (fd < 0)
 		return; /* the server swaps in by itself at the first call */
 	t0 = now_ns();
-	if (swap_request(in->srv->ctl_w, MIG_CTL_SWAP_IN, &rep, &status) || status)
+	if (swap_claimed(im, in, fd, false, &rep, &status) || status)
 		daemon_log(0, "instance %s: swap-in failed (%d); its server retries at the first call",
 			   in->id, (int)status);
 	r->swap_in_us = (now_ns() - t0) / 1000;
 	pthread_mutex_lock(&im->lock);
-	in->swapping = false;
-	in->swapped = false;
+	in->swapped = false; /* in now, or the server's business at its first call */
 	in->swapped_bytes = 0;
 	pthread_mutex_unlock(&im->lock);
 }
@@ -2487,6 +2489,26 @@ static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
 	return 0;
 }
 
+/*
+ * The swap request of a caller that set @in->swapping: sent on @fd, waited
+ * for; then the flag is cleared and @in->swapped says where its memory is.
+ * 0 with @status (a CUresult) set, or a negative errno.
+ */
+static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
+			struct mig_swap_report *rep, int32_t *status)
+{
+	int rc = swap_request(fd, out ? MIG_CTL_SWAP_OUT : MIG_CTL_SWAP_IN, rep, status);
+
+	pthread_mutex_lock(&im->lock);
+	in->swapping = false;
+	if (!rc && !*status) {
+		in->swapped = out;
+		in->swapped_bytes = out ? rep->bytes : 0;
+	}
+	pthread_mutex_unlock(&im->lock);
+	return rc;
+}
+
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		   bool out, struct mig_swap_report *rep, char *err, size_t errlen)
 {
@@ -2523,7 +2545,7 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 	fd = in->srv->ctl_w;
 	pthread_mutex_unlock(&im->lock);
 
-	rc = swap_request(fd, out ? MIG_CTL_SWAP_OUT : MIG_CTL_SWAP_IN, rep, &status);
+	rc = swap_claimed(im, in, fd, out, rep, &status);
 	if (!rc && status) {
 		snprintf(err, errlen, "the GPU server could not swap %s: CUDA error %d",
 			 out ? "out" : "in", (int)status);
@@ -2532,14 +2554,6 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		snprintf(err, errlen, "the GPU server did not answer the swap request: %s",
 			 strerror(-rc));
 	}
-
-	pthread_mutex_lock(&im->lock);
-	in->swapping = false;
-	if (!rc) {
-		in->swapped = out;
-		in->swapped_bytes = out ? rep->bytes : 0;
-	}
-	pthread_mutex_unlock(&im->lock);
 	if (!rc)
 		daemon_log(1, "instance %s swapped %s: %.1f MiB in %.2f ms", id,
 			   out ? "out" : "in", rep->bytes / 1048576.0, rep->ns / 1e6);

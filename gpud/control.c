@@ -70,11 +70,11 @@ static void on_frame(struct gpud *g, const struct mig_ctl_hdr *h,
 
 void gpud_control_poll(struct gpud *g)
 {
-	/* Frames are written whole and are smaller than PIPE_BUF, so a read
-	 * returns whole frames; a short one is a broken pipe. */
-	static char buf[4096 + FRAME_MAX];
+	/* A SOCK_SEQPACKET socket: one read, one whole frame (a longer one
+	 * than we take is cut, and then its length does not add up). */
+	static char buf[FRAME_MAX];
+	struct mig_ctl_hdr h;
 	ssize_t n;
-	size_t off = 0;
 
 	if (g->control_fd < 0)
 		return;
@@ -88,22 +88,14 @@ void gpud_control_poll(struct gpud *g)
 		control_close(g, NULL);
 		return;
 	}
-	while (off < (size_t)n) {
-		struct mig_ctl_hdr h;
-
-		if ((size_t)n - off < sizeof(h)) {
-			control_close(g, "short frame");
-			return;
-		}
-		memcpy(&h, buf + off, sizeof(h));
-		if (h.magic != MIG_CTL_MAGIC || h.len > PATH_MAX ||
-		    h.len > (size_t)n - off - sizeof(h)) {
-			control_close(g, "bad frame");
-			return;
-		}
-		on_frame(g, &h, buf + off + sizeof(h));
-		if (g->control_fd < 0)
-			return;
-		off += sizeof(h) + h.len;
+	if ((size_t)n < sizeof(h)) {
+		control_close(g, "short frame");
+		return;
 	}
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != MIG_CTL_MAGIC || h.len != (size_t)n - sizeof(h)) {
+		control_close(g, "bad frame");
+		return;
+	}
+	on_frame(g, &h, buf + sizeof(h));
 }
