@@ -3,15 +3,16 @@
 bench/sharing/run.py: the function's own code in a plain process, no
 mignificent, on the real driver.
 
-    native_client.py c LIB HANDLER N WARMUP
-    native_client.py python FILE MODULE:HANDLER N WARMUP
+    native_client.py c LIB HANDLER BODY_FILE WARMUP
+    native_client.py python FILE MODULE:HANDLER BODY_FILE WARMUP
 
 Initializes the function as an instance would (mignificent_init, or the
-module's import), runs WARMUP untimed requests, prints "ready", waits for a
-line on stdin (the start signal, so that all clients' timed requests
-overlap), runs N timed requests and prints one JSON line: start and end
-(CLOCK_MONOTONIC ns) and the latency of each request in ms.  The function's
-environment (MODEL=..., BFS_NODES=...) comes from ours.
+module's import), runs WARMUP untimed requests, prints "ready", then for
+each line "go N" on stdin (the start signal, so that all clients' timed
+requests overlap) runs N timed requests and prints one JSON line: start and
+end (CLOCK_MONOTONIC ns) and the latency of each request in ms; it ends at
+the end of its input.  Every request's body is BODY_FILE's bytes.  The
+function's environment (MODEL=..., BFS_NODES=...) comes from ours.
 """
 import ctypes
 import importlib.util
@@ -26,46 +27,55 @@ class Payload(ctypes.Structure):  # struct mig_payload (include/mignificent.h)
                 ("content_type", ctypes.c_char * 64)]
 
 
-def c_function(lib, handler):
+def c_function(lib, handler, body):
     so = ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
     if hasattr(so, "mignificent_init") and so.mignificent_init() != 0:
         raise SystemExit(f"{lib}: mignificent_init failed")
     fn = getattr(so, handler)
     fn.argtypes = [ctypes.POINTER(Payload), ctypes.POINTER(Payload)]
+    data = ctypes.create_string_buffer(body, len(body))
+    request = Payload(ctypes.cast(data, ctypes.c_void_p), len(body), b"")
+
+    libc_free = ctypes.CDLL(None).free
+    libc_free.argtypes = [ctypes.c_void_p]
 
     def call():
         out = Payload()
-        rc = fn(ctypes.byref(Payload()), ctypes.byref(out))
+        rc = fn(ctypes.byref(request), ctypes.byref(out))
+        libc_free(out.data)  # the handler's answer is ours to free, as the executor does
         if rc != 0:
             raise SystemExit(f"{handler} returned {rc}")
     return call
 
 
-def python_function(path, spec):
+def python_function(path, spec, body):
     module, handler = spec.split(":")
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     s = importlib.util.spec_from_file_location(module, path)
     m = importlib.util.module_from_spec(s)
     s.loader.exec_module(m)
     fn = getattr(m, handler)
-    return lambda: fn(b"")
+    return lambda: fn(body)
 
 
 def main():
-    kind, artifact, handler, n, warmup = sys.argv[1:6]
-    call = (c_function if kind == "c" else python_function)(artifact, handler)
+    kind, artifact, handler, body_file, warmup = sys.argv[1:6]
+    with open(body_file, "rb") as f:
+        body = f.read()
+    call = (c_function if kind == "c" else python_function)(artifact, handler, body)
     for _ in range(int(warmup)):
         call()
     print("ready", flush=True)
-    sys.stdin.readline()
-    lat = []
-    start = time.monotonic_ns()
-    for _ in range(int(n)):
-        t = time.perf_counter()
-        call()
-        lat.append((time.perf_counter() - t) * 1e3)
-    end = time.monotonic_ns()
-    print(json.dumps({"start": start, "end": end, "ms": lat}), flush=True)
+    for line in sys.stdin:
+        n = int(line.split()[1])
+        lat = []
+        start = time.monotonic_ns()
+        for _ in range(n):
+            t = time.perf_counter()
+            call()
+            lat.append((time.perf_counter() - t) * 1e3)
+        end = time.monotonic_ns()
+        print(json.dumps({"start": start, "end": end, "ms": lat}), flush=True)
 
 
 if __name__ == "__main__":

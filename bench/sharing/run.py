@@ -16,7 +16,15 @@ untimed and then -n timed requests, all clients at once, to
   overlap-cpu-copy  mignificentd, kernels exclusive
 
 (one daemon per model, sharing set for the node; each client gets its own
-instance: max_instances = clients).  It prints the paper's table, mean and
+instance: max_instances = clients; the largest client count runs first and
+the smaller ones reuse its instances, natively its processes).
+
+Every request carries its input, so that each one has the CPU work of a
+real service: the Rodinia functions read their input files (BFS's 1M-node
+graph, HotSpot's two 512 x 512 grids) per request; the vision models get a
+JPEG photo (--image WxH, default 1280x960, a synthetic picture made once)
+that they decode, resize, crop and normalize on the CPU; BERT gets a JSON
+question and a ~250-word context that it tokenizes.  It prints the paper's table, mean and
 standard deviation per request in ms, then the ratios the issue's targets
 are about:
 
@@ -34,14 +42,17 @@ Rodinia workloads run, on small inputs, and there is no native side.
 
 Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
                             [--clients 2,4] [-n 10] [--warmup 2] [--models ...]
+                            [--image WxH]
                             [--isolation sandbox|bare] [--build DIR]
                             [--json F] [--markdown F] [--plot F.png]
 """
 import argparse
 import base64
 import datetime
+import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,8 +91,46 @@ def workloads(build, backend):
     return w
 
 
+def photo_jpeg(size):
+    """A synthetic photo of @size ("WxH") as JPEG bytes: smooth gradients,
+    a few shapes and sensor-like noise (a plain gradient would compress to
+    nothing and decode far faster than a picture).  Seeded."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([255 * x / w, 255 * y / h, 127 + 100 * np.sin((x + y) / 37)], -1)
+    for _ in range(12):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, min(w, h) / 4)
+        img[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 8, img.shape)
+    out = io.BytesIO()
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def squad_json():
+    """A question and a ~250-word context for BERT, as JSON bytes."""
+    words = ("the gpu server owns the context of a partition and every call of a "
+             "function crosses shared memory before it reaches the driver while the "
+             "daemon decides which instance may run kernels at any moment").split()
+    context = " ".join(words[(i * 7) % len(words)] for i in range(250)) + "."
+    return json.dumps({"question": "which process owns the context of a partition?",
+                       "context": context}).encode()
+
+
+def request_bodies(specs, image):
+    """Give each ML workload its request body (the Rodinia functions read
+    their input themselves)."""
+    for name, spec in specs.items():
+        if name in ML:
+            spec["body"] = squad_json() if name == "bert" else photo_jpeg(image)
+
+
 def deploy(d, name, spec, clients):
-    body = {k: v for k, v in spec.items() if k != "artifact"}
+    body = {k: v for k, v in spec.items() if k not in ("artifact", "body")}
     body.update(artifact=base64.b64encode(open(spec["artifact"], "rb").read()).decode(),
                 artifact_name=os.path.basename(spec["artifact"]),
                 max_instances=clients, keep_alive_ms=3600000)
@@ -90,7 +139,7 @@ def deploy(d, name, spec, clients):
         raise RuntimeError(f"deploying {name}: HTTP {status} {out[:300]!r}")
 
 
-def mig_clients(d, name, clients, n, warmup):
+def mig_clients(d, name, body, clients, n, warmup):
     """Each client's {start, end, ms} through the daemon."""
     barrier = threading.Barrier(clients)
     res, errors = [None] * clients, []
@@ -99,9 +148,9 @@ def mig_clients(d, name, clients, n, warmup):
         conn = d.connect()
 
         def invoke():
-            status, _, body = d.request("POST", f"/v1/functions/{name}/invoke", b"", conn)
+            status, _, answer = d.request("POST", f"/v1/functions/{name}/invoke", body, conn)
             if status != 200:
-                raise RuntimeError(f"{name}: HTTP {status} {body[:300]!r}")
+                raise RuntimeError(f"{name}: HTTP {status} {answer[:300]!r}")
         try:
             for _ in range(warmup):
                 invoke()
@@ -127,33 +176,52 @@ def mig_clients(d, name, clients, n, warmup):
     return res
 
 
-def native_clients(spec, clients, n, warmup):
-    """The same, natively: plain processes started together."""
-    env = dict(os.environ, **spec.get("env", {}))
-    argv = [sys.executable, os.path.join(HERE, "native_client.py"), spec["language"],
-            spec["artifact"], spec["handler"], str(n), str(warmup)]
-    ps = [subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, cwd=ROOT)
-          for _ in range(clients)]
-    try:
-        for p in ps:
+class NativeClients:
+    """The same, natively: @clients plain processes of the function, each
+    initialized and warmed up once; run(c, n) has the first @c of them send
+    @n timed requests together."""
+
+    def __init__(self, spec, clients, warmup, workdir):
+        env = dict(os.environ, **spec.get("env", {}))
+        body = os.path.join(workdir, "request.body")
+        with open(body, "wb") as f:
+            f.write(spec.get("body", b""))
+        argv = [sys.executable, os.path.join(HERE, "native_client.py"), spec["language"],
+                spec["artifact"], spec["handler"], body, str(warmup)]
+        self.ps = [subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, cwd=ROOT)
+                   for _ in range(clients)]
+        for p in self.ps:
             if p.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"a native client failed: {p.stderr.read()[-2000:]}")
+                self._failed(p)
+
+    def _failed(self, p):
+        self.close()
+        raise RuntimeError(f"a native client failed: {p.stderr.read()[-2000:]}")
+
+    def run(self, clients, n):
+        ps = self.ps[:clients]
         for p in ps:
-            p.stdin.write("go\n")
+            p.stdin.write(f"go {n}\n")
             p.stdin.flush()
         out = []
         for p in ps:
             line = p.stdout.readline()
-            if p.wait(900) or not line.startswith("{"):
-                raise RuntimeError(f"a native client failed: {p.stderr.read()[-2000:]}")
+            if not line.startswith("{"):
+                self._failed(p)
             out.append(json.loads(line))
         return out
-    finally:
-        for p in ps:
+
+    def close(self):
+        for p in self.ps:
             if p.poll() is None:
-                p.kill()
-                p.wait()
+                p.stdin.close()
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 def summary(runs):
@@ -173,7 +241,8 @@ def gpu_name(d):
 
 def tables(results, args, header):
     """The paper's table and the ratios, as text and as markdown."""
-    sides = (["native"] if args.backend == "cuda" else []) + list(args.models)
+    sides = (["native"] if args.backend == "cuda" else []) + [m for m in MODELS
+                                                              if m in args.models]
     text, md = [header, ""], [header.replace("\n", "  \n"), ""]
     for clients in args.clients:
         rows = [(w, [results[clients][w].get(s) for s in sides]) for w in args.workloads
@@ -219,7 +288,8 @@ def plot(results, args, path):
     except ImportError:
         print(f"(no matplotlib: {path} not written)", file=sys.stderr)
         return
-    sides = (["native"] if args.backend == "cuda" else []) + list(args.models)
+    sides = (["native"] if args.backend == "cuda" else []) + [m for m in MODELS
+                                                              if m in args.models]
     clients = args.clients[0]
     ws = [w for w in args.workloads if w in results[clients]]
     fig, axes = plt.subplots(1, len(ws), figsize=(3.2 * len(ws), 3.4), squeeze=False)
@@ -247,6 +317,8 @@ def main(argv):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--isolation", default="sandbox", choices=("sandbox", "bare"))
+    ap.add_argument("--image", default="1280x960",
+                    help="size of the vision models' request photo, WxH")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     ap.add_argument("--plot")
@@ -258,6 +330,7 @@ def main(argv):
             saved = json.load(f)
         results = {int(c): v for c, v in saved["results"].items()}
         args.clients = sorted(results)
+        args.n = saved.get("n", args.n)
         args.workloads = list(next(iter(results.values())))
         sides = {s for c in results.values() for w in c.values() for s in w}
         args.models = [m for m in MODELS if m in sides]
@@ -281,6 +354,17 @@ def main(argv):
         if m not in MODELS:
             ap.error(f"unknown sharing model {m}")
     results = {c: {w: {} for w in args.workloads} for c in args.clients}
+    most, order = max(args.clients), sorted(args.clients, reverse=True)
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    gpu = "-"
+
+    def header():
+        return (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
+                f"{started:%Y-%m-%d %H:%M} UTC, GPU {gpu}, {os.cpu_count()} CPUs; "
+                f"{args.warmup} untimed requests per client first"
+                + (f"; vision requests: a {args.image} JPEG photo"
+                   if any(w in ML for w in args.workloads) else ""))
 
     def record(c, w, side, runs):
         """Keep a result, say it, and save what we have (a run cut short
@@ -291,43 +375,46 @@ def main(argv):
               file=sys.stderr, flush=True)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"partial": True, "results": results}, f)
+                json.dump({"partial": True, "header": header(), "n": args.n, "results": results}, f)
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
-    gpu = "-"
+    if any(w in ML for w in args.workloads):
+        request_bodies(specs, args.image)
     try:
         if args.backend == "cuda":
-            for c in args.clients:
-                for w in args.workloads:
-                    print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
-                    record(c, w, "native", native_clients(specs[w], c, args.n, args.warmup))
+            for w in args.workloads:
+                native = NativeClients(specs[w], most, args.warmup, workdir)
+                try:
+                    for c in order:
+                        print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
+                        record(c, w, "native", native.run(c, args.n))
+                finally:
+                    native.close()
         for model in args.models:
             d = daemonlib.Daemon(args.build, args.backend, model, workdir,
                                  {"sharing": model, "isolation": args.isolation})
             try:
                 gpu = gpu_name(d)
-                for c in args.clients:
-                    for w in args.workloads:
+                for w in args.workloads:
+                    deploy(d, w, specs[w], most)
+                    for c in order:
                         print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
-                        deploy(d, w, specs[w], c)
-                        record(c, w, model, mig_clients(d, w, c, args.n, args.warmup))
-                        d.kill_instances()
+                        record(c, w, model, mig_clients(d, w, specs[w].get("body", b""), c,
+                                                        args.n, args.warmup))
+                    d.kill_instances()
             finally:
                 d.stop()
     except (RuntimeError, OSError, threading.BrokenBarrierError) as e:
-        print(f"run.py: {e}", file=sys.stderr)
+        print(f"run.py: {e}\n(the daemons' logs are kept in {workdir})", file=sys.stderr)
         return 1
-    header = (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
-              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"GPU {gpu}, {os.cpu_count()} CPUs; "
-              f"{args.warmup} untimed requests per client first")
-    text, md = tables(results, args, header)
+    shutil.rmtree(workdir, ignore_errors=True)
+    text, md = tables(results, args, header())
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": header, "results": results}, f, indent=1)
+            json.dump({"header": header(), "n": args.n, "results": results}, f, indent=1)
     if args.plot:
         plot(results, args, args.plot)
     return 0

@@ -135,6 +135,43 @@ def test_torch_model_function_gives_native_bits(daemon):
         assert out["model"] == "resnet50" and out["digest"] == want, out
 
 
+def test_torch_models_take_their_input_from_the_request(daemon, tmp_path):
+    """The models' per-request input (bench/sharing's requests): a JPEG photo
+    for ResNet-50, a JSON question for BERT, prepared on the CPU inside the
+    instance; the answers equal a native run of the same code, bit for bit,
+    and a body that is not an image is the function's error, not a crash."""
+    import urllib.error
+    url, token, _ = daemon
+    py = shutil.which("python3")
+    r = subprocess.run([py, "-c", "import torch, torchvision, transformers, PIL"],
+                       capture_output=True)
+    if r.returncode:
+        pytest.skip("torch, torchvision, transformers or Pillow missing for python3")
+    sys.path.insert(0, str(ROOT / "bench" / "sharing"))
+    import run as sharing_bench
+    bodies = {"resnet50": sharing_bench.photo_jpeg("1280x960"),
+              "bert": sharing_bench.squad_json()}
+    native_code = ("import json, sys; sys.path.insert(0, 'examples/torch_models'); "
+                   "import models; name = sys.argv[1]; m, x = models.build(name); "
+                   "print(json.dumps(models.answer(name, m, x, open(sys.argv[2], 'rb').read())))")
+    for name, body in bodies.items():
+        (tmp_path / name).write_bytes(body)
+        native = subprocess.run([py, "-c", native_code, name, str(tmp_path / name)],
+                                capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert native.returncode == 0, native.stderr[-3000:]
+        want = json.loads(native.stdout.splitlines()[-1])
+        _deploy(url, token, f"{name}_req", "python",
+                ROOT / "examples" / "torch_models" / "models.py", "models:infer", python=py,
+                timeout_ms=300000, gpu_memory="8GiB", env={"MODEL": name},
+                limits={"memory": "16GiB"})
+        for _ in range(2):
+            _, out = _invoke(url, token, f"{name}_req", body)
+            assert out == want, (name, out, want)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        _req(url, token, "POST", "/v1/functions/resnet50_req/invoke", b"not an image")
+    assert "not an image" in e.value.read().decode(errors="replace")
+
+
 def test_torch_model_same_bits_after_100_swaps(daemon):
     """A PyTorch model function (ResNet-50) swapped out and back in 100
     times (the invocation swaps in): every answer is the first one's bits."""
