@@ -2114,8 +2114,8 @@ static enum run_end run(struct im *im, struct inst *in,
 	uint32_t ticket = 0;
 	int rc;
 
-	swap_in_for(im, in, r);
-	/* "sequential": the invocation owns the partition from start to end. */
+	/* "sequential": the invocation owns the partition from start to end,
+	 * its swap-in included. */
 	if (in->part->arb && in->srv &&
 	    in->part->arb->model == MIG_SHARING_SEQUENTIAL) {
 		seq = in->part->arb;
@@ -2132,6 +2132,7 @@ static enum run_end run(struct im *im, struct inst *in,
 			return RUN_KEEP;
 		}
 	}
+	swap_in_for(im, in, r);
 	rc = ctl_send(in->ctl, MIG_CTL_INVOKE, id, payload, len, ctype, deadline);
 	if (rc == -EPIPE && in->invocations && !r->cold) {
 		if (seq)

@@ -314,6 +314,8 @@ int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 
 /* All GPU work the client asked for has completed (server.c). */
 bool gpud_streams_idle(struct gpud *g);
+/* Wait for the arbiter's turn for calls of class @cls (server.c). */
+void gpud_arbiter_hold(struct gpud *g, unsigned int cls);
 
 /* --- swapping an idle instance's memory (swap.c) ------------------------- */
 

@@ -2241,6 +2241,20 @@ static bool arb_wait(struct gpud *g, uint64_t ns)
 	return ok;
 }
 
+/*
+ * Block until this server may issue calls of class @cls (at once when the
+ * model does not make @cls exclusive, or the turn is ours).  For the work
+ * the server does for the client on its own, like a swap-in's copies; the
+ * turn is then given back by the loop's usual policy.
+ */
+void gpud_arbiter_hold(struct gpud *g, unsigned int cls)
+{
+	if (!(cls & g->arb_excl) || g->arb_held)
+		return;
+	while (!arb_may_issue(g, cls))
+		arb_wait(g, 10000000ull);
+}
+
 /* --- the loop ------------------------------------------------------------ */
 
 bool gpud_drain(struct gpud *g)

@@ -17,10 +17,15 @@
  * segments), the driver's own memory (modules, their globals, the context).
  *
  * A call from the client while swapped out swaps in first (server.c):
- * background GPU work of an idle function sees no difference.
+ * background GPU work of an idle function sees no difference.  Swap-in's
+ * copies wait for the partition's turn where the sharing model makes
+ * copies exclusive (overlap-cpu; under sequential the daemon swaps in
+ * within the invocation's turn); swap-out does not: it runs on an idle
+ * instance, often because another one needs the memory now.
  */
 #include <string.h>
 
+#include "arbiter.h"
 #include "gpud.h"
 #include "seqword.h"
 
@@ -88,29 +93,27 @@ static CUresult streams_ready(struct gpud *g)
 	return CUDA_SUCCESS;
 }
 
-/* Copy [dev, dev + size) and [host, host + size) one way, in chunks
- * spread over the swap streams; returns once every chunk is done. */
-static CUresult copy_all(struct gpud *g, bool out)
+/* Queue the copy of allocation @a and its place at @off in the pool, one
+ * way, in chunks spread over the swap streams (@k: the next stream). */
+static CUresult copy_queue(struct gpud *g, const struct gpud_alloc *a, uint64_t off,
+			   bool out, unsigned int *k)
 {
-	uint64_t off = 0;
-	unsigned int k = 0;
 	CUresult r = CUDA_SUCCESS;
 
-	for (uint32_t i = 0; i < g->vs.n && r == CUDA_SUCCESS; i++) {
-		struct gpud_alloc *a = &g->vs.v[i];
+	for (uint64_t c = 0; c < a->size && r == CUDA_SUCCESS; c += SWAP_CHUNK) {
+		uint64_t n = a->size - c < SWAP_CHUNK ? a->size - c : SWAP_CHUNK;
+		uint8_t *h = (uint8_t *)g->swap.pool + off + c;
+		CUstream s = g->swap.streams[(*k)++ % SWAP_STREAMS];
 
-		if (a->kind != VA_ALLOC)
-			continue;
-		for (uint64_t c = 0; c < a->size && r == CUDA_SUCCESS; c += SWAP_CHUNK) {
-			uint64_t n = a->size - c < SWAP_CHUNK ? a->size - c : SWAP_CHUNK;
-			uint8_t *h = (uint8_t *)g->swap.pool + off + c;
-			CUstream s = g->swap.streams[k++ % SWAP_STREAMS];
-
-			r = out ? g->b->cuMemcpyDtoHAsync(h, a->addr + c, n, s) :
-				  g->b->cuMemcpyHtoDAsync(a->addr + c, h, n, s);
-		}
-		off += a->size;
+		r = out ? g->b->cuMemcpyDtoHAsync(h, a->addr + c, n, s) :
+			  g->b->cuMemcpyHtoDAsync(a->addr + c, h, n, s);
 	}
+	return r;
+}
+
+/* Wait for every queued copy; @r: how queueing went. */
+static CUresult copies_done(struct gpud *g, CUresult r)
+{
 	for (int i = 0; i < SWAP_STREAMS; i++) {
 		CUresult e = g->b->cuEventRecordWithFlags(g->swap.events[i],
 							  g->swap.streams[i], 0);
@@ -153,7 +156,8 @@ static CUresult remap(struct gpud *g, struct gpud_alloc *a)
 
 CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 {
-	uint64_t t0 = mig_now_ns(), bytes;
+	uint64_t t0 = mig_now_ns(), bytes, off = 0;
+	unsigned int k = 0;
 	CUresult r;
 
 	memset(rep, 0, sizeof(*rep));
@@ -162,8 +166,15 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 	if (g->sticky_error != CUDA_SUCCESS)
 		return g->sticky_error;
 	bytes = swappable_bytes(g);
-	if ((r = drain_gpu(g)) || (r = streams_ready(g)) ||
-	    (r = pool_reserve(g, bytes)) || (r = copy_all(g, true)))
+	if ((r = drain_gpu(g)) || (r = streams_ready(g)) || (r = pool_reserve(g, bytes)))
+		return r;
+	for (uint32_t i = 0; i < g->vs.n && r == CUDA_SUCCESS; i++) {
+		if (g->vs.v[i].kind == VA_ALLOC) {
+			r = copy_queue(g, &g->vs.v[i], off, true, &k);
+			off += g->vs.v[i].size;
+		}
+	}
+	if ((r = copies_done(g, r)))
 		return r;
 	for (uint32_t i = 0; i < g->vs.n; i++) {
 		struct gpud_alloc *a = &g->vs.v[i];
@@ -185,23 +196,33 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 
 CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 {
-	uint64_t t0 = mig_now_ns();
+	uint64_t t0 = mig_now_ns(), off = 0;
+	unsigned int k = 0;
 	CUresult r = CUDA_SUCCESS;
 
 	memset(rep, 0, sizeof(*rep));
 	if (!g->swap.out)
 		return CUDA_SUCCESS;
+	/* The copies are the client's work done early: under a model that
+	 * makes copies exclusive they wait for the partition's turn. */
+	gpud_arbiter_hold(g, MIG_CLASS_COPY);
+	t0 = mig_now_ns();
+	/* Each allocation's copies start as soon as it is mapped again, so
+	 * that making the next one overlaps them. */
 	for (uint32_t i = 0; i < g->vs.n && r == CUDA_SUCCESS; i++) {
 		struct gpud_alloc *a = &g->vs.v[i];
 
-		if (a->kind != VA_ALLOC || a->mem)
+		if (a->kind != VA_ALLOC)
 			continue;
-		r = remap(g, a);
+		if (!a->mem)
+			r = remap(g, a);
+		if (r == CUDA_SUCCESS)
+			r = copy_queue(g, a, off, false, &k);
+		off += a->size;
 		rep->allocations++;
 		rep->bytes += a->size;
 	}
-	if (r == CUDA_SUCCESS)
-		r = copy_all(g, false);
+	r = copies_done(g, r);
 	if (r != CUDA_SUCCESS) {
 		/* Its memory is lost: nothing the client holds can be trusted
 		 * any more.  Like a lost context, every later call fails. */

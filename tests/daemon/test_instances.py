@@ -641,6 +641,37 @@ def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wai
         assert ms < 100, f"{model}: copies waited ({ms:.1f} ms)"
 
 
+@pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
+def test_swap_in_waits_for_the_turn_where_copies_are_exclusive(harness, built, model, waits):
+    """A lukewarm instance invoked while another holds the GPU with a kernel
+    that never ends (stopped after sharing_max_hold_ms = 600): its swap-in's
+    copies wait for the turn under overlap-cpu, not under overlap-cpu-copy."""
+    if BACKEND != "host":
+        pytest.skip("the test double's endless kernel")
+    h = harness(sharing=model)
+    assert h.cmd("set sharing_max_hold_ms 600")["ok"]
+    fixture(built, h, "hang", "gpu_hang", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "sw", "swap_check", gpu=True, keep_alive_ms=60000)
+    first = h.invoke("sw")
+    assert first["status"] == 200
+    assert h.cmd(f"swap {first['instance']} out")["rc"] == 0
+    h.go("hang", "hang")
+    [hung] = h.until("hang running", lambda: [i for i in h.list()
+                                              if i["function"] == "hang" and
+                                              i["state"] == "busy"])
+    time.sleep(0.1)
+    r = h.invoke("sw")
+    assert r["status"] == 200 and r["body"] == first["body"], r
+    if not waits:  # nobody waited for its turn: nothing stopped it
+        assert h.cmd(f"kill t1 {hung['id']}")["rc"] == 0
+    assert h.wait("hang")["status"] >= 500
+    print(f"{model}: swap-in while another holds the GPU took {r['swap_in_us'] / 1000:.1f} ms")
+    if waits:
+        assert r["swap_in_us"] >= 300000, f"{model}: the swap-in did not wait: {r}"
+    else:
+        assert r["swap_in_us"] < 300000, f"{model}: the swap-in waited: {r}"
+
+
 def test_exclusive_holder_that_dies_loses_the_grant(harness, built):
     """A server killed while it holds the GPU (a 30 ms kernel, then a long
     CPU phase would have released it anyway; here it holds a queue of
