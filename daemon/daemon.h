@@ -320,6 +320,16 @@ struct mig_gpu_turns {
 };
 int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 			struct mig_gpu_turns *out);
+
+/* Lukewarm functions, node-wide: swaps done since the start, and now. */
+struct mig_swap_stats {
+	uint64_t outs, ins, bytes_out, bytes_in, ns_out, ns_in;
+	uint64_t failures;       /* refused by a server or not answered */
+	uint64_t stopped;        /* lukewarm instances stopped over the limit */
+	uint64_t lukewarm_bytes; /* host memory lukewarm instances hold now */
+	uint32_t lukewarm;       /* instances swapped out now */
+};
+void instances_swap_stats(struct mig_daemon *d, struct mig_swap_stats *out);
 int instances_kill(struct mig_daemon *d, const char *tenant, const char *id);
 /* Swap an idle instance's GPU memory out to host memory, or back in
  * (gpud/swap.c).  0 with @rep filled; -ENOENT, -EBUSY (not idle) or another
@@ -338,7 +348,8 @@ void instances_shutdown(struct mig_daemon *d);
 /* @cold: 1 cold, 0 warm, -1 no instance served it (it failed before). */
 void metrics_invocation(const char *tenant, const char *function,
 			int http_status, int cold, uint64_t total_us,
-			uint64_t queued_us, uint64_t cold_us, uint64_t run_us);
+			uint64_t queued_us, uint64_t cold_us, uint64_t run_us,
+			uint64_t swap_in_us);
 /* Prometheus text exposition; malloc'ed. */
 char *metrics_render(struct mig_daemon *d);
 /* The same, with only @tenant's series (NULL: every tenant's). */

@@ -691,7 +691,7 @@ static enum MHD_Result do_invoke(struct MHD_Connection *c, struct req *q,
 	total = now_us() - q->t0;
 	metrics_invocation(q->tenant->name, q->name, r.http_status,
 			   r.cold ? 1 : *r.instance ? 0 : -1, total, r.queued_us,
-			   r.cold_start_us, r.run_us);
+			   r.cold_start_us, r.run_us, r.swap_in_us);
 	if (!r.http_status) { /* cannot happen; never answer 0 */
 		free(r.body);
 		return reply_error(c, q, MHD_HTTP_INTERNAL_SERVER_ERROR,

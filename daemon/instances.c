@@ -309,6 +309,7 @@ struct im {
 	int spin_max;                   /* how many of those may spin */
 	bool stopping, sup_exit;
 	pthread_t swapper;              /* the lukewarm policy (swapper()) */
+	struct mig_swap_stats swaps;    /* counters; the gauges are counted */
 	pthread_cond_t swapper_wake;
 	bool swapper_running;
 	int epfd, evfd;
@@ -2375,6 +2376,28 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 	pthread_mutex_unlock(&im->lock);
 }
 
+void instances_swap_stats(struct mig_daemon *d, struct mig_swap_stats *out)
+{
+	struct im *im = d->instances;
+
+	memset(out, 0, sizeof(*out));
+	if (!im)
+		return;
+	pthread_mutex_lock(&im->lock);
+	*out = im->swaps;
+	out->lukewarm = 0;
+	out->lukewarm_bytes = 0;
+	for (struct list *l = im->insts.next; l != &im->insts; l = l->next) {
+		struct inst *in = list_entry(l, struct inst, all_link);
+
+		if (in->swapped && in->state != ST_DYING) {
+			out->lukewarm++;
+			out->lukewarm_bytes += in->swapped_bytes;
+		}
+	}
+	pthread_mutex_unlock(&im->lock);
+}
+
 int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 			struct mig_gpu_turns *out)
 {
@@ -2503,8 +2526,17 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 	pthread_mutex_lock(&im->lock);
 	in->swapping = false;
 	if (!rc && !*status) {
+		bool moved = in->swapped != out; /* (or it was there already) */
+
 		in->swapped = out;
 		in->swapped_bytes = out ? rep->bytes : 0;
+		if (moved) {
+			*(out ? &im->swaps.outs : &im->swaps.ins) += 1;
+			*(out ? &im->swaps.bytes_out : &im->swaps.bytes_in) += rep->bytes;
+			*(out ? &im->swaps.ns_out : &im->swaps.ns_in) += rep->ns;
+		}
+	} else {
+		im->swaps.failures++;
 	}
 	pthread_mutex_unlock(&im->lock);
 	return rc;
@@ -3347,6 +3379,7 @@ static void enforce_lukewarm_limit(struct im *im)
 		daemon_log(0, "lukewarm instances hold %.1f MiB of host memory, over the limit of %.1f MiB: stopping %s (function \"%s\"), the least recently used",
 			   total / 1048576.0, limit / 1048576.0, lru->id, lru->fn->name);
 		lru->swapped = false; /* its memory goes with it */
+		im->swaps.stopped++;
 		doom(im, lru, true, "lukewarm host memory limit");
 	}
 }

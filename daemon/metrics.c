@@ -6,15 +6,23 @@
  *   mignificent_invocations_total{status}      by HTTP status of the answer
  *   mignificent_cold_starts_total              invocations that started
  *   mignificent_warm_starts_total              ... or reused an instance
+ *   mignificent_lukewarm_starts_total          ... a swapped-out one (also
+ *                                              counted as warm)
  *   mignificent_invocation_duration_seconds    histogram: at the gateway
  *   mignificent_invocation_queued_seconds      histogram: waiting for one
  *   mignificent_cold_start_seconds             histogram: cold ones only
  *   mignificent_invocation_run_seconds         histogram: in the function
+ *   mignificent_swap_in_seconds                histogram: lukewarm ones only
  * Per partition (labels partition, gpu, profile), from d->devices:
  *   mignificent_partition_memory_bytes, _memory_reserved_bytes,
  *   mignificent_partition_instances, mignificent_partition_present,
  *   from the partition's arbiter: mignificent_partition_sharing_model
  *   (label model), _gpu_turns_total, _gpu_turn_waiters
+ * Per node, from the instances (lukewarm functions):
+ *   mignificent_swaps_total{direction}, mignificent_swap_bytes_total and
+ *   mignificent_swap_seconds_total{direction}, mignificent_swap_failures_total,
+ *   mignificent_lukewarm_instances, mignificent_lukewarm_bytes (host memory
+ *   they hold), mignificent_lukewarm_stopped_total (over the host limit)
  *
  * metrics_invocation() runs once per invocation on the hot path: a series
  * is found under a read lock (a write lock only the first time a function
@@ -49,7 +57,7 @@ struct hist {
 	uint64_t count, sum_us;
 };
 
-enum { H_TOTAL, H_QUEUED, H_COLD, H_RUN, NHIST };
+enum { H_TOTAL, H_QUEUED, H_COLD, H_RUN, H_SWAP_IN, NHIST };
 
 static const struct {
 	const char *name, *help;
@@ -62,6 +70,9 @@ static const struct {
 		     "Time to start an instance, for cold invocations." },
 	[H_RUN] = { "mignificent_invocation_run_seconds",
 		    "Time in the function, for invocations an instance ran." },
+	[H_SWAP_IN] = { "mignificent_swap_in_seconds",
+			"Time to bring a lukewarm instance's GPU memory back, for "
+			"invocations that found it swapped out." },
 };
 
 struct series {
@@ -75,7 +86,7 @@ struct series {
 		uint64_t n;
 	} st[MAX_STATUSES];
 	int nst;
-	uint64_t cold, warm;
+	uint64_t cold, warm, lukewarm;
 	struct hist h[NHIST];
 };
 
@@ -156,7 +167,8 @@ static void observe(struct hist *h, uint64_t us)
 
 void metrics_invocation(const char *tenant, const char *function,
 			int http_status, int cold, uint64_t total_us,
-			uint64_t queued_us, uint64_t cold_us, uint64_t run_us)
+			uint64_t queued_us, uint64_t cold_us, uint64_t run_us,
+			uint64_t swap_in_us)
 {
 	struct series *s = series_get(tenant, function);
 	int i;
@@ -182,6 +194,10 @@ void metrics_invocation(const char *tenant, const char *function,
 			observe(&s->h[H_COLD], cold_us);
 		} else {
 			s->warm++;
+		}
+		if (swap_in_us) {
+			s->lukewarm++;
+			observe(&s->h[H_SWAP_IN], swap_in_us);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -311,6 +327,14 @@ static void render_functions(FILE *o, const char *tenant)
 		fn_labels(o, &v[i]);
 		fprintf(o, "} %llu\n", (unsigned long long)v[i].warm);
 	}
+	fputs("# HELP mignificent_lukewarm_starts_total Invocations served by an "
+	      "instance whose GPU memory was swapped out (also warm starts).\n"
+	      "# TYPE mignificent_lukewarm_starts_total counter\n", o);
+	for (i = 0; i < n; i++) {
+		fputs("mignificent_lukewarm_starts_total{", o);
+		fn_labels(o, &v[i]);
+		fprintf(o, "} %llu\n", (unsigned long long)v[i].lukewarm);
+	}
 	for (h = 0; h < NHIST; h++) {
 		fprintf(o, "# HELP %s %s\n# TYPE %s histogram\n",
 			hist_info[h].name, hist_info[h].help, hist_info[h].name);
@@ -413,6 +437,49 @@ static void render_turns(FILE *o, struct mig_daemon *md)
 	free(copy);
 }
 
+/* Lukewarm functions, node-wide (instances_swap_stats). */
+static void render_swaps(FILE *o, struct mig_daemon *md)
+{
+	struct mig_swap_stats st;
+
+	instances_swap_stats(md, &st);
+	fputs("# HELP mignificent_swaps_total Swaps of an instance's GPU memory "
+	      "to host memory (out) and back (in).\n"
+	      "# TYPE mignificent_swaps_total counter\n", o);
+	fprintf(o, "mignificent_swaps_total{direction=\"out\"} %llu\n"
+		   "mignificent_swaps_total{direction=\"in\"} %llu\n",
+		(unsigned long long)st.outs, (unsigned long long)st.ins);
+	fputs("# HELP mignificent_swap_bytes_total GPU memory moved by swaps.\n"
+	      "# TYPE mignificent_swap_bytes_total counter\n", o);
+	fprintf(o, "mignificent_swap_bytes_total{direction=\"out\"} %llu\n"
+		   "mignificent_swap_bytes_total{direction=\"in\"} %llu\n",
+		(unsigned long long)st.bytes_out, (unsigned long long)st.bytes_in);
+	fputs("# HELP mignificent_swap_seconds_total Time the GPU servers spent "
+	      "copying swapped memory.\n"
+	      "# TYPE mignificent_swap_seconds_total counter\n", o);
+	fprintf(o, "mignificent_swap_seconds_total{direction=\"out\"} %.6f\n"
+		   "mignificent_swap_seconds_total{direction=\"in\"} %.6f\n",
+		st.ns_out / 1e9, st.ns_in / 1e9);
+	fprintf(o, "# HELP mignificent_swap_failures_total Swaps a GPU server "
+		   "could not do or did not answer.\n"
+		   "# TYPE mignificent_swap_failures_total counter\n"
+		   "mignificent_swap_failures_total %llu\n"
+		   "# HELP mignificent_lukewarm_instances Instances whose GPU memory "
+		   "is in host memory now.\n"
+		   "# TYPE mignificent_lukewarm_instances gauge\n"
+		   "mignificent_lukewarm_instances %u\n"
+		   "# HELP mignificent_lukewarm_bytes Host memory holding lukewarm "
+		   "instances' GPU memory.\n"
+		   "# TYPE mignificent_lukewarm_bytes gauge\n"
+		   "mignificent_lukewarm_bytes %llu\n"
+		   "# HELP mignificent_lukewarm_stopped_total Lukewarm instances "
+		   "stopped to keep under the node's host memory limit.\n"
+		   "# TYPE mignificent_lukewarm_stopped_total counter\n"
+		   "mignificent_lukewarm_stopped_total %llu\n",
+		(unsigned long long)st.failures, st.lukewarm,
+		(unsigned long long)st.lukewarm_bytes, (unsigned long long)st.stopped);
+}
+
 char *metrics_render_for(struct mig_daemon *d, const char *tenant)
 {
 	char *buf = NULL;
@@ -425,6 +492,7 @@ char *metrics_render_for(struct mig_daemon *d, const char *tenant)
 	if (d) {
 		render_partitions(o, &d->devices);
 		render_turns(o, d);
+		render_swaps(o, d);
 	}
 	if (fclose(o)) {
 		free(buf);

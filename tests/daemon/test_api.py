@@ -807,6 +807,13 @@ def test_swap_endpoints(start_daemon, fixture_so):
     r = d.request("POST", f"/v1/instances/{inst}/swap-in")
     assert r.status == 200 and r.json()["bytes"] == 0, r
     assert d.request("POST", "/v1/instances/i-424242/swap-in").status == 404
+    text = d.request("GET", "/metrics").body.decode()
+    for line in ('mignificent_swaps_total{direction="out"} 1',
+                 'mignificent_swaps_total{direction="in"} 1',
+                 "mignificent_lukewarm_instances 0", "mignificent_swap_failures_total 0",
+                 'mignificent_lukewarm_starts_total{tenant="alice",function="f"} 1',
+                 'mignificent_swap_in_seconds_count{tenant="alice",function="f"} 1'):
+        assert line in text, (line, text)
 
 
 @invocation
