@@ -222,6 +222,7 @@ static void defaults(struct mig_config *c)
 	c->segment_size = MIG_SEGMENT_SIZE_DEFAULT;
 	c->module_cache = DEFAULT_MODULE_CACHE;
 	c->sharing_max_hold_ms = 30000;
+	c->lukewarm_on_pressure = true;
 	snprintf(c->isolation, sizeof(c->isolation), "sandbox");
 	c->sandbox.uid_base = DEFAULT_UID_BASE;
 	c->sandbox.uid_count = DEFAULT_UID_COUNT;
@@ -465,7 +466,7 @@ static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
 	return 0;
 }
 
-/* "lukewarm": {"swap_after_ms": N, "host_memory": "64GiB"} */
+/* "lukewarm": {"swap_after_ms": N, "host_memory": "64GiB", "on_pressure": true} */
 static int get_lukewarm(struct file_ctx *x, json_t *v, struct mig_config *c)
 {
 	const char *k;
@@ -483,9 +484,13 @@ static int get_lukewarm(struct file_ctx *x, json_t *v, struct mig_config *c)
 		} else if (!strcmp(k, "host_memory")) {
 			if (get_size(x, "lukewarm.host_memory", m, &c->lukewarm_host_memory))
 				return -1;
+		} else if (!strcmp(k, "on_pressure")) {
+			if (!json_is_boolean(m))
+				return key_fail(x, "lukewarm.on_pressure", "true or false");
+			c->lukewarm_on_pressure = json_is_true(m);
 		} else {
 			return fail(x->err, x->errlen, "config %s: unknown key \"lukewarm.%s\" "
-				    "(known: swap_after_ms, host_memory)", x->path, k);
+				    "(known: swap_after_ms, host_memory, on_pressure)", x->path, k);
 		}
 	}
 	return 0;

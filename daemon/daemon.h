@@ -63,9 +63,11 @@ struct mig_config {
 	unsigned int sharing_max_hold_ms; /* a holder this long is hung; 0 never */
 	/* Lukewarm instances (gpud/swap.c): swap an instance idle this long
 	 * (0: never); host memory they may hold, node-wide (0: a quarter of
-	 * the machine's). */
+	 * the machine's); swap idle instances out, rather than stop them,
+	 * when another instance needs their partition's memory. */
 	unsigned int lukewarm_after_ms;
 	uint64_t lukewarm_host_memory;
+	bool lukewarm_on_pressure;
 	uint64_t module_cache;   /* bytes of GPU code images kept per deployed
 				  * version for its next instances; 0: none */
 	int verbose;

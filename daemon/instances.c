@@ -215,6 +215,10 @@ struct inst {
 	bool swapping;                  /* a swap request is in flight */
 	bool swapped;                   /* its GPU memory is in host memory */
 	uint64_t swapped_bytes;
+	uint64_t released;              /* swapped: reservation given back
+					   (mem is what it still holds) */
+	uint64_t pressure_mem;          /* counted in its part's swapping_mem:
+					   the swapper is to swap it out */
 	int kill_stage;
 	uint64_t kill_at;
 	struct list all_link;           /* im->insts */
@@ -251,6 +255,7 @@ struct part {
 	uint64_t pool_retry_ns;
 	unsigned int pool_backoff_ms;
 	uint64_t dying_mem;             /* reserved by dying instances */
+	uint64_t swapping_mem;          /* ... by instances to be swapped out */
 	int arb_fd;                     /* its arbiter page (ipc/arbiter.h) */
 	struct mig_arbiter *arb;        /* NULL: could not be made (time-sharing) */
 };
@@ -802,6 +807,21 @@ static void book(struct im *im, struct part *part, uint64_t mem, int sign)
 	pthread_mutex_unlock(&im->d->devices.lock);
 }
 
+/* Only the memory of a reservation: an instance swapped out gives back
+ * what its swap freed, and takes it again to swap in. */
+static void book_mem(struct im *im, struct part *part, uint64_t mem, int sign)
+{
+	struct mig_partition *p;
+
+	pthread_mutex_lock(&im->d->devices.lock);
+	p = dev_of(im, part);
+	if (p && sign > 0)
+		p->mem_reserved += mem;
+	else if (p)
+		p->mem_reserved -= mem < p->mem_reserved ? mem : p->mem_reserved;
+	pthread_mutex_unlock(&im->d->devices.lock);
+}
+
 /* Free memory on @part now (devices lock held by the caller: see free_mem). */
 static uint64_t free_locked(struct im *im, struct part *part, bool *present)
 {
@@ -934,13 +954,36 @@ static void doom_(struct im *im, struct inst *in, bool force, const char *why,
 
 /* Stop idle instances on @part, least recently used first, until @need
  * bytes are free or on their way to being free. */
+/*
+ * Make room for @need bytes on @part (@free now): idle instances are
+ * swapped out by the swapper thread (lukewarm.on_pressure; they stay
+ * ready to run), or stopped, least recently used first, until the memory
+ * on its way covers @need.  Who waits for it is served when it comes.
+ */
 static void evict(struct im *im, struct part *part, uint64_t need, uint64_t free)
 {
-	struct inst *in;
+	bool swap = im->d->cfg.lukewarm_on_pressure && im->swapper_running;
+	struct list *l, *next;
 
-	while (free + part->dying_mem < need &&
-	       (in = list_first(&part->idle, struct inst, part_link)))
-		doom_(im, in, false, "its memory is needed by another function", false);
+	for (l = part->idle.next; l != &part->idle &&
+	     free + part->dying_mem + part->swapping_mem < need; l = l->next) {
+		struct inst *in = list_entry(l, struct inst, part_link);
+
+		if (!swap || in->swapped || in->swapping || in->pressure_mem ||
+		    in->killed || !in->srv || in->srv->ctl_w < 0 || !in->mem)
+			continue;
+		in->pressure_mem = in->mem;
+		part->swapping_mem += in->mem;
+		pthread_cond_signal(&im->swapper_wake);
+	}
+	for (l = part->idle.next; l != &part->idle &&
+	     free + part->dying_mem + part->swapping_mem < need; l = next) {
+		struct inst *in = list_entry(l, struct inst, part_link);
+
+		next = l->next;
+		if (!in->pressure_mem && !in->swapping)
+			doom_(im, in, false, "its memory is needed by another function", false);
+	}
 }
 
 /* Reserve @need bytes on @part for a new instance of @fn. */
@@ -1245,6 +1288,10 @@ static void doom_(struct im *im, struct inst *in, bool force, const char *why,
 	in->state = ST_DYING;
 	fn->ninst--;
 	in->part->dying_mem += in->mem;
+	if (in->pressure_mem) { /* its memory comes back by this way now */
+		in->part->swapping_mem -= in->pressure_mem;
+		in->pressure_mem = 0;
+	}
 	list_add_tail(&in->dying_link, &im->dying);
 	if (in->ctl >= 0 && !force) {
 		struct mig_ctl_hdr h = { .magic = MIG_CTL_MAGIC,
@@ -2053,6 +2100,8 @@ enum run_end {
 	RUN_DISCARD,  /* stop it gracefully */
 	RUN_KILL,     /* stop it by force (already signalled if need be) */
 	RUN_RETRY,    /* it was dead before the invocation reached it */
+	RUN_NO_ROOM,  /* lukewarm, and its memory has no room to come back:
+			 stop it; the invocation starts anew (queued for room) */
 };
 
 static void set_result(struct mig_invoke_result *r, char *body, uint32_t len,
@@ -2076,8 +2125,27 @@ static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
 static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 			struct mig_swap_report *rep, int32_t *status);
 
-/* A lukewarm instance: its memory back before the invocation, timed. */
-static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result *r)
+/*
+ * A lukewarm instance takes back the reservation its swap-out gave up
+ * (under the lock).  false: the partition has no room for it now.
+ */
+static bool take_back(struct im *im, struct inst *in)
+{
+	bool present;
+
+	if (!in->released)
+		return true;
+	if (free_mem(im, in->part, &present) < in->released || !present)
+		return false;
+	book_mem(im, in->part, in->released, +1);
+	in->mem += in->released;
+	in->released = 0;
+	return true;
+}
+
+/* A lukewarm instance: its memory back before the invocation, timed.
+ * false: no room for it on the partition (nothing was done). */
+static bool swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result *r)
 {
 	struct mig_swap_report rep;
 	int32_t status = 0;
@@ -2085,13 +2153,17 @@ static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result
 	int fd = -1;
 
 	pthread_mutex_lock(&im->lock);
+	if (in->swapped && !take_back(im, in)) {
+		pthread_mutex_unlock(&im->lock);
+		return false;
+	}
 	if (in->swapped && !in->swapping && in->srv && in->srv->ctl_w >= 0) {
 		in->swapping = true;
 		fd = in->srv->ctl_w;
 	}
 	pthread_mutex_unlock(&im->lock);
 	if (fd < 0)
-		return; /* the server swaps in by itself at the first call */
+		return true; /* the server swaps in by itself at the first call */
 	t0 = now_ns();
 	if (swap_claimed(im, in, fd, false, &rep, &status) || status)
 		daemon_log(0, "instance %s: swap-in failed (%d); its server retries at the first call",
@@ -2101,6 +2173,7 @@ static void swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result
 	in->swapped = false; /* in now, or the server's business at its first call */
 	in->swapped_bytes = 0;
 	pthread_mutex_unlock(&im->lock);
+	return true;
 }
 
 static enum run_end run(struct im *im, struct inst *in,
@@ -2133,7 +2206,11 @@ static enum run_end run(struct im *im, struct inst *in,
 			return RUN_KEEP;
 		}
 	}
-	swap_in_for(im, in, r);
+	if (!swap_in_for(im, in, r)) {
+		if (seq)
+			mig_arb_release(seq, ticket);
+		return RUN_NO_ROOM;
+	}
 	rc = ctl_send(in->ctl, MIG_CTL_INVOKE, id, payload, len, ctype, deadline);
 	if (rc == -EPIPE && in->invocations && !r->cold) {
 		if (seq)
@@ -2364,8 +2441,11 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 		case RUN_RETRY:
 			doom(im, in, true, "it was found dead");
 			break;
+		case RUN_NO_ROOM:
+			doom(im, in, false, "lukewarm, and its partition has no room for its memory now");
+			break;
 		}
-		if (end != RUN_RETRY || attempt >= 2)
+		if ((end != RUN_RETRY && end != RUN_NO_ROOM) || attempt >= 2)
 			break;
 		free(r->body);
 		memset(r, 0, sizeof(*r));
@@ -2530,6 +2610,13 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 
 		in->swapped = out;
 		in->swapped_bytes = out ? rep->bytes : 0;
+		if (moved && out && in->state != ST_DYING) {
+			/* What the swap freed is the partition's again. */
+			in->released = rep->bytes < in->mem ? rep->bytes : in->mem;
+			in->mem -= in->released;
+			book_mem(im, in->part, in->released, -1);
+			serve_room(im, in->part);
+		}
 		if (moved) {
 			*(out ? &im->swaps.outs : &im->swaps.ins) += 1;
 			*(out ? &im->swaps.bytes_out : &im->swaps.bytes_in) += rep->bytes;
@@ -2573,6 +2660,12 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 			 in->swapping ? "being swapped already" : state_names[in->state]);
 		pthread_mutex_unlock(&im->lock);
 		return -EBUSY;
+	}
+	if (!out && in->swapped && !take_back(im, in)) {
+		snprintf(err, errlen, "instance %s: its partition has no room for its %.0f MiB now",
+			 id, in->released / 1048576.0);
+		pthread_mutex_unlock(&im->lock);
+		return -ENOSPC;
 	}
 	in->swapping = true;
 	fd = in->srv->ctl_w;
@@ -3384,10 +3477,67 @@ static void enforce_lukewarm_limit(struct im *im)
 	}
 }
 
+static struct inst *inst_by_id(struct im *im, const char *id)
+{
+	for (struct list *l = im->insts.next; l != &im->insts; l = l->next) {
+		struct inst *in = list_entry(l, struct inst, all_link);
+
+		if (!strcmp(in->id, id))
+			return in;
+	}
+	return NULL;
+}
+
 /*
- * The swapper thread: an instance idle for lukewarm.swap_after_ms has its
- * GPU memory swapped to host memory (one at a time, the longest idle
- * first), then the node-wide limit is enforced.  A swap never runs on an
+ * Swap out one instance evict() picked to make room on its partition (under
+ * the lock, dropped meanwhile); one that could not be swapped is stopped
+ * instead.  false: none was waiting.
+ */
+static bool swap_for_room(struct im *im)
+{
+	struct mig_swap_report rep;
+	struct inst *pick = NULL, *in;
+	struct part *part;
+	char id[24], err[300] = "";
+	uint64_t mem;
+	struct list *l;
+	int rc;
+
+	for (l = im->insts.next; l != &im->insts && !pick; l = l->next) {
+		in = list_entry(l, struct inst, all_link);
+		if (in->pressure_mem)
+			pick = in;
+	}
+	if (!pick)
+		return false;
+	snprintf(id, sizeof(id), "%s", pick->id);
+	part = pick->part;
+	mem = pick->pressure_mem;
+	pthread_mutex_unlock(&im->lock);
+	rc = instances_swap(im->d, NULL, id, true, &rep, err, sizeof(err));
+	pthread_mutex_lock(&im->lock);
+	in = inst_by_id(im, id);
+	if (in && in->pressure_mem) { /* (doom_ took it back otherwise) */
+		part->swapping_mem -= mem;
+		in->pressure_mem = 0;
+		if (rc && in->state == ST_IDLE)
+			doom_(im, in, false, "its memory is needed and it could not be swapped out",
+			      false);
+	}
+	if (rc && rc != -EBUSY)
+		daemon_log(1, "lukewarm: making room: %s", err);
+	else if (!rc)
+		daemon_log(2, "instance %s swapped out to make room on its partition", id);
+	serve_room(im, part);
+	enforce_lukewarm_limit(im);
+	return true;
+}
+
+/*
+ * The swapper thread: instances evict() picked to make room are swapped
+ * out first, at once; then an instance idle for lukewarm.swap_after_ms has
+ * its GPU memory swapped to host memory (one at a time, the longest idle
+ * first); after each, the node-wide limit is enforced.  A swap never runs on an
  * invocation's path.
  */
 static void *swapper(void *arg)
@@ -3410,7 +3560,8 @@ static void *swapper(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&im->swapper_wake, &im->lock, &ts);
+		if (!swap_for_room(im))
+			pthread_cond_timedwait(&im->swapper_wake, &im->lock, &ts);
 		if (im->stopping || !after)
 			continue;
 		for (l = im->insts.next; l != &im->insts; l = l->next) {

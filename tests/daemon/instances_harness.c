@@ -164,6 +164,8 @@ static int set(const char *key, const char *val)
 		c->module_cache = strtoull(val, NULL, 0);
 	else if (!strcmp(key, "lukewarm_after_ms"))
 		c->lukewarm_after_ms = (unsigned int)strtoul(val, NULL, 0);
+	else if (!strcmp(key, "lukewarm_on_pressure"))
+		c->lukewarm_on_pressure = atoi(val) != 0;
 	else if (!strcmp(key, "lukewarm_host_memory"))
 		c->lukewarm_host_memory = strtoull(val, NULL, 0);
 	else if (!strcmp(key, "sharing_max_hold_ms"))
@@ -518,6 +520,7 @@ int main(void)
 	snprintf(daemon_.cfg.backend, sizeof(daemon_.cfg.backend), "host");
 	daemon_.cfg.pool_per_partition = 0;
 	daemon_.cfg.segment_size = 256ull << 20;
+	daemon_.cfg.lukewarm_on_pressure = true; /* the daemon's default */
 	/* The instance logic, as plain processes: isolation has its own
 	 * tests against the real daemon (tests/daemon/test_sandbox.py). */
 	snprintf(daemon_.cfg.isolation, sizeof(daemon_.cfg.isolation), "bare");

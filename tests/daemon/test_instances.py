@@ -564,6 +564,37 @@ def test_idle_instance_goes_lukewarm_and_comes_back(harness, built):
     assert r["swap_in_us"] > 0
 
 
+@pytest.mark.skipif(BACKEND != "host", reason="scheduling logic with the host "
+                    "double's partition sizes")
+@pytest.mark.parametrize("on_pressure", [True, False])
+def test_memory_pressure_swaps_idle_instances_out(harness, built, on_pressure):
+    """A partition of 1024 MiB: an idle instance reserving 512 MiB (37 MiB
+    of it allocated) and a function that needs 520 MiB.  With
+    lukewarm.on_pressure the idle one is swapped out to make the room and
+    stays, lukewarm; it comes back with its data once the room is there
+    again.  Without, it is stopped."""
+    h = harness(mem_mib=1024)
+    assert h.cmd(f"set lukewarm_on_pressure {int(on_pressure)}")["ok"]
+    fixture(built, h, "sw", "swap_check", gpu=True, gpu_mib=512, keep_alive_ms=60000)
+    fixture(built, h, "big", "sleep_ms", gpu_mib=520, keep_alive_ms=60000)
+    first = h.invoke("sw")
+    assert first["status"] == 200, first
+    r = h.invoke("big", "10")
+    assert r["status"] == 200 and r["cold"] == 1, r
+    insts = {i["function"]: i for i in h.list()}
+    if not on_pressure:
+        assert "sw" not in insts, insts
+        assert "its memory is needed by another function" in h.stderr()
+        return
+    assert insts["sw"]["swapped"] is True and insts["sw"]["swapped_bytes"] > 30 << 20, insts
+    assert h.cmd(f"kill t1 {insts['big']['id']}")["rc"] == 0
+    h.until("big gone", lambda: [i for i in h.list() if i["function"] == "big"] == [])
+    again = h.invoke("sw")
+    assert again["status"] == 200 and again["cold"] == 0, again
+    assert again["instance"] == first["instance"] and again["swap_in_us"] > 0, again
+    assert again["body"] == first["body"]
+
+
 def test_lukewarm_host_memory_limit_stops_the_least_recently_used(harness, built):
     """Over lukewarm.host_memory, the least recently used lukewarm instance
     is stopped: the next invocation is a cold start."""
