@@ -77,6 +77,15 @@ struct gpud_map {
 	uint32_t pad;
 };
 
+/* A client physical allocation a swap released (swap.c). */
+struct gpud_swap_phys {
+	unsigned long long mem; /* the driver's handle: before, then after */
+	uint64_t size;
+	uint32_t handle_idx;    /* 1 + index of the client's H_MEM entry in
+				   g->h.v; 0: the client released it */
+	bool ok;                /* it can go: see swap.c */
+};
+
 struct gpud_vaspace {
 	uint64_t base, size;
 	struct gpud_alloc *v; /* sorted by addr, disjoint */
@@ -250,6 +259,12 @@ struct gpud {
 		uint64_t pool_size;
 		CUstream streams[4];
 		CUevent events[4];
+		/* The client's own physical allocations (cuMemCreate) that
+		 * went, and which of vs.maps were theirs. */
+		struct gpud_swap_phys *phys;
+		uint32_t nphys, cap_phys;
+		uint8_t *map_out;      /* per vs.maps entry: 1 if swapped */
+		uint32_t cap_map_out;
 	} swap;
 	struct gpud_modcache mc;
 	int broken;          /* protocol violation seen */

@@ -12,9 +12,16 @@
  * the client cannot tell, except by time.  The pool is kept and reused by
  * the next swap; it grows when the instance has grown.
  *
- * Not swapped (they stay resident): memory the client maps itself through
- * the virtual memory API (cuMemCreate/cuMemMap: PyTorch's expandable
- * segments), the driver's own memory (modules, their globals, the context).
+ * The client's own physical allocations (cuMemCreate, mapped with
+ * cuMemMap into its reservations: PyTorch's expandable segments) go too:
+ * the bytes of each mapping are copied, the mappings unmapped and the
+ * allocation released; swap-in creates a new one of the same size, maps
+ * it at the same places with the same offsets and read-write access, and
+ * the client's handle names the new one.  Such an allocation stays
+ * resident when one of its mappings is not read-write, or when the client
+ * still holds its handle and no one mapping covers all of it (bytes not
+ * mapped now could be mapped later).  Never swapped: the driver's own
+ * memory (modules, their globals, the context).
  *
  * A call from the client while swapped out swaps in first (server.c):
  * background GPU work of an idle function sees no difference.  Swap-in's
@@ -23,6 +30,7 @@
  * within the invocation's turn); swap-out does not: it runs on an idle
  * instance, often because another one needs the memory now.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "arbiter.h"
@@ -53,6 +61,87 @@ static uint64_t swappable_bytes(const struct gpud *g)
 		if (g->vs.v[i].kind == VA_ALLOC)
 			n += g->vs.v[i].size;
 	return n;
+}
+
+static struct gpud_swap_phys *phys_of(struct gpud *g, unsigned long long mem)
+{
+	for (uint32_t j = 0; j < g->swap.nphys; j++)
+		if (g->swap.phys[j].mem == mem)
+			return &g->swap.phys[j];
+	return NULL;
+}
+
+/*
+ * The client's physical allocations behind its mappings, which of them can
+ * go (g->swap.phys, g->swap.map_out) and the bytes that then move.
+ */
+static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
+{
+	struct gpud_vaspace *vs = &g->vs;
+	uint32_t i;
+
+	g->swap.nphys = 0;
+	*bytes = 0;
+	if (vs->nmaps > g->swap.cap_map_out) {
+		uint8_t *m = realloc(g->swap.map_out, vs->nmaps);
+
+		if (!m)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		g->swap.map_out = m;
+		g->swap.cap_map_out = vs->nmaps;
+	}
+	for (i = 0; i < vs->nmaps; i++) {
+		const struct gpud_map *mp = &vs->maps[i];
+		struct gpud_swap_phys *p = phys_of(g, mp->mem);
+
+		if (!p) {
+			if (g->swap.nphys == g->swap.cap_phys) {
+				uint32_t cap = g->swap.cap_phys ? 2 * g->swap.cap_phys : 16;
+				void *v = realloc(g->swap.phys, cap * sizeof(*p));
+
+				if (!v)
+					return CUDA_ERROR_OUT_OF_MEMORY;
+				g->swap.phys = v;
+				g->swap.cap_phys = cap;
+			}
+			p = &g->swap.phys[g->swap.nphys++];
+			memset(p, 0, sizeof(*p));
+			p->mem = mp->mem;
+			p->ok = true;
+		}
+		if (mp->offset + mp->size > p->size)
+			p->size = mp->offset + mp->size;
+		if (mp->access != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+			p->ok = false;
+	}
+	for (i = 0; i < g->h.n; i++) {
+		const struct gpud_handle *h = &g->h.v[i];
+		struct gpud_swap_phys *p;
+
+		if (h->type != H_MEM ||
+		    !(p = phys_of(g, (unsigned long long)(uintptr_t)h->ptr)))
+			continue;
+		p->handle_idx = i + 1;
+		p->size = h->owner;
+		p->ok = false; /* until a mapping is found that covers it all */
+	}
+	for (i = 0; i < vs->nmaps; i++) {
+		struct gpud_swap_phys *p = phys_of(g, vs->maps[i].mem);
+
+		if (p->handle_idx && vs->maps[i].offset == 0 && vs->maps[i].size == p->size &&
+		    vs->maps[i].access == CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+			p->ok = true;
+	}
+	/* (a second, partial read-only mapping of a covered one) */
+	for (i = 0; i < vs->nmaps; i++)
+		if (vs->maps[i].access != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+			phys_of(g, vs->maps[i].mem)->ok = false;
+	for (i = 0; i < vs->nmaps; i++) {
+		g->swap.map_out[i] = phys_of(g, vs->maps[i].mem)->ok;
+		if (g->swap.map_out[i])
+			*bytes += vs->maps[i].size;
+	}
+	return CUDA_SUCCESS;
 }
 
 /* The pool, at least @bytes large; reused between swaps. */
@@ -93,20 +182,20 @@ static CUresult streams_ready(struct gpud *g)
 	return CUDA_SUCCESS;
 }
 
-/* Queue the copy of allocation @a and its place at @off in the pool, one
+/* Queue the copy of [@addr, +@size) and its place at @off in the pool, one
  * way, in chunks spread over the swap streams (@k: the next stream). */
-static CUresult copy_queue(struct gpud *g, const struct gpud_alloc *a, uint64_t off,
+static CUresult copy_queue(struct gpud *g, uint64_t addr, uint64_t size, uint64_t off,
 			   bool out, unsigned int *k)
 {
 	CUresult r = CUDA_SUCCESS;
 
-	for (uint64_t c = 0; c < a->size && r == CUDA_SUCCESS; c += SWAP_CHUNK) {
-		uint64_t n = a->size - c < SWAP_CHUNK ? a->size - c : SWAP_CHUNK;
+	for (uint64_t c = 0; c < size && r == CUDA_SUCCESS; c += SWAP_CHUNK) {
+		uint64_t n = size - c < SWAP_CHUNK ? size - c : SWAP_CHUNK;
 		uint8_t *h = (uint8_t *)g->swap.pool + off + c;
 		CUstream s = g->swap.streams[(*k)++ % SWAP_STREAMS];
 
-		r = out ? g->b->cuMemcpyDtoHAsync(h, a->addr + c, n, s) :
-			  g->b->cuMemcpyHtoDAsync(a->addr + c, h, n, s);
+		r = out ? g->b->cuMemcpyDtoHAsync(h, addr + c, n, s) :
+			  g->b->cuMemcpyHtoDAsync(addr + c, h, n, s);
 	}
 	return r;
 }
@@ -126,37 +215,84 @@ static CUresult copies_done(struct gpud *g, CUresult r)
 	return r;
 }
 
-/* New physical memory under allocation @a, at its address. */
-static CUresult remap(struct gpud *g, struct gpud_alloc *a)
+/* New physical memory of @size on our device. */
+static CUresult create(struct gpud *g, uint64_t size, unsigned long long *mem)
 {
 	CUmemAllocationProp prop = { 0 };
-	CUmemAccessDesc acc = { 0 };
-	CUresult r;
 
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = g->dev;
-	r = g->b->cuMemCreate(&a->mem, a->size, &prop, 0);
+	return g->b->cuMemCreate(mem, size, &prop, 0);
+}
+
+/* @mem at [@addr, +@size) from its @offset, read-write for our device. */
+static CUresult map_rw(struct gpud *g, uint64_t addr, uint64_t size, uint64_t offset,
+		       unsigned long long mem)
+{
+	CUmemAccessDesc acc = { 0 };
+	CUresult r = g->b->cuMemMap(addr, size, offset, mem, 0);
+
 	if (r != CUDA_SUCCESS)
 		return r;
-	r = g->b->cuMemMap(a->addr, a->size, 0, a->mem, 0);
-	if (r == CUDA_SUCCESS) {
-		acc.location = prop.location;
-		acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		r = g->b->cuMemSetAccess(a->addr, a->size, &acc, 1);
-		if (r != CUDA_SUCCESS)
-			g->b->cuMemUnmap(a->addr, a->size);
-	}
-	if (r != CUDA_SUCCESS) {
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = g->dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	r = g->b->cuMemSetAccess(addr, size, &acc, 1);
+	if (r != CUDA_SUCCESS)
+		g->b->cuMemUnmap(addr, size);
+	return r;
+}
+
+/* New physical memory under allocation @a, at its address. */
+static CUresult remap(struct gpud *g, struct gpud_alloc *a)
+{
+	CUresult r = create(g, a->size, &a->mem);
+
+	if (r == CUDA_SUCCESS && (r = map_rw(g, a->addr, a->size, 0, a->mem))) {
 		g->b->cuMemRelease(a->mem);
 		a->mem = 0;
 	}
 	return r;
 }
 
+/*
+ * The client's physical allocation @p back: created anew, mapped where it
+ * was (its mappings' copies queued), its handle naming the new memory.
+ */
+static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, uint64_t *off,
+			  unsigned int *k, struct mig_swap_report *rep)
+{
+	unsigned long long mem, old = p->mem;
+	CUresult r = create(g, p->size, &mem);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	for (uint32_t i = 0; i < g->vs.nmaps && r == CUDA_SUCCESS; i++) {
+		struct gpud_map *mp = &g->vs.maps[i];
+
+		if (!g->swap.map_out[i] || mp->mem != old)
+			continue;
+		r = map_rw(g, mp->addr, mp->size, mp->offset, mem);
+		if (r == CUDA_SUCCESS) {
+			mp->mem = mem;
+			r = copy_queue(g, mp->addr, mp->size, *off, false, k);
+		}
+		*off += mp->size;
+		rep->bytes += mp->size;
+	}
+	if (p->handle_idx) /* the client's handle holds it, as before */
+		g->h.v[p->handle_idx - 1].ptr = (void *)(uintptr_t)mem;
+	else /* released by the client: it lives as long as its mappings */
+		g->b->cuMemRelease(mem);
+	p->mem = mem;
+	rep->allocations++;
+	return r;
+}
+
 CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 {
-	uint64_t t0 = mig_now_ns(), bytes, off = 0;
+	uint64_t t0 = mig_now_ns(), bytes, mapped, off = 0;
 	unsigned int k = 0;
 	CUresult r;
 
@@ -165,13 +301,21 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 		return CUDA_SUCCESS;
 	if (g->sticky_error != CUDA_SUCCESS)
 		return g->sticky_error;
-	bytes = swappable_bytes(g);
-	if ((r = drain_gpu(g)) || (r = streams_ready(g)) || (r = pool_reserve(g, bytes)))
+	if ((r = drain_gpu(g)) || (r = phys_collect(g, &mapped)))
+		return r;
+	bytes = swappable_bytes(g) + mapped;
+	if ((r = streams_ready(g)) || (r = pool_reserve(g, bytes)))
 		return r;
 	for (uint32_t i = 0; i < g->vs.n && r == CUDA_SUCCESS; i++) {
 		if (g->vs.v[i].kind == VA_ALLOC) {
-			r = copy_queue(g, &g->vs.v[i], off, true, &k);
+			r = copy_queue(g, g->vs.v[i].addr, g->vs.v[i].size, off, true, &k);
 			off += g->vs.v[i].size;
+		}
+	}
+	for (uint32_t i = 0; i < g->vs.nmaps && r == CUDA_SUCCESS; i++) {
+		if (g->swap.map_out[i]) {
+			r = copy_queue(g, g->vs.maps[i].addr, g->vs.maps[i].size, off, true, &k);
+			off += g->vs.maps[i].size;
 		}
 	}
 	if ((r = copies_done(g, r)))
@@ -184,6 +328,20 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 		g->b->cuMemUnmap(a->addr, a->size);
 		g->b->cuMemRelease(a->mem);
 		a->mem = 0;
+		rep->allocations++;
+	}
+	/* The client's allocations: unmapped everywhere, and the reference
+	 * its handle holds dropped; the driver frees them then. */
+	for (uint32_t i = 0; i < g->vs.nmaps; i++)
+		if (g->swap.map_out[i])
+			g->b->cuMemUnmap(g->vs.maps[i].addr, g->vs.maps[i].size);
+	for (uint32_t j = 0; j < g->swap.nphys; j++) {
+		struct gpud_swap_phys *p = &g->swap.phys[j];
+
+		if (!p->ok)
+			continue;
+		if (p->handle_idx)
+			g->b->cuMemRelease(p->mem);
 		rep->allocations++;
 	}
 	g->swap.out = true;
@@ -217,11 +375,14 @@ CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 		if (!a->mem)
 			r = remap(g, a);
 		if (r == CUDA_SUCCESS)
-			r = copy_queue(g, a, off, false, &k);
+			r = copy_queue(g, a->addr, a->size, off, false, &k);
 		off += a->size;
 		rep->allocations++;
 		rep->bytes += a->size;
 	}
+	for (uint32_t j = 0; j < g->swap.nphys && r == CUDA_SUCCESS; j++)
+		if (g->swap.phys[j].ok)
+			r = phys_back(g, &g->swap.phys[j], &off, &k, rep);
 	r = copies_done(g, r);
 	if (r != CUDA_SUCCESS) {
 		/* Its memory is lost: nothing the client holds can be trusted
@@ -248,5 +409,7 @@ void gpud_swap_free(struct gpud *g)
 	}
 	if (g->swap.pool)
 		g->b->cuMemFreeHost(g->swap.pool);
+	free(g->swap.phys);
+	free(g->swap.map_out);
 	memset(&g->swap, 0, sizeof(g->swap));
 }

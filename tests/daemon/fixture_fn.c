@@ -332,6 +332,71 @@ int swap_check(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, msg);
 }
 
+/*
+ * swap_check_vmm: the client's own physical allocations (the virtual memory
+ * API, as PyTorch's expandable segments use it), made on the first call in
+ * one reservation of 6 granules: A (2 granules, mapped whole, handle
+ * kept), B (1 granule, mapped, handle released), C (2 granules, only its
+ * first one mapped, handle kept: stays resident in a swap).  Every call
+ * checks each mapped byte.  Answers {"ok", "swappable": bytes of A and B,
+ * "va": "<reservation>"}; payload "free" unmaps and releases everything
+ * (the handles must still name memory after a swap).
+ */
+int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
+{
+	static CUdeviceptr va;
+	static CUmemGenericAllocationHandle ha, hc;
+	static size_t gran;
+	static unsigned char *want, *got;
+	CUmemAllocationProp prop = { 0 };
+	CUmemAccessDesc acc = { 0 };
+	CUmemGenericAllocationHandle hb;
+	char msg[200];
+	bool ok = true;
+	CUresult r;
+
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location = prop.location;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (!va) {
+		if ((r = cuMemGetAllocationGranularity(&gran, &prop,
+						       CU_MEM_ALLOC_GRANULARITY_MINIMUM)) ||
+		    (r = cuMemAddressReserve(&va, 6 * gran, 0, 0, 0)) ||
+		    (r = cuMemCreate(&ha, 2 * gran, &prop, 0)) ||
+		    (r = cuMemCreate(&hb, gran, &prop, 0)) ||
+		    (r = cuMemCreate(&hc, 2 * gran, &prop, 0)) ||
+		    (r = cuMemMap(va, 2 * gran, 0, ha, 0)) ||
+		    (r = cuMemMap(va + 2 * gran, gran, 0, hb, 0)) ||
+		    (r = cuMemMap(va + 3 * gran, gran, 0, hc, 0)) ||
+		    (r = cuMemSetAccess(va, 4 * gran, &acc, 1)) ||
+		    (r = cuMemRelease(hb)))
+			return cu_fail(out, "virtual memory set-up", r);
+		want = malloc(4 * gran);
+		got = malloc(4 * gran);
+		if (!want || !got)
+			return reply(out, "out of memory");
+		for (size_t k = 0; k < 4 * gran; k++)
+			want[k] = (unsigned char)(k * 13u + k / 4096u);
+		if ((r = cuMemcpyHtoD(va, want, 4 * gran)))
+			return cu_fail(out, "cuMemcpyHtoD", r);
+	}
+	if ((r = cuMemcpyDtoH(got, va, 4 * gran)))
+		return cu_fail(out, "cuMemcpyDtoH", r);
+	ok = !memcmp(got, want, 4 * gran);
+	if (in->len == 4 && !memcmp(in->data, "free", 4)) {
+		if ((r = cuMemUnmap(va, 4 * gran)) || (r = cuMemRelease(ha)) ||
+		    (r = cuMemRelease(hc)) || (r = cuMemAddressFree(va, 6 * gran)))
+			return cu_fail(out, "virtual memory tear-down", r);
+		va = 0;
+	}
+	snprintf(msg, sizeof(msg), "{\"ok\": %s, \"swappable\": %zu, \"va\": \"%llu\"}",
+		 ok ? "true" : "false", 3 * gran, (unsigned long long)va);
+	return reply(out, msg);
+}
+
 /* A kernel that never ends (the test double's stays busy for a minute). */
 static const char hang_ptx[] =
 	".version 8.0\n"
