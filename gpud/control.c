@@ -7,11 +7,15 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "control.h"
 #include "gpud.h"
+#include "seqword.h"
 
 #define FRAME_MAX (sizeof(struct mig_ctl_hdr) + PATH_MAX)
 
@@ -84,6 +88,9 @@ void gpud_control_poll(struct gpud *g)
 			control_close(g, strerror(errno));
 		return;
 	}
+	/* Something was read: the watcher may wait for the next frame. */
+	__atomic_fetch_add(&g->control_reads, 1, __ATOMIC_RELEASE);
+	mig_futex_wake(&g->control_reads, 1);
 	if (n == 0) {
 		control_close(g, NULL);
 		return;
@@ -98,4 +105,58 @@ void gpud_control_poll(struct gpud *g)
 		return;
 	}
 	on_frame(g, &h, buf + sizeof(h));
+}
+
+/*
+ * An idle server sleeps on its client's doorbell for up to 50 ms at a time
+ * and reads the control socket when it wakes; a swap request must not wait
+ * for that.  This thread sleeps in poll() on its own copy of the socket and
+ * rings the doorbell when a frame arrives, then waits until the loop has
+ * read it (or 50 ms, in case it was read before we looked).  It ends when
+ * the daemon's end closes; the process's exit ends it otherwise.
+ */
+static void *control_watch_main(void *arg)
+{
+	struct gpud *g = arg;
+	struct pollfd p = { .fd = g->control_watch_fd, .events = POLLIN };
+	for (;;) {
+		uint32_t seen = __atomic_load_n(&g->control_reads, __ATOMIC_ACQUIRE);
+		struct timespec slice = { 0, 50000000 };
+		int n = poll(&p, 1, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		__atomic_fetch_add(&g->hdr->doorbell.value, 1, __ATOMIC_RELEASE);
+		mig_futex_wake(&g->hdr->doorbell.value, 1);
+		if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+			break;
+		mig_futex_wait(&g->control_reads, seen, &slice);
+	}
+	close(p.fd);
+	return NULL;
+}
+
+int gpud_control_watch(struct gpud *g)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int fd, rc;
+
+	if (g->control_fd < 0 || !g->hdr)
+		return 0;
+	fd = fcntl(g->control_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return -1;
+	g->control_watch_fd = fd;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, control_watch_main, g);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		close(fd);
+		return -1;
+	}
+	return 0;
 }

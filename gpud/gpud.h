@@ -244,6 +244,9 @@ struct gpud {
 
 	int client_lifeline; /* read end: EOF when the client is gone */
 	int control_fd;      /* the daemon's frames (control.h), or -1 */
+	uint32_t control_reads; /* bumped when a frame (or EOF) was read: the
+				   watcher thread's futex (control.c) */
+	int control_watch_fd;   /* the watcher's copy of control_fd */
 	/* The partition's arbiter (ipc/arbiter.h), or NULL: time-sharing. */
 	struct mig_arbiter *arb;
 	uint32_t arb_id;       /* ours, as the daemon knows us */
@@ -345,6 +348,8 @@ void gpud_swap_free(struct gpud *g);
 
 /* Read and act on whatever the daemon sent; never blocks. */
 void gpud_control_poll(struct gpud *g);
+/* Wake the loop when the daemon writes (a detached thread); 0 or -1. */
+int gpud_control_watch(struct gpud *g);
 
 void gpud_log(const struct gpud *g, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
