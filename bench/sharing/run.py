@@ -24,7 +24,9 @@ real service: the Rodinia functions read their input files (BFS's 1M-node
 graph, HotSpot's two 512 x 512 grids) per request; the vision models get a
 JPEG photo (--image WxH, default 1280x960, a synthetic picture made once)
 that they decode, resize, crop and normalize on the CPU; BERT gets a JSON
-question and a ~250-word context that it tokenizes.  It prints the paper's table, mean and
+question and a ~250-word context that it tokenizes.  The ML functions get
+--cpu-threads CPU threads each (OMP_NUM_THREADS; default the CPUs divided
+by the largest client count), natively and through mignificent alike.  It prints the paper's table, mean and
 standard deviation per request in ms, then the ratios the issue's targets
 are about:
 
@@ -121,12 +123,16 @@ def squad_json():
                        "context": context}).encode()
 
 
-def request_bodies(specs, image):
+def request_bodies(specs, image, threads):
     """Give each ML workload its request body (the Rodinia functions read
-    their input themselves)."""
+    their input themselves) and its CPU threads: PyTorch's CPU pool defaults
+    to every core, and C such pools spinning on the same cores (OpenMP
+    waits by spinning) make the concurrent clients slower than one at a
+    time; a deployment gives each function its share of the node instead."""
     for name, spec in specs.items():
         if name in ML:
             spec["body"] = squad_json() if name == "bert" else photo_jpeg(image)
+            spec["env"]["OMP_NUM_THREADS"] = str(threads)
 
 
 def deploy(d, name, spec, clients):
@@ -319,6 +325,9 @@ def main(argv):
     ap.add_argument("--isolation", default="sandbox", choices=("sandbox", "bare"))
     ap.add_argument("--image", default="1280x960",
                     help="size of the vision models' request photo, WxH")
+    ap.add_argument("--cpu-threads", type=int, default=0,
+                    help="OMP_NUM_THREADS of the ML functions (default: CPUs / "
+                         "the largest client count)")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     ap.add_argument("--plot")
@@ -363,7 +372,8 @@ def main(argv):
         return (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
                 f"{started:%Y-%m-%d %H:%M} UTC, GPU {gpu}, {os.cpu_count()} CPUs; "
                 f"{args.warmup} untimed requests per client first"
-                + (f"; vision requests: a {args.image} JPEG photo"
+                + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
+                   f"{args.cpu_threads or max(1, os.cpu_count() // most)} CPU threads each"
                    if any(w in ML for w in args.workloads) else ""))
 
     def record(c, w, side, runs):
@@ -378,7 +388,7 @@ def main(argv):
                 json.dump({"partial": True, "header": header(), "n": args.n, "results": results}, f)
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     if any(w in ML for w in args.workloads):
-        request_bodies(specs, args.image)
+        request_bodies(specs, args.image, args.cpu_threads or max(1, os.cpu_count() // most))
     try:
         if args.backend == "cuda":
             for w in args.workloads:

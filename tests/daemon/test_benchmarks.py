@@ -1,6 +1,7 @@
-"""The daemon benchmarks run (bench/sharing, bench/isolation): smoke runs on
-the host test double, so that a change that breaks their driver code is seen
-in CI.  Nothing here looks at a number."""
+"""The daemon benchmarks run (bench/sharing, bench/lukewarm,
+bench/isolation): smoke runs on the host test double, so that a change that
+breaks their driver code is seen in CI.  Nothing here looks at a number."""
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,26 @@ def test_sharing_benchmark_runs(tmp_path):
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
+
+
+def test_lukewarm_benchmark_runs(tmp_path):
+    """One round on the state function (a small state): cold, warm, swap-out,
+    lukewarm; the table, and the numbers in the JSON."""
+    if not (BUILD / "examples" / "libstate.so").exists():
+        pytest.skip("examples/state was not built (no nvcc)")
+    out = _run(["bench/lukewarm/run.py", "--host", "--isolation", "bare", "--rounds", "1",
+                "--warm", "2", "--workloads", "state-16MiB,resnet50",
+                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    assert "swapped MiB" in out and "state-16MiB" in out and "targets met" in out, out
+    assert "resnet50 skipped" in out, out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["partial"] is False and "resnet50" not in saved["results"], saved
+    s = saved["results"]["state-16MiB"]["summary"]
+    assert s["bytes"] >= 16 << 20 and s["allocations"] >= 1, s
+    for k in ("cold_ms", "cold_start_ms", "warm_ms", "swap_out_ms", "swap_in_ms",
+              "lukewarm_ms", "swap_in_server_ms", "swap_out_gbs", "swap_in_gbs"):
+        assert s[k] > 0, (k, s)
+    assert "| state-16MiB |" in (tmp_path / "r.md").read_text()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")

@@ -172,25 +172,31 @@ def test_torch_models_take_their_input_from_the_request(daemon, tmp_path):
     assert "not an image" in e.value.read().decode(errors="replace")
 
 
-def test_torch_model_same_bits_after_100_swaps(daemon):
+@pytest.mark.parametrize("alloc,rounds", [("default", 100), ("expandable", 30)])
+def test_torch_model_same_bits_after_100_swaps(daemon, alloc, rounds):
     """A PyTorch model function (ResNet-50) swapped out and back in 100
-    times (the invocation swaps in): every answer is the first one's bits."""
+    times (the invocation swaps in): every answer is the first one's bits.
+    With expandable segments the weights live in the client's own virtual
+    memory mappings, which move too."""
     url, token, _ = daemon
     py = shutil.which("python3")
     r = subprocess.run([py, "-c", "import torch, torchvision"], capture_output=True)
     if r.returncode:
         pytest.skip("torch and torchvision are not installed for python3")
-    _deploy(url, token, "resnet_swap", "python",
+    env = {"MODEL": "resnet50"}
+    if alloc == "expandable":
+        env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+    name = f"resnet_swap_{alloc}"
+    _deploy(url, token, name, "python",
             ROOT / "examples" / "torch_models" / "models.py", "models:infer", python=py,
-            timeout_ms=300000, gpu_memory="8GiB", env={"MODEL": "resnet50"},
-            limits={"memory": "16GiB"})
-    headers, first = _invoke(url, token, "resnet_swap", b"")
+            timeout_ms=300000, gpu_memory="8GiB", env=env, limits={"memory": "16GiB"})
+    headers, first = _invoke(url, token, name, b"")
     inst = headers["X-Mig-Instance"]
-    for i in range(100):
+    for i in range(rounds):
         status, _, body = _req(url, token, "POST", f"/v1/instances/{inst}/swap-out")
         rep = json.loads(body)
         assert status == 200 and rep["bytes"] > 50 << 20, rep  # the weights at least
-        headers, out = _invoke(url, token, "resnet_swap", b"")
+        headers, out = _invoke(url, token, name, b"")
         assert headers["X-Mig-Instance"] == inst and int(headers["X-Mig-Swap-In-Us"]) > 0
         assert out == first, (i, out, first)
 
