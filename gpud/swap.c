@@ -233,14 +233,21 @@ static CUresult map_rw(struct gpud *g, uint64_t addr, uint64_t size, uint64_t of
 	CUmemAccessDesc acc = { 0 };
 	CUresult r = g->b->cuMemMap(addr, size, offset, mem, 0);
 
-	if (r != CUDA_SUCCESS)
+	if (r != CUDA_SUCCESS) {
+		gpud_log(g, 0, "swap-in: cuMemMap(0x%llx, %llu, %llu) failed (%d)",
+			 (unsigned long long)addr, (unsigned long long)size,
+			 (unsigned long long)offset, r);
 		return r;
+	}
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = g->dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 	r = g->b->cuMemSetAccess(addr, size, &acc, 1);
-	if (r != CUDA_SUCCESS)
+	if (r != CUDA_SUCCESS) {
+		gpud_log(g, 0, "swap-in: cuMemSetAccess(0x%llx, %llu) failed (%d)",
+			 (unsigned long long)addr, (unsigned long long)size, r);
 		g->b->cuMemUnmap(addr, size);
+	}
 	return r;
 }
 
@@ -266,8 +273,11 @@ static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, uint64_t *of
 	unsigned long long mem, old = p->mem;
 	CUresult r = create(g, p->size, &mem);
 
-	if (r != CUDA_SUCCESS)
+	if (r != CUDA_SUCCESS) {
+		gpud_log(g, 0, "swap-in: cuMemCreate(%llu) failed (%d)",
+			 (unsigned long long)p->size, r);
 		return r;
+	}
 	for (uint32_t i = 0; i < g->vs.nmaps && r == CUDA_SUCCESS; i++) {
 		struct gpud_map *mp = &g->vs.maps[i];
 
@@ -332,9 +342,15 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 	}
 	/* The client's allocations: unmapped everywhere, and the reference
 	 * its handle holds dropped; the driver frees them then. */
-	for (uint32_t i = 0; i < g->vs.nmaps; i++)
-		if (g->swap.map_out[i])
-			g->b->cuMemUnmap(g->vs.maps[i].addr, g->vs.maps[i].size);
+	for (uint32_t i = 0; i < g->vs.nmaps; i++) {
+		CUresult e;
+
+		if (g->swap.map_out[i] &&
+		    (e = g->b->cuMemUnmap(g->vs.maps[i].addr, g->vs.maps[i].size)))
+			gpud_log(g, 0, "swap-out: cuMemUnmap(0x%llx, %llu) failed (%d)",
+				 (unsigned long long)g->vs.maps[i].addr,
+				 (unsigned long long)g->vs.maps[i].size, e);
+	}
 	for (uint32_t j = 0; j < g->swap.nphys; j++) {
 		struct gpud_swap_phys *p = &g->swap.phys[j];
 
@@ -389,7 +405,9 @@ CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 		 * any more.  Like a lost context, every later call fails. */
 		g->sticky_error = r == CUDA_ERROR_OUT_OF_MEMORY ?
 					  CUDA_ERROR_OUT_OF_MEMORY : CUDA_ERROR_UNKNOWN;
-		gpud_log(g, 0, "swap-in failed (%d): the instance's GPU memory is lost", r);
+		gpud_log(g, 0, "swap-in failed (%d): the instance's GPU memory is lost "
+			 "(%u of its own physical allocations, %u mappings)", r,
+			 g->swap.nphys, g->vs.nmaps);
 		return r;
 	}
 	g->swap.out = false;
