@@ -266,7 +266,8 @@ struct gpud {
 		 * went, and which of vs.maps were theirs. */
 		struct gpud_swap_phys *phys;
 		uint32_t nphys, cap_phys;
-		uint8_t *map_out;      /* per vs.maps entry: 1 if swapped */
+		uint64_t *map_out;     /* per vs.maps entry: 1 + its place in
+					  the pool if swapped, else 0 */
 		uint32_t cap_map_out;
 	} swap;
 	struct gpud_modcache mc;

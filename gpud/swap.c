@@ -73,7 +73,8 @@ static struct gpud_swap_phys *phys_of(struct gpud *g, unsigned long long mem)
 
 /*
  * The client's physical allocations behind its mappings, which of them can
- * go (g->swap.phys, g->swap.map_out) and the bytes that then move.
+ * go (g->swap.phys; g->swap.map_out nonzero for their mappings) and the
+ * bytes that then move.
  */
 static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 {
@@ -83,7 +84,7 @@ static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 	g->swap.nphys = 0;
 	*bytes = 0;
 	if (vs->nmaps > g->swap.cap_map_out) {
-		uint8_t *m = realloc(g->swap.map_out, vs->nmaps);
+		uint64_t *m = realloc(g->swap.map_out, vs->nmaps * sizeof(*m));
 
 		if (!m)
 			return CUDA_ERROR_OUT_OF_MEMORY;
@@ -267,8 +268,8 @@ static CUresult remap(struct gpud *g, struct gpud_alloc *a)
  * The client's physical allocation @p back: created anew, mapped where it
  * was (its mappings' copies queued), its handle naming the new memory.
  */
-static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, uint64_t *off,
-			  unsigned int *k, struct mig_swap_report *rep)
+static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, unsigned int *k,
+			  struct mig_swap_report *rep)
 {
 	unsigned long long mem, old = p->mem;
 	CUresult r = create(g, p->size, &mem);
@@ -286,9 +287,8 @@ static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, uint64_t *of
 		r = map_rw(g, mp->addr, mp->size, mp->offset, mem);
 		if (r == CUDA_SUCCESS) {
 			mp->mem = mem;
-			r = copy_queue(g, mp->addr, mp->size, *off, false, k);
+			r = copy_queue(g, mp->addr, mp->size, g->swap.map_out[i] - 1, false, k);
 		}
-		*off += mp->size;
 		rep->bytes += mp->size;
 	}
 	if (p->handle_idx) /* the client's handle holds it, as before */
@@ -324,6 +324,7 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 	}
 	for (uint32_t i = 0; i < g->vs.nmaps && r == CUDA_SUCCESS; i++) {
 		if (g->swap.map_out[i]) {
+			g->swap.map_out[i] = off + 1; /* where swap-in finds it */
 			r = copy_queue(g, g->vs.maps[i].addr, g->vs.maps[i].size, off, true, &k);
 			off += g->vs.maps[i].size;
 		}
@@ -398,7 +399,7 @@ CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 	}
 	for (uint32_t j = 0; j < g->swap.nphys && r == CUDA_SUCCESS; j++)
 		if (g->swap.phys[j].ok)
-			r = phys_back(g, &g->swap.phys[j], &off, &k, rep);
+			r = phys_back(g, &g->swap.phys[j], &k, rep);
 	r = copies_done(g, r);
 	if (r != CUDA_SUCCESS) {
 		/* Its memory is lost: nothing the client holds can be trusted

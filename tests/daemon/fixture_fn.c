@@ -335,12 +335,15 @@ int swap_check(const struct mig_payload *in, struct mig_payload *out)
 /*
  * swap_check_vmm: the client's own physical allocations (the virtual memory
  * API, as PyTorch's expandable segments use it), made on the first call in
- * one reservation of 6 granules: A (2 granules, mapped whole, handle
- * kept), B (1 granule, mapped, handle released), C (2 granules, only its
- * first one mapped, handle kept: stays resident in a swap).  Every call
- * checks each mapped byte.  Answers {"ok", "swappable": bytes of A and B,
- * "va": "<reservation>"}; payload "free" unmaps and releases everything
- * (the handles must still name memory after a swap).
+ * one reservation of 9 granules, 7 of them mapped back to back: A (2
+ * granules, mapped whole, handle kept), B (1, handle released), C (2, only
+ * its first one mapped, handle kept: stays resident in a swap), then D (1,
+ * released), E (1, released) and D again (the driver maps from offset 0
+ * only: one allocation behind two mappings, another between).  Every call
+ * checks each mapped byte.  Answers {"ok", "swappable": the bytes of the
+ * mappings of A, B, D (twice) and E, "va": "<reservation>"}; payload
+ * "free" unmaps and releases everything (the handles must still name
+ * memory after a swap).
  */
 int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 {
@@ -350,7 +353,7 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 	static unsigned char *want, *got;
 	CUmemAllocationProp prop = { 0 };
 	CUmemAccessDesc acc = { 0 };
-	CUmemGenericAllocationHandle hb;
+	CUmemGenericAllocationHandle hb, hd, he;
 	char msg[200];
 	bool ok = true;
 	CUresult r;
@@ -364,36 +367,42 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 	if (!va) {
 		if ((r = cuMemGetAllocationGranularity(&gran, &prop,
 						       CU_MEM_ALLOC_GRANULARITY_MINIMUM)) ||
-		    (r = cuMemAddressReserve(&va, 6 * gran, 0, 0, 0)) ||
+		    (r = cuMemAddressReserve(&va, 9 * gran, 0, 0, 0)) ||
 		    (r = cuMemCreate(&ha, 2 * gran, &prop, 0)) ||
 		    (r = cuMemCreate(&hb, gran, &prop, 0)) ||
 		    (r = cuMemCreate(&hc, 2 * gran, &prop, 0)) ||
+		    (r = cuMemCreate(&hd, gran, &prop, 0)) ||
+		    (r = cuMemCreate(&he, gran, &prop, 0)) ||
 		    (r = cuMemMap(va, 2 * gran, 0, ha, 0)) ||
 		    (r = cuMemMap(va + 2 * gran, gran, 0, hb, 0)) ||
 		    (r = cuMemMap(va + 3 * gran, gran, 0, hc, 0)) ||
-		    (r = cuMemSetAccess(va, 4 * gran, &acc, 1)) ||
-		    (r = cuMemRelease(hb)))
+		    (r = cuMemMap(va + 4 * gran, gran, 0, hd, 0)) ||
+		    (r = cuMemMap(va + 5 * gran, gran, 0, he, 0)) ||
+		    (r = cuMemMap(va + 6 * gran, gran, 0, hd, 0)) ||
+		    (r = cuMemSetAccess(va, 7 * gran, &acc, 1)) ||
+		    (r = cuMemRelease(hb)) || (r = cuMemRelease(hd)) || (r = cuMemRelease(he)))
 			return cu_fail(out, "virtual memory set-up", r);
-		want = malloc(4 * gran);
-		got = malloc(4 * gran);
+		want = malloc(7 * gran);
+		got = malloc(7 * gran);
 		if (!want || !got)
 			return reply(out, "out of memory");
-		for (size_t k = 0; k < 4 * gran; k++)
+		for (size_t k = 0; k < 7 * gran; k++)
 			want[k] = (unsigned char)(k * 13u + k / 4096u);
-		if ((r = cuMemcpyHtoD(va, want, 4 * gran)))
+		memcpy(want + 6 * gran, want + 4 * gran, gran); /* D, twice */
+		if ((r = cuMemcpyHtoD(va, want, 7 * gran)))
 			return cu_fail(out, "cuMemcpyHtoD", r);
 	}
-	if ((r = cuMemcpyDtoH(got, va, 4 * gran)))
+	if ((r = cuMemcpyDtoH(got, va, 7 * gran)))
 		return cu_fail(out, "cuMemcpyDtoH", r);
-	ok = !memcmp(got, want, 4 * gran);
+	ok = !memcmp(got, want, 7 * gran);
 	if (in->len == 4 && !memcmp(in->data, "free", 4)) {
-		if ((r = cuMemUnmap(va, 4 * gran)) || (r = cuMemRelease(ha)) ||
-		    (r = cuMemRelease(hc)) || (r = cuMemAddressFree(va, 6 * gran)))
+		if ((r = cuMemUnmap(va, 7 * gran)) || (r = cuMemRelease(ha)) ||
+		    (r = cuMemRelease(hc)) || (r = cuMemAddressFree(va, 9 * gran)))
 			return cu_fail(out, "virtual memory tear-down", r);
 		va = 0;
 	}
 	snprintf(msg, sizeof(msg), "{\"ok\": %s, \"swappable\": %zu, \"va\": \"%llu\"}",
-		 ok ? "true" : "false", 3 * gran, (unsigned long long)va);
+		 ok ? "true" : "false", 6 * gran, (unsigned long long)va);
 	return reply(out, msg);
 }
 
