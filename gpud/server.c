@@ -2221,13 +2221,15 @@ static void arb_maybe_release(struct gpud *g, uint64_t idle_ns, bool sleeping)
 {
 	uint64_t held;
 
-	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail ||
-	    !gpud_streams_idle(g))
+	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail)
 		return;
 	held = mig_now_ns() - g->arb_held_since;
-	if (sleeping ||
-	    (mig_arb_waiting(g->arb) &&
-	     (held >= ARB_MIN_HOLD_NS || idle_ns >= ARB_IDLE_GRACE_NS)))
+	/* The streams last: querying each is a driver call, and a holder
+	 * nobody waits for (and that does not sleep) keeps its turn anyway. */
+	if ((sleeping ||
+	     (mig_arb_waiting(g->arb) &&
+	      (held >= ARB_MIN_HOLD_NS || idle_ns >= ARB_IDLE_GRACE_NS))) &&
+	    gpud_streams_idle(g))
 		arb_release(g);
 }
 
