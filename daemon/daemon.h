@@ -328,6 +328,8 @@ struct mig_swap_stats {
 	uint64_t outs, ins, bytes_out, bytes_in, ns_out, ns_in;
 	uint64_t failures;       /* refused by a server or not answered */
 	uint64_t stopped;        /* lukewarm instances stopped over the limit */
+	uint64_t pools_freed;    /* warm instances' swap pools freed over it */
+	uint64_t pool_bytes;     /* pinned host memory of all swap pools now */
 	uint64_t lukewarm_bytes; /* host memory lukewarm instances hold now */
 	uint32_t lukewarm;       /* instances swapped out now */
 };

@@ -219,6 +219,8 @@ struct inst {
 					   (mem is what it still holds) */
 	uint64_t pressure_mem;          /* counted in its part's swapping_mem:
 					   the swapper is to swap it out */
+	uint64_t pool_bytes;            /* pinned host memory its server keeps
+					   from its swaps (gpud/swap.c) */
 	int kill_stage;
 	uint64_t kill_at;
 	struct list all_link;           /* im->insts */
@@ -2124,6 +2126,7 @@ static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
 
 static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 			struct mig_swap_report *rep, int32_t *status);
+static void enforce_lukewarm_limit(struct im *im);
 
 /*
  * A lukewarm instance takes back the reservation its swap-out gave up
@@ -2467,6 +2470,7 @@ void instances_swap_stats(struct mig_daemon *d, struct mig_swap_stats *out)
 	*out = im->swaps;
 	out->lukewarm = 0;
 	out->lukewarm_bytes = 0;
+	out->pool_bytes = 0;
 	for (struct list *l = im->insts.next; l != &im->insts; l = l->next) {
 		struct inst *in = list_entry(l, struct inst, all_link);
 
@@ -2474,6 +2478,8 @@ void instances_swap_stats(struct mig_daemon *d, struct mig_swap_stats *out)
 			out->lukewarm++;
 			out->lukewarm_bytes += in->swapped_bytes;
 		}
+		if (in->state != ST_DYING)
+			out->pool_bytes += in->pool_bytes;
 	}
 	pthread_mutex_unlock(&im->lock);
 }
@@ -2610,6 +2616,8 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 
 		in->swapped = out;
 		in->swapped_bytes = out ? rep->bytes : 0;
+		if (moved && out && rep->bytes > in->pool_bytes)
+			in->pool_bytes = rep->bytes;
 		if (moved && out && in->state != ST_DYING) {
 			/* What the swap freed is the partition's again. */
 			in->released = rep->bytes < in->mem ? rep->bytes : in->mem;
@@ -2617,6 +2625,8 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 			book_mem(im, in->part, in->released, -1);
 			serve_room(im, in->part);
 		}
+		if (moved && out) /* explicit swaps are bounded too */
+			enforce_lukewarm_limit(im);
 		if (moved) {
 			*(out ? &im->swaps.outs : &im->swaps.ins) += 1;
 			*(out ? &im->swaps.bytes_out : &im->swaps.bytes_in) += rep->bytes;
@@ -3445,29 +3455,51 @@ static uint64_t lukewarm_limit(const struct mig_config *c)
 }
 
 /*
- * Over the host memory limit: destroy the least recently used lukewarm
- * instances until under it.  Under the lock.
+ * Host memory of swaps, node-wide: every server's pinned pool (a lukewarm
+ * instance's holds its memory; a warm one's is kept for its next swap).
+ * Over lukewarm.host_memory: the pools of instances not swapped out are
+ * freed first (their next swap pins one again), least recently used
+ * first; then the least recently used lukewarm instances are stopped.
+ * Under the lock.
  */
 static void enforce_lukewarm_limit(struct im *im)
 {
 	uint64_t limit = lukewarm_limit(&im->d->cfg), total;
 
 	for (;;) {
-		struct inst *lru = NULL;
+		struct inst *pool = NULL, *lru = NULL;
 		struct list *l;
 
 		total = 0;
 		for (l = im->insts.next; l != &im->insts; l = l->next) {
 			struct inst *in = list_entry(l, struct inst, all_link);
 
-			if (!in->swapped || in->state == ST_DYING)
+			if (in->state == ST_DYING)
 				continue;
-			total += in->swapped_bytes;
-			if (in->state == ST_IDLE && !in->swapping &&
+			total += in->pool_bytes;
+			if (!in->swapped && !in->swapping && in->pool_bytes && in->srv &&
+			    in->srv->ctl_w >= 0 &&
+			    (!pool || in->last_used_ns < pool->last_used_ns))
+				pool = in;
+			if (in->swapped && in->state == ST_IDLE && !in->swapping &&
 			    (!lru || in->last_used_ns < lru->last_used_ns))
 				lru = in;
 		}
-		if (total <= limit || !lru)
+		if (total <= limit)
+			return;
+		if (pool) {
+			struct mig_ctl_hdr h = { .magic = MIG_CTL_MAGIC,
+						 .type = MIG_CTL_SWAP_POOL_FREE };
+
+			daemon_log(1, "swap pools hold %.1f MiB of host memory, over the limit of %.1f MiB: instance %s frees its %.1f MiB",
+				   total / 1048576.0, limit / 1048576.0, pool->id,
+				   pool->pool_bytes / 1048576.0);
+			send(pool->srv->ctl_w, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+			pool->pool_bytes = 0;
+			im->swaps.pools_freed++;
+			continue;
+		}
+		if (!lru)
 			return;
 		daemon_log(0, "lukewarm instances hold %.1f MiB of host memory, over the limit of %.1f MiB: stopping %s (function \"%s\"), the least recently used",
 			   total / 1048576.0, limit / 1048576.0, lru->id, lru->fn->name);

@@ -22,7 +22,8 @@
  *   mignificent_swaps_total{direction}, mignificent_swap_bytes_total and
  *   mignificent_swap_seconds_total{direction}, mignificent_swap_failures_total,
  *   mignificent_lukewarm_instances, mignificent_lukewarm_bytes (host memory
- *   they hold), mignificent_lukewarm_stopped_total (over the host limit)
+ *   they hold), mignificent_lukewarm_stopped_total (over the host limit),
+ *   mignificent_swap_pool_bytes, mignificent_swap_pools_freed_total
  *
  * metrics_invocation() runs once per invocation on the hot path: a series
  * is found under a read lock (a write lock only the first time a function
@@ -475,9 +476,18 @@ static void render_swaps(FILE *o, struct mig_daemon *md)
 		   "# HELP mignificent_lukewarm_stopped_total Lukewarm instances "
 		   "stopped to keep under the node's host memory limit.\n"
 		   "# TYPE mignificent_lukewarm_stopped_total counter\n"
-		   "mignificent_lukewarm_stopped_total %llu\n",
+		   "mignificent_lukewarm_stopped_total %llu\n"
+		   "# HELP mignificent_swap_pool_bytes Pinned host memory the GPU "
+		   "servers keep for swaps (lukewarm instances' memory included).\n"
+		   "# TYPE mignificent_swap_pool_bytes gauge\n"
+		   "mignificent_swap_pool_bytes %llu\n"
+		   "# HELP mignificent_swap_pools_freed_total Swap pools of instances "
+		   "not swapped out freed to keep under the limit.\n"
+		   "# TYPE mignificent_swap_pools_freed_total counter\n"
+		   "mignificent_swap_pools_freed_total %llu\n",
 		(unsigned long long)st.failures, st.lukewarm,
-		(unsigned long long)st.lukewarm_bytes, (unsigned long long)st.stopped);
+		(unsigned long long)st.lukewarm_bytes, (unsigned long long)st.stopped,
+		(unsigned long long)st.pool_bytes, (unsigned long long)st.pools_freed);
 }
 
 char *metrics_render_for(struct mig_daemon *d, const char *tenant)

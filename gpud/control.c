@@ -60,6 +60,9 @@ static void on_frame(struct gpud *g, const struct mig_ctl_hdr *h,
 						  gpud_swap_in(g, &rep);
 		send_frame(g, MIG_CTL_SWAPPED, h->id, (int32_t)r, &rep, sizeof(rep));
 		break;
+	case MIG_CTL_SWAP_POOL_FREE:
+		gpud_swap_pool_free(g);
+		break;
 	case MIG_CTL_MODULE_CACHE:
 		if (!h->len || body[h->len - 1] || strlen(body) + 1 != h->len) {
 			control_close(g, "module cache path not terminated");

@@ -344,6 +344,8 @@ void gpud_arbiter_hold(struct gpud *g, unsigned int cls);
 CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep);
 CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep);
 void gpud_swap_free(struct gpud *g);
+/* The pinned pool of past swaps freed, unless swapped out now. */
+void gpud_swap_pool_free(struct gpud *g);
 
 /* --- the daemon's control pipe (control.c) ----------------------------- */
 

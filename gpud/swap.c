@@ -418,6 +418,16 @@ CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 	return CUDA_SUCCESS;
 }
 
+void gpud_swap_pool_free(struct gpud *g)
+{
+	if (g->swap.out || !g->swap.pool)
+		return;
+	g->b->cuMemFreeHost(g->swap.pool);
+	gpud_log(g, 1, "swap pool of %.1f MiB freed", g->swap.pool_size / 1048576.0);
+	g->swap.pool = NULL;
+	g->swap.pool_size = 0;
+}
+
 void gpud_swap_free(struct gpud *g)
 {
 	for (int i = 0; i < SWAP_STREAMS; i++) {

@@ -28,6 +28,8 @@
  *   daemon -> gpud  SWAP_OUT, SWAP_IN  @id = the request's number
  *   gpud -> daemon  SWAPPED  @id echoed, @status = CUresult, body = struct
  *                           mig_swap_report
+ *   daemon -> gpud  SWAP_POOL_FREE  free the pinned host memory kept from
+ *                           past swaps (ignored while swapped out); no answer
  */
 #ifndef MIG_IPC_CONTROL_H
 #define MIG_IPC_CONTROL_H
@@ -48,6 +50,7 @@ enum mig_ctl_type {
 	MIG_CTL_SWAP_OUT = 8,
 	MIG_CTL_SWAP_IN = 9,
 	MIG_CTL_SWAPPED = 10,
+	MIG_CTL_SWAP_POOL_FREE = 11,
 };
 
 /* Body of a SWAPPED frame. */

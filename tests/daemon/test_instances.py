@@ -635,6 +635,33 @@ def test_lukewarm_host_memory_limit_stops_the_least_recently_used(harness, built
     assert r["status"] == 200 and r["cold"] == 1, r
 
 
+def test_swap_pools_count_against_the_host_memory_limit(harness, built):
+    """A server keeps its pinned swap pool after a swap-in (for the next
+    swap).  Over lukewarm.host_memory the pools of warm instances are freed
+    first; only then is the least recently used lukewarm instance stopped.
+    Explicit swaps are bounded too."""
+    h = harness()
+    assert h.cmd(f"set lukewarm_host_memory {100 << 20}")["ok"]  # room for one pool
+    fixture(built, h, "a", "swap_check", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "b", "swap_check", gpu=True, keep_alive_ms=60000)
+    a, b = h.invoke("a"), h.invoke("b")
+    assert a["status"] == 200 and b["status"] == 200
+    assert h.cmd(f"swap {a['instance']} out")["rc"] == 0
+    s = h.cmd(f"swap {a['instance']} in")
+    assert s["rc"] == 0, (s, h.stderr()[-1500:])  # warm, its pool kept
+    assert h.cmd(f"swap {b['instance']} out")["rc"] == 0  # two pools: over
+    h.until("a's pool freed", lambda: "frees its" in h.stderr(), timeout=5)
+    insts = {i["function"]: i for i in h.list()}
+    assert insts["a"]["swapped"] is False and insts["b"]["swapped"] is True, insts
+    r = h.invoke("a")  # fine without its pool; a is now the most recently used
+    assert r["status"] == 200 and r["body"] == a["body"] and r["cold"] == 0, r
+    assert h.cmd(f"swap {a['instance']} out")["rc"] == 0  # two lukewarm pools: over
+    h.until("b stopped", lambda: [i["function"] for i in h.list()] == ["a"], timeout=5)
+    assert "stopping " + b["instance"] in h.stderr()
+    r = h.invoke("a")
+    assert r["status"] == 200 and r["body"] == a["body"] and r["swap_in_us"] > 0, r
+
+
 # --- sharing models (ipc/arbiter.h) --------------------------------------------
 
 def _phases(h, built, n, key="ph", payload="5 30 10"):
