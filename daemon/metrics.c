@@ -34,6 +34,7 @@
  * new functions share their tenant's function="_other" series.
  */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,21 @@ static int by_name(const void *a, const void *b)
 	return c ? c : strcmp(x->function, y->function);
 }
 
+/* A per-function counter: the uint64_t at @field of each series. */
+static void render_starts(FILE *o, const struct series *v, int n, const char *name,
+			  const char *help, size_t field)
+{
+	fprintf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (int i = 0; i < n; i++) {
+		uint64_t c;
+
+		memcpy(&c, (const char *)&v[i] + field, sizeof(c));
+		fprintf(o, "%s{", name);
+		fn_labels(o, &v[i]);
+		fprintf(o, "} %llu\n", (unsigned long long)c);
+	}
+}
+
 static void render_functions(FILE *o, const char *tenant)
 {
 	struct series *v;
@@ -312,30 +328,14 @@ static void render_functions(FILE *o, const char *tenant)
 			fprintf(o, ",status=\"%d\"} %llu\n", v[i].st[j].status,
 				(unsigned long long)v[i].st[j].n);
 		}
-	fputs("# HELP mignificent_cold_starts_total Invocations that started "
-	      "an instance.\n"
-	      "# TYPE mignificent_cold_starts_total counter\n", o);
-	for (i = 0; i < n; i++) {
-		fputs("mignificent_cold_starts_total{", o);
-		fn_labels(o, &v[i]);
-		fprintf(o, "} %llu\n", (unsigned long long)v[i].cold);
-	}
-	fputs("# HELP mignificent_warm_starts_total Invocations served by an "
-	      "instance already running.\n"
-	      "# TYPE mignificent_warm_starts_total counter\n", o);
-	for (i = 0; i < n; i++) {
-		fputs("mignificent_warm_starts_total{", o);
-		fn_labels(o, &v[i]);
-		fprintf(o, "} %llu\n", (unsigned long long)v[i].warm);
-	}
-	fputs("# HELP mignificent_lukewarm_starts_total Invocations served by an "
-	      "instance whose GPU memory was swapped out (also warm starts).\n"
-	      "# TYPE mignificent_lukewarm_starts_total counter\n", o);
-	for (i = 0; i < n; i++) {
-		fputs("mignificent_lukewarm_starts_total{", o);
-		fn_labels(o, &v[i]);
-		fprintf(o, "} %llu\n", (unsigned long long)v[i].lukewarm);
-	}
+	render_starts(o, v, n, "mignificent_cold_starts_total",
+		      "Invocations that started an instance.", offsetof(struct series, cold));
+	render_starts(o, v, n, "mignificent_warm_starts_total",
+		      "Invocations served by an instance already running.",
+		      offsetof(struct series, warm));
+	render_starts(o, v, n, "mignificent_lukewarm_starts_total",
+		      "Invocations served by an instance whose GPU memory was swapped out (also warm starts).",
+		      offsetof(struct series, lukewarm));
 	for (h = 0; h < NHIST; h++) {
 		fprintf(o, "# HELP %s %s\n# TYPE %s histogram\n",
 			hist_info[h].name, hist_info[h].help, hist_info[h].name);

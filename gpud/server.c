@@ -2105,15 +2105,14 @@ void gpud_profile_report(const struct gpud *g)
 /* --- the arbiter: exclusive classes of calls ------------------------------ */
 
 /*
- * Grant policy.  The holder keeps the GPU while it keeps the GPU busy, and
- * gives it back at a synchronization point: when its ring is empty and all
- * its streams are idle, after ARB_MIN_HOLD_NS if others wait (or at once
- * if it has been idle ARB_IDLE_GRACE_NS: its CPU phase began), and before
- * it sleeps if nobody waits.  A holder that never goes idle is made to
- * yield after ARB_MAX_HOLD_NS while others wait: its next exclusive call
+ * Grant policy.  The holder keeps the GPU through its GPU phase and gives
+ * it back when the phase has ended: its ring empty and all its streams
+ * idle for ARB_IDLE_GRACE_NS while others wait (its CPU phase began: the
+ * gaps between a framework's launches and the syncs inside a phase are
+ * shorter), or before it sleeps.  A holder that never goes idle is made
+ * to yield after ARB_MAX_HOLD_NS while others wait: its next exclusive call
  * is held back until its work drained, then it queues again behind them.
  */
-#define ARB_MIN_HOLD_NS 2000000ull    /* no ping-pong below this */
 #define ARB_IDLE_GRACE_NS 100000ull   /* idle this long: CPU work, release */
 #define ARB_MAX_HOLD_NS 200000000ull  /* yield to waiters after this */
 
@@ -2219,16 +2218,11 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
  */
 static void arb_maybe_release(struct gpud *g, uint64_t idle_ns, bool sleeping)
 {
-	uint64_t held;
-
 	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail)
 		return;
-	held = mig_now_ns() - g->arb_held_since;
 	/* The streams last: querying each is a driver call, and a holder
 	 * nobody waits for (and that does not sleep) keeps its turn anyway. */
-	if ((sleeping ||
-	     (mig_arb_waiting(g->arb) &&
-	      (held >= ARB_MIN_HOLD_NS || idle_ns >= ARB_IDLE_GRACE_NS))) &&
+	if ((sleeping || (idle_ns >= ARB_IDLE_GRACE_NS && mig_arb_waiting(g->arb))) &&
 	    gpud_streams_idle(g))
 		arb_release(g);
 }
@@ -2435,7 +2429,7 @@ int gpud_serve(struct gpud *g)
 		if (mig_now_ns() - idle_since <
 		    (g->npend ? SPIN_PENDING_NS : SPIN_IDLE_NS)) {
 			if (g->arb_held && !g->npend &&
-			    mig_now_ns() - idle_since >= ARB_IDLE_GRACE_NS / 4)
+			    mig_now_ns() - idle_since >= ARB_IDLE_GRACE_NS)
 				arb_maybe_release(g, mig_now_ns() - idle_since,
 						  false);
 			mig_cpu_relax();
