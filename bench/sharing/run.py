@@ -44,7 +44,7 @@ Rodinia workloads run, on small inputs, and there is no native side.
 
 Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
                             [--clients 2,4] [-n 10] [--warmup 2] [--models ...]
-                            [--image WxH]
+                            [--image WxH] [--rounds R]
                             [--isolation sandbox|bare] [--build DIR]
                             [--json F] [--markdown F] [--plot F.png]
 """
@@ -238,6 +238,11 @@ def summary(runs):
             "throughput": len(lat) / span, "fairness": max(per_client) / min(per_client)}
 
 
+def combine(rounds):
+    """Several rounds' summaries of one cell: the median of each figure."""
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
 def gpu_name(d):
     _, _, body = d.request("GET", "/v1/devices")
     devs = json.loads(body)
@@ -321,6 +326,9 @@ def main(argv):
     ap.add_argument("--clients", default="2,4")
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every side this often, each round starting with the next "
+                         "side; cells are medians over the rounds")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--isolation", default="sandbox", choices=("sandbox", "bare"))
     ap.add_argument("--image", default="1280x960",
@@ -362,7 +370,10 @@ def main(argv):
     for m in args.models:
         if m not in MODELS:
             ap.error(f"unknown sharing model {m}")
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     results = {c: {w: {} for w in args.workloads} for c in args.clients}
+    rounds = {c: {w: {} for w in args.workloads} for c in args.clients}
     most, order = max(args.clients), sorted(args.clients, reverse=True)
 
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -372,6 +383,7 @@ def main(argv):
         return (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
                 f"{started:%Y-%m-%d %H:%M} UTC, GPU {gpu}, {os.cpu_count()} CPUs; "
                 f"{args.warmup} untimed requests per client first"
+                + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
                    f"{args.cpu_threads or max(1, os.cpu_count() // most)} CPU threads each"
                    if any(w in ML for w in args.workloads) else ""))
@@ -379,40 +391,54 @@ def main(argv):
     def record(c, w, side, runs):
         """Keep a result, say it, and save what we have (a run cut short
         still leaves its numbers)."""
-        results[c][w][side] = r = summary(runs)
+        r = summary(runs)
+        rounds[c][w].setdefault(side, []).append(r)
+        results[c][w][side] = combine(rounds[c][w][side])
         print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms, "
               f"{r['throughput']:.2f} req/s, client spread {r['fairness']:.2f}",
               file=sys.stderr, flush=True)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"partial": True, "header": header(), "n": args.n, "results": results}, f)
+                json.dump({"partial": True, "header": header(), "n": args.n, "results": results,
+                           "rounds": rounds}, f)
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     if any(w in ML for w in args.workloads):
         request_bodies(specs, args.image, args.cpu_threads or max(1, os.cpu_count() // most))
-    try:
-        if args.backend == "cuda":
-            for w in args.workloads:
-                native = NativeClients(specs[w], most, args.warmup, workdir)
-                try:
-                    for c in order:
-                        print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
-                        record(c, w, "native", native.run(c, args.n))
-                finally:
-                    native.close()
-        for model in args.models:
-            d = daemonlib.Daemon(args.build, args.backend, model, workdir,
-                                 {"sharing": model, "isolation": args.isolation})
+    def run_native():
+        for w in args.workloads:
+            native = NativeClients(specs[w], most, args.warmup, workdir)
             try:
-                gpu = gpu_name(d)
-                for w in args.workloads:
-                    deploy(d, w, specs[w], most)
-                    for c in order:
-                        print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
-                        record(c, w, model, mig_clients(d, w, specs[w].get("body", b""), c,
-                                                        args.n, args.warmup))
-                    d.kill_instances()
+                for c in order:
+                    print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
+                    record(c, w, "native", native.run(c, args.n))
             finally:
-                d.stop()
+                native.close()
+
+    def run_model(model, rnd):
+        nonlocal gpu
+        d = daemonlib.Daemon(args.build, args.backend, f"{model}-{rnd}", workdir,
+                             {"sharing": model, "isolation": args.isolation})
+        try:
+            gpu = gpu_name(d)
+            for w in args.workloads:
+                deploy(d, w, specs[w], most)
+                for c in order:
+                    print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
+                    record(c, w, model, mig_clients(d, w, specs[w].get("body", b""), c,
+                                                    args.n, args.warmup))
+                d.kill_instances()
+        finally:
+            d.stop()
+
+    sides = (["native"] if args.backend == "cuda" else []) + args.models
+    try:
+        for rnd in range(args.rounds):  # each round starts with the next side
+            k = rnd % len(sides)
+            for side in sides[k:] + sides[:k]:
+                if side == "native":
+                    run_native()
+                else:
+                    run_model(side, rnd)
     except (RuntimeError, OSError, threading.BrokenBarrierError) as e:
         print(f"run.py: {e}\n(the daemons' logs are kept in {workdir})", file=sys.stderr)
         return 1
@@ -424,7 +450,8 @@ def main(argv):
             f.write(md + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": header(), "n": args.n, "results": results}, f, indent=1)
+            json.dump({"header": header(), "n": args.n, "results": results,
+                       "rounds": rounds}, f, indent=1)
     if args.plot:
         plot(results, args, args.plot)
     return 0

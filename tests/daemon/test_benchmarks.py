@@ -24,8 +24,10 @@ def test_sharing_benchmark_runs(tmp_path):
         pytest.skip("examples/rodinia was not built (no nvcc)")
     out = _run(["bench/sharing/run.py", "--backend", "host", "--isolation", "bare",
                 "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
+                "--rounds", "2",
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
+    assert "medians of 2 rounds" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
 
 
