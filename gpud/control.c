@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -116,12 +117,14 @@ void gpud_control_poll(struct gpud *g)
  * for that.  This thread sleeps in poll() on its own copy of the socket and
  * rings the doorbell when a frame arrives, then waits until the loop has
  * read it (or 50 ms, in case it was read before we looked).  It ends when
- * the daemon's end closes; the process's exit ends it otherwise.
+ * the daemon's end closes, or when the server stops
+ * (gpud_control_unwatch(), before the segment with the doorbell goes).
  */
 static void *control_watch_main(void *arg)
 {
 	struct gpud *g = arg;
 	struct pollfd p = { .fd = g->control_watch_fd, .events = POLLIN };
+
 	for (;;) {
 		uint32_t seen = __atomic_load_n(&g->control_reads, __ATOMIC_ACQUIRE);
 		struct timespec slice = { 0, 50000000 };
@@ -129,23 +132,22 @@ static void *control_watch_main(void *arg)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0 || __atomic_load_n(&g->control_unwatch, __ATOMIC_ACQUIRE))
 			break;
 		__atomic_fetch_add(&g->hdr->doorbell.value, 1, __ATOMIC_RELEASE);
 		mig_futex_wake(&g->hdr->doorbell.value, 1);
 		if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
 			break;
 		mig_futex_wait(&g->control_reads, seen, &slice);
+		if (__atomic_load_n(&g->control_unwatch, __ATOMIC_ACQUIRE))
+			break;
 	}
-	close(p.fd);
 	return NULL;
 }
 
 int gpud_control_watch(struct gpud *g)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-	int fd, rc;
+	int fd;
 
 	if (g->control_fd < 0 || !g->hdr)
 		return 0;
@@ -153,13 +155,23 @@ int gpud_control_watch(struct gpud *g)
 	if (fd < 0)
 		return -1;
 	g->control_watch_fd = fd;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, control_watch_main, g);
-	pthread_attr_destroy(&attr);
-	if (rc) {
+	if (pthread_create(&g->control_watcher, NULL, control_watch_main, g)) {
 		close(fd);
 		return -1;
 	}
+	g->control_watching = true;
 	return 0;
+}
+
+void gpud_control_unwatch(struct gpud *g)
+{
+	if (!g->control_watching)
+		return;
+	__atomic_store_n(&g->control_unwatch, 1, __ATOMIC_RELEASE);
+	shutdown(g->control_watch_fd, SHUT_RD); /* ends its poll() */
+	__atomic_fetch_add(&g->control_reads, 1, __ATOMIC_RELEASE);
+	mig_futex_wake(&g->control_reads, 1); /* ends its wait */
+	pthread_join(g->control_watcher, NULL);
+	close(g->control_watch_fd);
+	g->control_watching = false;
 }

@@ -247,6 +247,9 @@ struct gpud {
 	uint32_t control_reads; /* bumped when a frame (or EOF) was read: the
 				   watcher thread's futex (control.c) */
 	int control_watch_fd;   /* the watcher's copy of control_fd */
+	pthread_t control_watcher;
+	bool control_watching;  /* the thread runs (joinable) */
+	uint32_t control_unwatch; /* set: the thread ends */
 	/* The partition's arbiter (ipc/arbiter.h), or NULL: time-sharing. */
 	struct mig_arbiter *arb;
 	uint32_t arb_id;       /* ours, as the daemon knows us */
@@ -351,8 +354,10 @@ void gpud_swap_pool_free(struct gpud *g);
 
 /* Read and act on whatever the daemon sent; never blocks. */
 void gpud_control_poll(struct gpud *g);
-/* Wake the loop when the daemon writes (a detached thread); 0 or -1. */
+/* Wake the loop when the daemon writes (a thread); 0 or -1. */
 int gpud_control_watch(struct gpud *g);
+/* Stop that thread (before the segment goes). */
+void gpud_control_unwatch(struct gpud *g);
 
 void gpud_log(const struct gpud *g, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

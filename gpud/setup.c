@@ -190,6 +190,7 @@ void gpud_teardown(struct gpud *g)
 	/* Whatever we held or waited for goes to the next in line. */
 	if (g->arb && g->arb_ticket_taken)
 		mig_arb_release(g->arb, g->arb_ticket);
+	gpud_control_unwatch(g); /* it rings a doorbell in the segment */
 	if (g->waiter_started) {
 		pthread_mutex_lock(&g->wlock);
 		g->stopping = 1;
@@ -237,7 +238,7 @@ void gpud_teardown(struct gpud *g)
 		g->b->cuMemUnmap(g->vs.maps[i].addr, g->vs.maps[i].size);
 	free(g->vs.maps);
 	for (i = 0; i < g->h.n; i++)
-		if (g->h.v[i].type == H_MEM)
+		if (g->h.v[i].type == H_MEM && g->h.v[i].ptr) /* (NULL: swapped out) */
 			g->b->cuMemRelease((CUmemGenericAllocationHandle)(
 				uintptr_t)g->h.v[i].ptr);
 	handles_free_all(&g->h);

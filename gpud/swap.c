@@ -357,8 +357,10 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 
 		if (!p->ok)
 			continue;
-		if (p->handle_idx)
+		if (p->handle_idx) { /* the handle names nothing until swap-in */
 			g->b->cuMemRelease(p->mem);
+			g->h.v[p->handle_idx - 1].ptr = NULL;
+		}
 		rep->allocations++;
 	}
 	g->swap.out = true;

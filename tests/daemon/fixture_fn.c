@@ -382,8 +382,10 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 		    (r = cuMemSetAccess(va, 7 * gran, &acc, 1)) ||
 		    (r = cuMemRelease(hb)) || (r = cuMemRelease(hd)) || (r = cuMemRelease(he)))
 			return cu_fail(out, "virtual memory set-up", r);
-		want = malloc(7 * gran);
-		got = malloc(7 * gran);
+		if (!want) {
+			want = malloc(7 * gran);
+			got = malloc(7 * gran);
+		}
 		if (!want || !got)
 			return reply(out, "out of memory");
 		for (size_t k = 0; k < 7 * gran; k++)

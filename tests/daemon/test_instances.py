@@ -572,6 +572,12 @@ def test_swap_takes_the_clients_own_physical_allocations(harness, built):
     r = h.invoke("vmm", "free")
     assert r["status"] == 200 and json.loads(r["body"])["ok"] is True, r
     assert h.cmd(f"swap {inst} out")["bytes"] == 0  # nothing left to move
+    # A server stopped while swapped out (its handles name nothing) ends clean.
+    again = h.invoke("vmm")
+    assert again["status"] == 200 and again["instance"] == inst, again
+    assert h.cmd(f"swap {inst} out")["bytes"] == want["swappable"]
+    assert h.cmd(f"kill t1 {inst}")["rc"] == 0
+    h.until("stopped", lambda: not h.list() and not h.children())
 
 
 def test_idle_instance_goes_lukewarm_and_comes_back(harness, built):
