@@ -1,6 +1,7 @@
 """daemonlib.py - a mignificentd for a benchmark: started on a port of its
 own choosing with a given configuration, one kept-alive HTTP connection per
 caller, stopped cleanly.  Standard library only."""
+import base64
 import http.client
 import json
 import os
@@ -72,6 +73,25 @@ class Daemon:
                 c.close()
                 if attempt:
                     raise
+
+    def deploy(self, name, spec, max_instances):
+        """PUT function @name: @spec's fields (its "artifact" a path, read and
+        sent; a "body" key is the caller's and not sent), kept alive an hour."""
+        body = {k: v for k, v in spec.items() if k not in ("artifact", "body")}
+        with open(spec["artifact"], "rb") as f:
+            body.update(artifact=base64.b64encode(f.read()).decode(),
+                        artifact_name=os.path.basename(spec["artifact"]),
+                        max_instances=max_instances, keep_alive_ms=3600000)
+        status, _, out = self.request("PUT", f"/v1/functions/{name}", body)
+        if status not in (200, 201):
+            raise RuntimeError(f"deploying {name}: HTTP {status} {out[:300]!r}")
+
+    def gpu_name(self):
+        """The partitions' GPU names and the driver version, for a header."""
+        _, _, body = self.request("GET", "/v1/devices")
+        devs = json.loads(body)
+        names = sorted({p.get("gpu_name", "?") for p in devs.get("partitions", [])})
+        return f"{', '.join(names) or '-'}, driver {devs.get('driver_version', '?')}"
 
     def kill_instances(self):
         """Kill every instance and wait until none is left."""

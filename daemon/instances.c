@@ -2639,27 +2639,31 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 	return rc;
 }
 
+/* An instance by its id (under the lock), or NULL. */
+static struct inst *inst_by_id(struct im *im, const char *id)
+{
+	for (struct list *l = im->insts.next; l != &im->insts; l = l->next) {
+		struct inst *in = list_entry(l, struct inst, all_link);
+
+		if (!strcmp(in->id, id))
+			return in;
+	}
+	return NULL;
+}
+
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		   bool out, struct mig_swap_report *rep, char *err, size_t errlen)
 {
 	struct im *im = d->instances;
-	struct inst *in = NULL;
-	struct list *l;
+	struct inst *in;
 	int32_t status = 0;
 	int fd, rc;
 
 	if (!im)
 		return -ENOENT;
 	pthread_mutex_lock(&im->lock);
-	for (l = im->insts.next; l != &im->insts; l = l->next) {
-		struct inst *x = list_entry(l, struct inst, all_link);
-
-		if (!strcmp(x->id, id) && (!tenant || !strcmp(tenant, x->fn->tenant))) {
-			in = x;
-			break;
-		}
-	}
-	if (!in) {
+	in = inst_by_id(im, id);
+	if (!in || (tenant && strcmp(tenant, in->fn->tenant))) {
 		pthread_mutex_unlock(&im->lock);
 		return -ENOENT;
 	}
@@ -3507,17 +3511,6 @@ static void enforce_lukewarm_limit(struct im *im)
 		im->swaps.stopped++;
 		doom(im, lru, true, "lukewarm host memory limit");
 	}
-}
-
-static struct inst *inst_by_id(struct im *im, const char *id)
-{
-	for (struct list *l = im->insts.next; l != &im->insts; l = l->next) {
-		struct inst *in = list_entry(l, struct inst, all_link);
-
-		if (!strcmp(in->id, id))
-			return in;
-	}
-	return NULL;
 }
 
 /*

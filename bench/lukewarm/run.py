@@ -52,7 +52,6 @@ second, MiB 2^20 bytes.  Standard library only (torch only in the native
 helper).
 """
 import argparse
-import base64
 import datetime
 import http.client
 import json
@@ -115,16 +114,6 @@ def spec(workload, args):
         env["MIG_HOST_KERNELS"] = os.path.join(ex, "libstate_kernels.so")
     return {"language": "c", "artifact": os.path.join(ex, "libstate.so"), "handler": "state",
             "env": env, "gpu_memory": f"{-(-size // MIB) + 2048}MiB", "timeout_ms": 600000}
-
-
-def deploy(d, name, s):
-    body = {k: v for k, v in s.items() if k != "artifact"}
-    body.update(artifact=base64.b64encode(open(s["artifact"], "rb").read()).decode(),
-                artifact_name=os.path.basename(s["artifact"]),
-                max_instances=1, keep_alive_ms=3600000)
-    status, _, out = d.request("PUT", f"/v1/functions/{name}", body)
-    if status not in (200, 201):
-        raise Failed(f"deploying {name}: HTTP {status} {out[:300]!r}")
 
 
 def invoke(d, name):
@@ -251,13 +240,6 @@ def native(args, workloads):
     return {"gpu": out["gpu"], "pinned_h2d_gbs": out["pinned_h2d_gbs"],
             "workloads": {w: out["workloads"][f"state:{state_bytes(w)}" if state_bytes(w) else w]
                           for w in workloads}}
-
-
-def gpu_name(d):
-    _, _, body = d.request("GET", "/v1/devices")
-    devs = json.loads(body)
-    names = sorted({p.get("gpu_name", "?") for p in devs.get("partitions", [])})
-    return f"{', '.join(names) or '-'}, driver {devs.get('driver_version', '?')}"
 
 
 def gbs(nbytes, ms):
@@ -426,9 +408,9 @@ def main(argv):
                               "lukewarm": {"swap_after_ms": 0, "on_pressure": False,
                                            "host_memory": f"{room // MIB}MiB"}})
         try:
-            gpu = gpu_name(d)
+            gpu = d.gpu_name()
             for w in todo:
-                deploy(d, w, spec(w, args))
+                d.deploy(w, spec(w, args), 1)
                 for k in range(args.rounds):
                     print(f"{w}: round {k + 1} of {args.rounds} ...", file=sys.stderr,
                           flush=True)

@@ -49,7 +49,6 @@ Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
                             [--json F] [--markdown F] [--plot F.png]
 """
 import argparse
-import base64
 import datetime
 import io
 import json
@@ -133,16 +132,6 @@ def request_bodies(specs, image, threads):
         if name in ML:
             spec["body"] = squad_json() if name == "bert" else photo_jpeg(image)
             spec["env"]["OMP_NUM_THREADS"] = str(threads)
-
-
-def deploy(d, name, spec, clients):
-    body = {k: v for k, v in spec.items() if k not in ("artifact", "body")}
-    body.update(artifact=base64.b64encode(open(spec["artifact"], "rb").read()).decode(),
-                artifact_name=os.path.basename(spec["artifact"]),
-                max_instances=clients, keep_alive_ms=3600000)
-    status, _, out = d.request("PUT", f"/v1/functions/{name}", body)
-    if status not in (200, 201):
-        raise RuntimeError(f"deploying {name}: HTTP {status} {out[:300]!r}")
 
 
 def mig_clients(d, name, body, clients, n, warmup):
@@ -241,13 +230,6 @@ def summary(runs):
 def combine(rounds):
     """Several rounds' summaries of one cell: the median of each figure."""
     return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-
-
-def gpu_name(d):
-    _, _, body = d.request("GET", "/v1/devices")
-    devs = json.loads(body)
-    names = sorted({p.get("gpu_name", "?") for p in devs.get("partitions", [])})
-    return f"{', '.join(names) or '-'}, driver {devs.get('driver_version', '?')}"
 
 
 def tables(results, args, header):
@@ -419,9 +401,9 @@ def main(argv):
         d = daemonlib.Daemon(args.build, args.backend, f"{model}-{rnd}", workdir,
                              {"sharing": model, "isolation": args.isolation})
         try:
-            gpu = gpu_name(d)
+            gpu = d.gpu_name()
             for w in args.workloads:
-                deploy(d, w, specs[w], most)
+                d.deploy(w, specs[w], most)
                 for c in order:
                     print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
                     record(c, w, model, mig_clients(d, w, specs[w].get("body", b""), c,
