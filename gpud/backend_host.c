@@ -1886,12 +1886,17 @@ static CUresult CUDAAPI h_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	if (r)
 		goto out;
 	m = mem_get(handle);
-	/* cuda.h: the offset into the allocation must currently be 0. */
 	if (!m || m->released || flags || !size || ptr % HB_GRAN ||
-	    size % HB_GRAN || offset || size > m->size ||
+	    size % HB_GRAN || size > m->size || offset > m->size - size ||
 	    resv_find(ptr, size) < 0 ||
 	    map_overlaps(ptr, size)) {
 		r = CUDA_ERROR_INVALID_VALUE;
+		goto out;
+	}
+	/* As the driver (580): a mapping covers its whole allocation from
+	 * offset 0; a part of one is not supported. */
+	if (offset || size != m->size) {
+		r = CUDA_ERROR_NOT_SUPPORTED;
 		goto out;
 	}
 	if (grow(&hb.maps, &hb.cap_maps, hb.nmaps, sizeof(map))) {

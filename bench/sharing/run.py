@@ -224,12 +224,14 @@ def summary(runs):
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e9
     per_client = [len(r["ms"]) / ((r["end"] - r["start"]) / 1e9) for r in runs]
     return {"mean": statistics.mean(lat), "std": statistics.pstdev(lat),
-            "throughput": len(lat) / span, "fairness": max(per_client) / min(per_client)}
+            "throughput": len(lat) / span, "fairness": max(per_client) / min(per_client),
+            "clients": per_client}
 
 
 def combine(rounds):
-    """Several rounds' summaries of one cell: the median of each figure."""
-    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    """Several rounds' summaries of one cell: the median of each figure
+    (the per-client throughputs stay in the rounds)."""
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "clients"}
 
 
 def tables(results, args, header):
@@ -377,7 +379,8 @@ def main(argv):
         rounds[c][w].setdefault(side, []).append(r)
         results[c][w][side] = combine(rounds[c][w][side])
         print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms, "
-              f"{r['throughput']:.2f} req/s, client spread {r['fairness']:.2f}",
+              f"{r['throughput']:.2f} req/s, client spread {r['fairness']:.2f} "
+              f"({' '.join(f'{x:.2f}' for x in r['clients'])})",
               file=sys.stderr, flush=True)
         if args.json:
             with open(args.json, "w") as f:

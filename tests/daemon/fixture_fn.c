@@ -335,15 +335,16 @@ int swap_check(const struct mig_payload *in, struct mig_payload *out)
 /*
  * swap_check_vmm: the client's own physical allocations (the virtual memory
  * API, as PyTorch's expandable segments use it), made on the first call in
- * one reservation of 9 granules, 7 of them mapped back to back: A (2
- * granules, mapped whole, handle kept), B (1, handle released), C (2, only
- * its first one mapped, handle kept: stays resident in a swap), then D (1,
- * released), E (1, released) and D again (the driver maps from offset 0
- * only: one allocation behind two mappings, another between).  Every call
- * checks each mapped byte.  Answers {"ok", "swappable": the bytes of the
- * mappings of A, B, D (twice) and E, "va": "<reservation>"}; payload
- * "free" unmaps and releases everything (the handles must still name
- * memory after a swap).
+ * one reservation of 9 granules, 8 of them mapped back to back: A (2
+ * granules, handle kept), B (1, handle released), C (2, handle kept, never
+ * made accessible: stays resident in a swap), then D (1, released), E (1,
+ * released) and D again (one allocation behind two mappings, another
+ * between).  A mapping always covers its whole allocation from offset 0:
+ * the driver (580, H200) answers CUDA_ERROR_NOT_SUPPORTED to anything else.
+ * Every call checks each accessible byte.  Answers {"ok", "swappable": the
+ * bytes of the mappings of A, B, D (twice) and E, "va": "<reservation>"};
+ * payload "free" unmaps and releases everything (the handles must still
+ * name memory after a swap).
  */
 int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 {
@@ -375,30 +376,34 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 		    (r = cuMemCreate(&he, gran, &prop, 0)) ||
 		    (r = cuMemMap(va, 2 * gran, 0, ha, 0)) ||
 		    (r = cuMemMap(va + 2 * gran, gran, 0, hb, 0)) ||
-		    (r = cuMemMap(va + 3 * gran, gran, 0, hc, 0)) ||
-		    (r = cuMemMap(va + 4 * gran, gran, 0, hd, 0)) ||
-		    (r = cuMemMap(va + 5 * gran, gran, 0, he, 0)) ||
-		    (r = cuMemMap(va + 6 * gran, gran, 0, hd, 0)) ||
-		    (r = cuMemSetAccess(va, 7 * gran, &acc, 1)) ||
+		    (r = cuMemMap(va + 3 * gran, 2 * gran, 0, hc, 0)) ||
+		    (r = cuMemMap(va + 5 * gran, gran, 0, hd, 0)) ||
+		    (r = cuMemMap(va + 6 * gran, gran, 0, he, 0)) ||
+		    (r = cuMemMap(va + 7 * gran, gran, 0, hd, 0)) ||
+		    (r = cuMemSetAccess(va, 3 * gran, &acc, 1)) ||
+		    (r = cuMemSetAccess(va + 5 * gran, 3 * gran, &acc, 1)) ||
 		    (r = cuMemRelease(hb)) || (r = cuMemRelease(hd)) || (r = cuMemRelease(he)))
 			return cu_fail(out, "virtual memory set-up", r);
 		if (!want) {
-			want = malloc(7 * gran);
-			got = malloc(7 * gran);
+			want = malloc(6 * gran);
+			got = malloc(6 * gran);
 		}
 		if (!want || !got)
 			return reply(out, "out of memory");
-		for (size_t k = 0; k < 7 * gran; k++)
+		/* [A A B][D E D]: the accessible granules, C left out */
+		for (size_t k = 0; k < 6 * gran; k++)
 			want[k] = (unsigned char)(k * 13u + k / 4096u);
-		memcpy(want + 6 * gran, want + 4 * gran, gran); /* D, twice */
-		if ((r = cuMemcpyHtoD(va, want, 7 * gran)))
+		memcpy(want + 5 * gran, want + 3 * gran, gran); /* D, twice */
+		if ((r = cuMemcpyHtoD(va, want, 3 * gran)) ||
+		    (r = cuMemcpyHtoD(va + 5 * gran, want + 3 * gran, 3 * gran)))
 			return cu_fail(out, "cuMemcpyHtoD", r);
 	}
-	if ((r = cuMemcpyDtoH(got, va, 7 * gran)))
+	if ((r = cuMemcpyDtoH(got, va, 3 * gran)) ||
+	    (r = cuMemcpyDtoH(got + 3 * gran, va + 5 * gran, 3 * gran)))
 		return cu_fail(out, "cuMemcpyDtoH", r);
-	ok = !memcmp(got, want, 7 * gran);
+	ok = !memcmp(got, want, 6 * gran);
 	if (in->len == 4 && !memcmp(in->data, "free", 4)) {
-		if ((r = cuMemUnmap(va, 7 * gran)) || (r = cuMemRelease(ha)) ||
+		if ((r = cuMemUnmap(va, 8 * gran)) || (r = cuMemRelease(ha)) ||
 		    (r = cuMemRelease(hc)) || (r = cuMemAddressFree(va, 9 * gran)))
 			return cu_fail(out, "virtual memory tear-down", r);
 		va = 0;

@@ -552,7 +552,8 @@ def test_swap_takes_the_clients_own_physical_allocations(harness, built):
     """The virtual memory API's allocations (PyTorch's expandable segments):
     mapped ones whose handle is kept or released (one of them behind two
     mappings with another between) go to host memory and come back at the
-    same addresses with the same bytes; a partly mapped one stays; after three swaps the client unmaps and releases everything
+    same addresses with the same bytes; one never made accessible stays;
+    after three swaps the client unmaps and releases everything
     with its old handles."""
     h = harness()
     fixture(built, h, "vmm", "swap_check_vmm", gpu=True, keep_alive_ms=60000)
