@@ -93,6 +93,17 @@ class Daemon:
         names = sorted({p.get("gpu_name", "?") for p in devs.get("partitions", [])})
         return f"{', '.join(names) or '-'}, driver {devs.get('driver_version', '?')}"
 
+    def metric(self, name):
+        """The sum of metric @name's series in GET /metrics (0.0 if none)."""
+        status, _, body = self.request("GET", "/metrics")
+        if status != 200:
+            raise RuntimeError(f"{self.name}: GET /metrics: HTTP {status}")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def kill_instances(self):
         """Kill every instance and wait until none is left."""
         _, _, body = self.request("GET", "/v1/instances")

@@ -317,6 +317,7 @@ void *instances_list(struct mig_daemon *d, const char *tenant);
 struct mig_gpu_turns {
 	int model;                /* enum mig_sharing */
 	unsigned long long grants; /* turns given so far */
+	unsigned long long held_ns; /* their time, ended turns */
 	unsigned int waiting;     /* instances waiting for a turn now */
 	bool held;                /* someone holds it now */
 };

@@ -2500,6 +2500,7 @@ int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 			continue;
 		out->model = (int)a->model;
 		out->grants = __atomic_load_n(&a->grants, __ATOMIC_RELAXED);
+		out->held_ns = __atomic_load_n(&a->held_ns, __ATOMIC_RELAXED);
 		out->waiting = mig_arb_waiting(a);
 		out->held = __atomic_load_n(&a->holder, __ATOMIC_RELAXED) != 0;
 		rc = 0;

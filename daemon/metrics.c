@@ -17,7 +17,8 @@
  *   mignificent_partition_memory_bytes, _memory_reserved_bytes,
  *   mignificent_partition_instances, mignificent_partition_present,
  *   from the partition's arbiter: mignificent_partition_sharing_model
- *   (label model), _gpu_turns_total, _gpu_turn_waiters
+ *   (label model), _gpu_turns_total, _gpu_turn_waiters,
+ *   _gpu_held_seconds_total
  * Per node, from the instances (lukewarm functions):
  *   mignificent_swaps_total{direction}, mignificent_swap_bytes_total and
  *   mignificent_swap_seconds_total{direction}, mignificent_swap_failures_total,
@@ -403,13 +404,15 @@ static void render_turns(FILE *o, struct mig_daemon *md)
 		"mignificent_partition_sharing_model",
 		"mignificent_partition_gpu_turns_total",
 		"mignificent_partition_gpu_turn_waiters",
+		"mignificent_partition_gpu_held_seconds_total",
 	};
 	static const char *const help[] = {
 		"1, labelled with the partition's sharing model.",
 		"Turns on the GPU given to instances (exclusive sharing models).",
 		"Instances waiting for their turn on the GPU now.",
+		"Time instances held their turns on the GPU (ended turns).",
 	};
-	static const char *const type[] = { "gauge", "counter", "gauge" };
+	static const char *const type[] = { "gauge", "counter", "gauge", "counter" };
 	struct mig_partition *copy;
 	int n;
 
@@ -421,7 +424,7 @@ static void render_turns(FILE *o, struct mig_daemon *md)
 	pthread_mutex_unlock(&d->lock);
 	if (!copy)
 		return;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 4; k++) {
 		fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
 			type[k]);
 		for (int i = 0; i < n; i++) {
@@ -431,8 +434,11 @@ static void render_turns(FILE *o, struct mig_daemon *md)
 				continue;
 			fputs(names[k], o);
 			part_labels(o, &copy[i], k ? NULL : mig_sharing_name(t.model));
-			fprintf(o, " %llu\n", k == 0 ? 1ull : k == 1 ? t.grants :
-					      (unsigned long long)t.waiting);
+			if (k == 3)
+				fprintf(o, " %.6f\n", t.held_ns / 1e9);
+			else
+				fprintf(o, " %llu\n", k == 0 ? 1ull : k == 1 ? t.grants :
+						      (unsigned long long)t.waiting);
 		}
 	}
 	free(copy);

@@ -151,6 +151,8 @@ static void advance(struct mig_arbiter *a)
 {
 	uint32_t s = a->serving + 1;
 
+	if (a->holder)
+		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
 	while (s != a->next &&
 	       a->abandoned[s % MIG_ARB_SLOTS] == s + 1) {
 		a->abandoned[s % MIG_ARB_SLOTS] = 0;

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
-#define MIG_ARB_VERSION 1
+#define MIG_ARB_VERSION 2
 #define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
 
 enum mig_sharing {
@@ -58,6 +58,8 @@ struct mig_arbiter {
 	uint32_t pad;
 	uint64_t grant_ns;       /* CLOCK_MONOTONIC of the current grant */
 	uint64_t grants;         /* statistics: grants handed out */
+	uint64_t held_ns;        /* statistics: grants' time, from when each
+				    holder noticed it to its release */
 	uint32_t owner[MIG_ARB_SLOTS];     /* id that took ticket t (t % SLOTS) */
 	uint32_t abandoned[MIG_ARB_SLOTS]; /* t + 1 once t's owner is gone */
 };

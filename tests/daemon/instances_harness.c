@@ -23,6 +23,7 @@
  *                          (with done_ms: when it finished, since start)
  *   echo KEY BYTES         send BYTES bytes of a pattern, check the answer
  *   list [TENANT] | kill TENANT ID | retire TENANT NAME
+ *   turns PARTITION        its arbiter's model, grants, held_ms, waiting
  *   fds                    this process's open file descriptors
  *   children               this process's child processes and their states
  *   bench KEY THREADS COUNT [PAYLOAD]   latency percentiles, throughput
@@ -566,6 +567,16 @@ int main(void)
 		} else if (!strcmp(cmd, "swap") && a1) {
 			a2 = strtok_r(NULL, " ", &save);
 			cmd_swap(a1, a2 ? a2 : "");
+		} else if (!strcmp(cmd, "turns") && a1) {
+			struct mig_gpu_turns t;
+
+			if (instances_gpu_turns(&daemon_, a1, &t))
+				answer(json_pack("{s:s}", "error", "no such partition"));
+			else
+				answer(json_pack("{s:s,s:I,s:f,s:i}", "model",
+						 mig_sharing_name(t.model), "grants",
+						 (json_int_t)t.grants, "held_ms", t.held_ns / 1e6,
+						 "waiting", (int)t.waiting));
 		} else if (!strcmp(cmd, "fds")) {
 			cmd_fds();
 		} else if (!strcmp(cmd, "children")) {

@@ -687,6 +687,7 @@ def test_metrics_need_a_token_and_have_partitions(start_daemon):
     assert "# TYPE mignificent_partition_memory_bytes gauge" in text
     assert 'mignificent_partition_present{partition="GPU-' in text
     assert "# TYPE mignificent_partition_gpu_turns_total counter" in text
+    assert "# TYPE mignificent_partition_gpu_held_seconds_total counter" in text
     assert 'model="time-sharing"} 1' in text, text
     d2 = start_daemon(two_tenants(metrics_public=True), name="public")
     assert d2.request("GET", "/metrics", token=None).status == 200

@@ -29,6 +29,12 @@ def test_sharing_benchmark_runs(tmp_path):
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
     assert "medians of 2 rounds" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
+    cells = json.loads((tmp_path / "r.json").read_text())["results"]["2"]["hotspot"]
+    # The arbiter's turns per request: the kernels' time under
+    # overlap-cpu-copy, the whole request under sequential; none otherwise.
+    assert 0 < cells["overlap-cpu-copy"]["gpu_ms"] < cells["sequential"]["gpu_ms"], cells
+    assert "gpu_ms" not in cells["time-sharing"], cells
+    assert "GPU share" in out and "allows" in out, out
 
 
 def test_lukewarm_benchmark_runs(tmp_path):

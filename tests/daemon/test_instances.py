@@ -673,13 +673,14 @@ def test_swap_pools_count_against_the_host_memory_limit(harness, built):
 
 def _phases(h, built, n, key="ph", payload="5 30 10"):
     """@n concurrent invocations of gpu_phases on @n warm instances: their
-    {start, end}."""
+    {start, end}, and the arbiter's held_ms over them (h.held_ms)."""
     fixture(built, h, key, "gpu_phases", gpu=True, max_instances=n, keep_alive_ms=60000)
     for i in range(n):  # cold starts first, all at once
         h.go(f"w{i}", key, "0 30 0")
     for i in range(n):
         assert h.wait(f"w{i}")["status"] == 200
     h.until(f"{n} idle instances", lambda: len([i for i in h.list() if i["state"] == "idle"]) == n)
+    held = h.cmd("turns host-0")["held_ms"]
     for i in range(n):
         h.go(f"r{i}", key, payload)
     out = []
@@ -687,25 +688,29 @@ def _phases(h, built, n, key="ph", payload="5 30 10"):
         r = h.wait(f"r{i}")
         assert r["status"] == 200 and r["cold"] == 0, r
         out.append(json.loads(r["body"]))
+    h.held_ms = h.cmd("turns host-0")["held_ms"] - held
     return out
 
 
 # One client alone: 5 x (30 ms kernel + 10 ms CPU) = 200 ms.  Two at once:
 # time-sharing overlaps everything (~200 ms); with exclusive kernels the
 # GPU time adds up (300 ms) while CPU phases overlap it; sequential runs
-# one invocation after the other (400 ms).
-@pytest.mark.parametrize("model,lo,hi", [("time-sharing", 0, 270),
-                                         ("overlap-cpu-copy", 290, 385),
-                                         ("overlap-cpu", 290, 385),
-                                         ("sequential", 390, 600)])
-def test_sharing_model_two_clients(harness, built, model, lo, hi):
+# one invocation after the other (400 ms).  The arbiter's turns last the
+# kernels (10 x 30 ms) or, for sequential, the invocations (2 x ~200 ms).
+@pytest.mark.parametrize("model,lo,hi,held", [("time-sharing", 0, 270, 0),
+                                              ("overlap-cpu-copy", 290, 385, 300),
+                                              ("overlap-cpu", 290, 385, 300),
+                                              ("sequential", 390, 600, 400)])
+def test_sharing_model_two_clients(harness, built, model, lo, hi, held):
     """On the test double the kernel keeps its stream busy 30 ms; on a GPU it
     spins 30 ms of %globaltimer."""
     h = harness(sharing=model)
     runs = _phases(h, built, 2)
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e6
-    print(f"{model}: two clients in {span:.0f} ms")
+    print(f"{model}: two clients in {span:.0f} ms, GPU turns held {h.held_ms:.0f} ms")
     assert lo <= span <= hi, f"{model}: two clients took {span:.0f} ms, want {lo}-{hi}"
+    assert held <= h.held_ms <= held * 1.25 + 5, \
+        f"{model}: turns held {h.held_ms:.0f} ms, want about {held}"
 
 
 @pytest.mark.parametrize("model,copies_wait", [("overlap-cpu", True),
