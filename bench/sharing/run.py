@@ -73,6 +73,8 @@ import daemonlib  # noqa: E402
 
 MODELS = ("time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy")
 HELD = "mignificent_partition_gpu_held_seconds_total"
+COLORS = {"native": "#888888", "time-sharing": "#4c72b0", "sequential": "#dd8452",
+          "overlap-cpu": "#55a868", "overlap-cpu-copy": "#c44e52"}  # the same in every plot
 ML = ("resnet50", "alexnet", "vgg19", "bert")
 
 
@@ -141,8 +143,10 @@ def request_bodies(specs, image, threads):
 
 
 def mig_clients(d, name, body, clients, n, warmup, on_start=None):
-    """Each client's {start, end, ms} through the daemon; @on_start() is
-    called once, after every warm-up and before the first timed request."""
+    """Each client's {start, end, ms, run_ms} through the daemon (run_ms:
+    X-Mig-Run-Us, the daemon's time in the instance, turn waits included);
+    @on_start() is called once, after every warm-up and before the first
+    timed request."""
     barrier = threading.Barrier(clients, action=on_start)
     res, errors = [None] * clients, []
 
@@ -150,19 +154,21 @@ def mig_clients(d, name, body, clients, n, warmup, on_start=None):
         conn = d.connect()
 
         def invoke():
-            status, _, answer = d.request("POST", f"/v1/functions/{name}/invoke", body, conn)
+            status, headers, answer = d.request("POST", f"/v1/functions/{name}/invoke",
+                                                body, conn)
             if status != 200:
                 raise RuntimeError(f"{name}: HTTP {status} {answer[:300]!r}")
+            return int(headers.get("X-Mig-Run-Us", 0)) / 1e3
         try:
             for _ in range(warmup):
                 invoke()
             barrier.wait()
-            lat, start = [], time.monotonic_ns()
+            lat, run, start = [], [], time.monotonic_ns()
             for _ in range(n):
                 t = time.perf_counter()
-                invoke()
+                run.append(invoke())
                 lat.append((time.perf_counter() - t) * 1e3)
-            res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat}
+            res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat, "run_ms": run}
         except Exception as e:  # reported below, after every thread ended
             errors.append(str(e))
             barrier.abort()
@@ -290,7 +296,7 @@ def tables(results, args, header):
             lat = occ["mean"] / nat["mean"] if occ and nat else None
             fair = occ["fairness"] if occ else None
             cells = [w, f"{thr:.2f}x" if thr else "-",
-                     f"{100 * share:.0f}%" if share else "-",
+                     f"{100 * share:.{0 if share >= 0.1 else 1}f}%" if share else "-",
                      f"{allows:.2f}x" if allows else "-",
                      (f"{'yes' if thr >= want else 'no'}" + (f" ({want:.2f})" if want < 1.9 else ""))
                      if thr else "-",
@@ -323,7 +329,7 @@ def plot(results, args, path):
         cells = [results[clients][w].get(s) for s in sides]
         ax.bar(range(len(sides)), [c["mean"] if c else 0 for c in cells],
                yerr=[c["std"] if c else 0 for c in cells], capsize=3,
-               color=["#888888", "#4c72b0", "#dd8452", "#55a868", "#c44e52"][:len(sides)])
+               color=[COLORS[s] for s in sides])
         ax.set_xticks(range(len(sides)))
         ax.set_xticklabels(sides, rotation=45, ha="right", fontsize=7)
         ax.set_title(w)
@@ -409,7 +415,11 @@ def main(argv):
         r = summary(runs, held_s)
         rounds[c][w].setdefault(side, []).append(r)
         results[c][w][side] = combine(rounds[c][w][side])
-        print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms, "
+        inside = [x for run in runs for x in run.get("run_ms", ())]
+        print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms"
+              + (f" (in the instance {statistics.mean(inside):.1f}" if inside else "")
+              + (f", GPU turns {r['gpu_ms']:.1f})" if "gpu_ms" in r else ")" if inside else "")
+              + ", "
               f"{r['throughput']:.2f} req/s, client spread {r['fairness']:.2f} "
               f"({' '.join(f'{x:.2f}' for x in r['clients'])})",
               file=sys.stderr, flush=True)
