@@ -23,7 +23,8 @@
  *                          (with done_ms: when it finished, since start)
  *   echo KEY BYTES         send BYTES bytes of a pattern, check the answer
  *   list [TENANT] | kill TENANT ID | retire TENANT NAME
- *   turns PARTITION        its arbiter's model, grants, held_ms, waiting
+ *   turns [PARTITION]      its arbiter's model, grants, held_ms, waiting
+ *                          (default: the first partition)
  *   fds                    this process's open file descriptors
  *   children               this process's child processes and their states
  *   bench KEY THREADS COUNT [PAYLOAD]   latency percentiles, throughput
@@ -567,10 +568,12 @@ int main(void)
 		} else if (!strcmp(cmd, "swap") && a1) {
 			a2 = strtok_r(NULL, " ", &save);
 			cmd_swap(a1, a2 ? a2 : "");
-		} else if (!strcmp(cmd, "turns") && a1) {
+		} else if (!strcmp(cmd, "turns")) {
 			struct mig_gpu_turns t;
 
-			if (instances_gpu_turns(&daemon_, a1, &t))
+			if (!a1 && daemon_.devices.n)
+				a1 = daemon_.devices.p[0].uuid;
+			if (!a1 || instances_gpu_turns(&daemon_, a1, &t))
 				answer(json_pack("{s:s}", "error", "no such partition"));
 			else
 				answer(json_pack("{s:s,s:I,s:f,s:i}", "model",
