@@ -15,9 +15,12 @@ untimed and then -n timed requests, all clients at once, to
   overlap-cpu       mignificentd, copies and kernels exclusive
   overlap-cpu-copy  mignificentd, kernels exclusive
 
-(one daemon per model, sharing set for the node; each client gets its own
-instance: max_instances = clients; the largest client count runs first and
-the smaller ones reuse its instances, natively its processes).
+(one daemon per model, sharing set for the node, all started once; each
+client gets its own instance: max_instances = clients; the largest client
+count runs first and the smaller ones reuse its instances, natively its
+processes).  --rounds R repeats every side R times per workload, each round
+starting with the next side, over the same instances and processes (a
+round costs only its requests), and reports the median of each figure.
 
 Every request carries its input, so that each one has the CPU work of a
 real service: the Rodinia functions read their input files (BFS's 1M-node
@@ -73,6 +76,7 @@ import daemonlib  # noqa: E402
 
 MODELS = ("time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy")
 HELD = "mignificent_partition_gpu_held_seconds_total"
+UID_BASE, UID_COUNT = 1700000000, 65536  # the daemons' default range, then the next ones
 COLORS = {"native": "#888888", "time-sharing": "#4c72b0", "sequential": "#dd8452",
           "overlap-cpu": "#55a868", "overlap-cpu-copy": "#c44e52"}  # the same in every plot
 ML = ("resnet50", "alexnet", "vgg19", "bert")
@@ -430,47 +434,54 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     if any(w in ML for w in args.workloads):
         request_bodies(specs, args.image, args.cpu_threads or max(1, os.cpu_count() // most))
-    def run_native():
-        for w in args.workloads:
-            native = NativeClients(specs[w], most, args.warmup, workdir)
-            try:
-                for c in order:
-                    print(f"native: {w}, {c} clients", file=sys.stderr, flush=True)
-                    record(c, w, "native", native.run(c, args.n))
-            finally:
-                native.close()
-
-    def run_model(model, rnd):
-        nonlocal gpu
-        d = daemonlib.Daemon(args.build, args.backend, f"{model}-{rnd}", workdir,
-                             {"sharing": model, "isolation": args.isolation})
-        try:
-            gpu = d.gpu_name()
-            for w in args.workloads:
-                d.deploy(w, specs[w], most)
-                for c in order:
-                    print(f"{model}: {w}, {c} clients", file=sys.stderr, flush=True)
-                    held = []
-                    runs = mig_clients(d, w, specs[w].get("body", b""), c, args.n,
-                                       args.warmup, lambda: held.append(d.metric(HELD)))
-                    time.sleep(0.05)  # the last turn ends when its server sleeps
-                    record(c, w, model, runs, d.metric(HELD) - held[0])
-                d.kill_instances()
-        finally:
-            d.stop()
-
     sides = (["native"] if args.backend == "cuda" else []) + args.models
+
+    def run_side(side, w, native, daemons):
+        for c in order:
+            print(f"{side}: {w}, {c} clients", file=sys.stderr, flush=True)
+            if side == "native":
+                record(c, w, side, native.run(c, args.n))
+                continue
+            d, held = daemons[side], []
+            runs = mig_clients(d, w, specs[w].get("body", b""), c, args.n, args.warmup,
+                               lambda: held.append(d.metric(HELD)))
+            time.sleep(0.05)  # the last turn ends when its server sleeps
+            record(c, w, side, runs, d.metric(HELD) - held[0])
+
+    # One daemon per model for the whole run, each with a uid range of its
+    # own; per workload, every side's clients are set up once (instances,
+    # native processes) and the rounds rotate the sides over them, so that
+    # a round costs only its requests and many short rounds can follow a
+    # machine whose speed drifts.
+    daemons = {}
     try:
-        for rnd in range(args.rounds):  # each round starts with the next side
-            k = rnd % len(sides)
-            for side in sides[k:] + sides[:k]:
-                if side == "native":
-                    run_native()
-                else:
-                    run_model(side, rnd)
+        for k, model in enumerate(args.models):
+            daemons[model] = daemonlib.Daemon(
+                args.build, args.backend, model, workdir,
+                {"sharing": model, "isolation": args.isolation,
+                 "sandbox": {"uid_base": UID_BASE + k * UID_COUNT, "uid_count": UID_COUNT}})
+            gpu = daemons[model].gpu_name()
+        for w in args.workloads:
+            native = (NativeClients(specs[w], most, args.warmup, workdir)
+                      if "native" in sides else None)
+            try:
+                for d in daemons.values():
+                    d.deploy(w, specs[w], most)
+                for rnd in range(args.rounds):  # each round starts with the next side
+                    k = rnd % len(sides)
+                    for side in sides[k:] + sides[:k]:
+                        run_side(side, w, native, daemons)
+            finally:
+                if native:
+                    native.close()
+            for d in daemons.values():
+                d.kill_instances()
     except (RuntimeError, OSError, threading.BrokenBarrierError) as e:
         print(f"run.py: {e}\n(the daemons' logs are kept in {workdir})", file=sys.stderr)
         return 1
+    finally:
+        for d in daemons.values():
+            d.stop()
     shutil.rmtree(workdir, ignore_errors=True)
     text, md = tables(results, args, header())
     print(text)
