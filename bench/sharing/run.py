@@ -262,8 +262,10 @@ def thr_target(occ, seq, clients):
 
 def combine(rounds):
     """Several rounds' summaries of one cell: the median of each figure
-    (the per-client throughputs stay in the rounds)."""
-    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "clients"}
+    over the rounds that have it (the per-client throughputs stay in the
+    rounds)."""
+    keys = {k for r in rounds for k in r if k != "clients"}
+    return {k: statistics.median(r[k] for r in rounds if k in r) for k in sorted(keys)}
 
 
 def tables(results, args, header):
