@@ -10,8 +10,10 @@ Initializes the function as an instance would (mignificent_init, or the
 module's import), runs WARMUP untimed requests, prints "ready", then for
 each line "go N" on stdin (the start signal, so that all clients' timed
 requests overlap) runs N timed requests and prints one JSON line: start and
-end (CLOCK_MONOTONIC ns) and the latency of each request in ms; it ends at
-the end of its input.  Every request's body is BODY_FILE's bytes.  The
+end (CLOCK_MONOTONIC ns), the latency of each request in ms and, for a
+function that reports them (examples/torch_models with MODEL_TIMINGS=1),
+its phases' times [[input, inference], ...]; it ends at the end of its
+input.  Every request's body is BODY_FILE's bytes.  The
 function's environment (MODEL=..., BFS_NODES=...) comes from ours.
 """
 import ctypes
@@ -55,7 +57,14 @@ def python_function(path, spec, body):
     m = importlib.util.module_from_spec(s)
     s.loader.exec_module(m)
     fn = getattr(m, handler)
-    return lambda: fn(body)
+    def call():
+        out = fn(body)
+        try:
+            t = json.loads(out)["timings_ms"]
+            return [t["input"], t["inference"]]
+        except (TypeError, ValueError, KeyError):
+            return None
+    return call
 
 
 def main():
@@ -68,14 +77,17 @@ def main():
     print("ready", flush=True)
     for line in sys.stdin:
         n = int(line.split()[1])
-        lat = []
+        lat, phases = [], []
         start = time.monotonic_ns()
         for _ in range(n):
             t = time.perf_counter()
-            call()
+            p = call()
             lat.append((time.perf_counter() - t) * 1e3)
+            if p:
+                phases.append(p)
         end = time.monotonic_ns()
-        print(json.dumps({"start": start, "end": end, "ms": lat}), flush=True)
+        print(json.dumps({"start": start, "end": end, "ms": lat, "timings": phases}),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -144,13 +144,27 @@ def request_bodies(specs, image, threads):
         if name in ML:
             spec["body"] = squad_json() if name == "bert" else photo_jpeg(image)
             spec["env"]["OMP_NUM_THREADS"] = str(threads)
+            spec["env"]["MODEL_TIMINGS"] = "1"  # input and inference times per answer
+
+
+def phases(answer):
+    """[input, inference] ms from a function's answer that reports them
+    (examples/torch_models with MODEL_TIMINGS=1), else None."""
+    if not answer.startswith(b"{"):
+        return None
+    try:
+        t = json.loads(answer)["timings_ms"]
+        return [float(t["input"]), float(t["inference"])]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def mig_clients(d, name, body, clients, n, warmup, on_start=None):
-    """Each client's {start, end, ms, run_ms} through the daemon (run_ms:
-    X-Mig-Run-Us, the daemon's time in the instance, turn waits included);
-    @on_start() is called once, after every warm-up and before the first
-    timed request."""
+    """Each client's {start, end, ms, run_ms, timings} through the daemon
+    (run_ms: X-Mig-Run-Us, the daemon's time in the instance, turn waits
+    included; timings: the function's [input, inference] ms where its
+    answers have them); @on_start() is called once, after every warm-up
+    and before the first timed request."""
     barrier = threading.Barrier(clients, action=on_start)
     res, errors = [None] * clients, []
 
@@ -162,17 +176,21 @@ def mig_clients(d, name, body, clients, n, warmup, on_start=None):
                                                 body, conn)
             if status != 200:
                 raise RuntimeError(f"{name}: HTTP {status} {answer[:300]!r}")
-            return int(headers.get("X-Mig-Run-Us", 0)) / 1e3
+            return int(headers.get("X-Mig-Run-Us", 0)) / 1e3, phases(answer)
         try:
             for _ in range(warmup):
                 invoke()
             barrier.wait()
-            lat, run, start = [], [], time.monotonic_ns()
+            lat, run, timings, start = [], [], [], time.monotonic_ns()
             for _ in range(n):
                 t = time.perf_counter()
-                run.append(invoke())
+                ms, p = invoke()
                 lat.append((time.perf_counter() - t) * 1e3)
-            res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat, "run_ms": run}
+                run.append(ms)
+                if p:
+                    timings.append(p)
+            res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat, "run_ms": run,
+                      "timings": timings}
         except Exception as e:  # reported below, after every thread ended
             errors.append(str(e))
             barrier.abort()
@@ -247,6 +265,10 @@ def summary(runs, held_s=None):
            "clients": per_client}
     if held_s:
         out["gpu_ms"] = held_s * 1e3 / len(lat)
+    ph = [p for r in runs for p in r.get("timings", ())]
+    if ph:  # the function's own phases (ML functions)
+        out["input_ms"] = statistics.mean(p[0] for p in ph)
+        out["infer_ms"] = statistics.mean(p[1] for p in ph)
     return out
 
 
@@ -425,6 +447,8 @@ def main(argv):
         print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms"
               + (f" (in the instance {statistics.mean(inside):.1f}" if inside else "")
               + (f", GPU turns {r['gpu_ms']:.1f})" if "gpu_ms" in r else ")" if inside else "")
+              + (f" [input {r['input_ms']:.1f}, inference {r['infer_ms']:.1f}]"
+                 if "input_ms" in r else "")
               + ", "
               f"{r['throughput']:.2f} req/s, client spread {r['fairness']:.2f} "
               f"({' '.join(f'{x:.2f}' for x in r['clients'])})",

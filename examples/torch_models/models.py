@@ -32,6 +32,7 @@ import io
 import json
 import os
 import re
+import time
 import zlib
 
 import torch
@@ -146,19 +147,32 @@ def text_input(data, vocab_size, device="cuda"):
 
 
 def answer(name, model, fixed_input, payload):
-    """The handler's work: inference on @payload's input (or the fixed one)."""
+    """The handler's work: inference on @payload's input (or the fixed one).
+    With MODEL_TIMINGS=1 in the environment the result also has
+    "timings_ms": {"input": decoding the request and moving it to the GPU,
+    "inference": the model, the output back and its summary} (benchmarks;
+    off by default, so that equal inputs give equal answers)."""
+    t0 = time.perf_counter()
+    words = first = None
     if not payload:
-        return summary(name, run_inference(model, fixed_input))
-    if name != "bert":
-        return summary(name, run_inference(model, image_input(payload)))
-    x, words, first = text_input(payload, model.config.vocab_size)
+        x = fixed_input
+    elif name != "bert":
+        x = image_input(payload)
+    else:
+        x, words, first = text_input(payload, model.config.vocab_size)
+    t1 = time.perf_counter()
     res = summary(name, run_inference(model, x))
-    start, end = (t - first for t in res["top"])
-    res["answer"] = " ".join(words[start:end + 1]) if 0 <= start <= end < len(words) else ""
+    if words is not None:
+        start, end = (t - first for t in res["top"])
+        res["answer"] = " ".join(words[start:end + 1]) if 0 <= start <= end < len(words) else ""
+    if _TIMINGS:
+        res["timings_ms"] = {"input": (t1 - t0) * 1e3,
+                             "inference": (time.perf_counter() - t1) * 1e3}
     return res
 
 
 _NAME = os.environ.get("MODEL", "")
+_TIMINGS = os.environ.get("MODEL_TIMINGS") == "1"
 _MODEL = build(_NAME) if _NAME else None
 
 

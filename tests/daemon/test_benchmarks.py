@@ -61,3 +61,34 @@ def test_lukewarm_benchmark_runs(tmp_path):
 def test_isolation_benchmark_runs():
     out = _run(["bench/isolation/run.py", "--cold", "2", "--warm", "5", "--pause", "0.1"])
     assert "sandbox vs bare" in out, out
+
+
+def test_native_client_reports_a_functions_phases(tmp_path):
+    """bench/sharing's native client keeps the phase times a function puts
+    in its answer (examples/torch_models with MODEL_TIMINGS=1), and the
+    summary averages them; answers without them leave no trace."""
+    fn = tmp_path / "fakefn.py"
+    fn.write_text("import json\n"
+                  "def infer(payload):\n"
+                  "    if payload == b'plain':\n"
+                  "        return json.dumps({'ok': True})\n"
+                  "    return json.dumps({'timings_ms': {'input': 1.5, 'inference': 2.5}})\n")
+    runs = []
+    for body in (b"timed", b"plain"):
+        (tmp_path / "body").write_bytes(body)
+        p = subprocess.run([sys.executable, str(ROOT / "bench" / "sharing" / "native_client.py"),
+                            "python", str(fn), "fakefn:infer", str(tmp_path / "body"), "1"],
+                           input="go 3\n", capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and p.stdout.startswith("ready\n"), p.stderr
+        runs.append(json.loads(p.stdout.splitlines()[1]))
+    assert runs[0]["timings"] == [[1.5, 2.5]] * 3 and runs[1]["timings"] == [], runs
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_sharing_run",
+                                                  ROOT / "bench" / "sharing" / "run.py")
+    sharing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sharing)
+    s = sharing.summary([runs[0]])
+    assert (s["input_ms"], s["infer_ms"]) == (1.5, 2.5), s
+    assert "input_ms" not in sharing.summary([runs[1]])
+    assert sharing.phases(b'{"timings_ms": {"input": 1, "inference": 2}}') == [1.0, 2.0]
+    assert sharing.phases(b"not json") is None and sharing.phases(b'{"top": [1]}') is None
