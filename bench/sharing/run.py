@@ -62,6 +62,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -457,6 +458,9 @@ def main(argv):
             with open(args.json, "w") as f:
                 json.dump({"partial": True, "header": header(), "n": args.n, "results": results,
                            "rounds": rounds}, f)
+    # A SIGTERM (a time limit) unwinds like ^C: the daemons and the native
+    # processes are stopped, the partial results stay in --json.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     if any(w in ML for w in args.workloads):
         request_bodies(specs, args.image, args.cpu_threads or max(1, os.cpu_count() // most))
