@@ -1895,6 +1895,28 @@ static void name_module_cache(struct im *im, struct server *s,
 			   strerror(errno));
 }
 
+/*
+ * Tell @s how much device memory its client may hold: the instance's
+ * reservation.  The server refuses allocations past it and reports it as
+ * the device's size (cuMemGetInfo, NVML), so that a tenant neither takes
+ * what was promised to its neighbours nor sees what they use.  Sent, like
+ * the module cache, before the client exists (the write fails only when
+ * the server is gone, and then the start fails anyway).
+ */
+static void tell_memory_limit(struct server *s, uint64_t bytes)
+{
+	struct mig_ctl_hdr h;
+
+	if (s->ctl_w < 0)
+		return;
+	memset(&h, 0, sizeof(h));
+	h.magic = MIG_CTL_MAGIC;
+	h.type = MIG_CTL_MEMORY_LIMIT;
+	h.id = bytes;
+	if (write(s->ctl_w, &h, sizeof(h)) < 0)
+		daemon_log(0, "memory limit: cannot tell the GPU server: %s", strerror(errno));
+}
+
 /* Start the executor of @in on its server.  0, or -1 with @r filled. */
 static int start_executor(struct im *im, struct inst *in,
 			  const struct mig_function *f, struct mig_invoke_result *r)
@@ -2069,8 +2091,10 @@ static int start_instance(struct im *im, struct inst *in,
 		return -1;
 	}
 	rc = get_server(im, in, kernels_for(im, f), deadline, r);
-	if (!rc)
+	if (!rc) {
+		tell_memory_limit(in->srv, in->mem);
 		name_module_cache(im, in->srv, f);
+	}
 	if (!rc)
 		rc = start_executor(im, in, f, r);
 	if (!rc)
@@ -2273,7 +2297,7 @@ static enum run_end run(struct im *im, struct inst *in,
 	case MIG_CTL_ERROR:
 		if (h.status == MIG_CTL_FAULT_GPU_OOM)
 			set_error(r, 507, "gpu_out_of_memory",
-				  "function \"%s\" ran out of GPU memory (deployed with gpu_memory %llu MiB; the partition has no more): %.600s",
+				  "function \"%s\" ran out of GPU memory (it may hold its gpu_memory, %llu MiB; deploy it with more): %.600s",
 				  f->name, (unsigned long long)(f->gpu_memory >> 20), body);
 		else if (h.status == MIG_CTL_FAULT_EXCEPTION)
 			set_error(r, 500, "function_exception",

@@ -64,6 +64,10 @@ static void on_frame(struct gpud *g, const struct mig_ctl_hdr *h,
 	case MIG_CTL_SWAP_POOL_FREE:
 		gpud_swap_pool_free(g);
 		break;
+	case MIG_CTL_MEMORY_LIMIT:
+		g->mem_limit = h->id;
+		gpud_log(g, 2, "memory limit %llu MiB", (unsigned long long)(h->id >> 20));
+		break;
 	case MIG_CTL_MODULE_CACHE:
 		if (!h->len || body[h->len - 1] || strlen(body) + 1 != h->len) {
 			control_close(g, "module cache path not terminated");
@@ -76,7 +80,7 @@ static void on_frame(struct gpud *g, const struct mig_ctl_hdr *h,
 	}
 }
 
-void gpud_control_poll(struct gpud *g)
+bool gpud_control_poll(struct gpud *g)
 {
 	/* A SOCK_SEQPACKET socket: one read, one whole frame (a longer one
 	 * than we take is cut, and then its length does not add up). */
@@ -85,30 +89,31 @@ void gpud_control_poll(struct gpud *g)
 	ssize_t n;
 
 	if (g->control_fd < 0)
-		return;
+		return false;
 	n = read(g->control_fd, buf, sizeof(buf));
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
 			control_close(g, strerror(errno));
-		return;
+		return false;
 	}
 	/* Something was read: the watcher may wait for the next frame. */
 	__atomic_fetch_add(&g->control_reads, 1, __ATOMIC_RELEASE);
 	mig_futex_wake(&g->control_reads, 1);
 	if (n == 0) {
 		control_close(g, NULL);
-		return;
+		return false;
 	}
 	if ((size_t)n < sizeof(h)) {
 		control_close(g, "short frame");
-		return;
+		return false;
 	}
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != MIG_CTL_MAGIC || h.len != (size_t)n - sizeof(h)) {
 		control_close(g, "bad frame");
-		return;
+		return false;
 	}
 	on_frame(g, &h, buf + sizeof(h));
+	return true;
 }
 
 /*

@@ -247,6 +247,10 @@ struct gpud {
 	uint32_t control_reads; /* bumped when a frame (or EOF) was read: the
 				   watcher thread's futex (control.c) */
 	int control_watch_fd;   /* the watcher's copy of control_fd */
+	uint64_t mem_limit;     /* device memory the client may allocate (the
+				   daemon's MEMORY_LIMIT; 0: no limit) */
+	bool mem_limit_read;    /* the daemon's frames read before the first
+				   allocation */
 	pthread_t control_watcher;
 	bool control_watching;  /* the thread runs (joinable) */
 	uint32_t control_unwatch; /* set: the thread ends */
@@ -352,8 +356,9 @@ void gpud_swap_pool_free(struct gpud *g);
 
 /* --- the daemon's control pipe (control.c) ----------------------------- */
 
-/* Read and act on whatever the daemon sent; never blocks. */
-void gpud_control_poll(struct gpud *g);
+/* Read and act on the daemon's next frame, if there is one; never blocks.
+ * true if a frame was read. */
+bool gpud_control_poll(struct gpud *g);
 /* Wake the loop when the daemon writes (a thread); 0 or -1. */
 int gpud_control_watch(struct gpud *g);
 /* Stop that thread (before the segment goes). */

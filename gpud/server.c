@@ -545,6 +545,55 @@ static void op_ctx_set_limit(struct gpud *g, const struct mig_msg_hdr *m,
 	      NULL, 0);
 }
 
+/*
+ * Device memory the client holds: our allocations for its cuMemAlloc and
+ * its own physical allocations (virtual memory API), each counted once
+ * however often it is mapped, whether its handle is kept or only its
+ * mappings hold it.  A scan, O(handles x mappings): allocations are rare
+ * calls (frameworks cache), and so is cuMemGetInfo.
+ */
+static uint64_t client_bytes(const struct gpud *g)
+{
+	uint64_t n = g->vs.mapped;
+	uint32_t i, j;
+
+	for (i = 0; i < g->h.n; i++)
+		if (g->h.v[i].type == H_MEM)
+			n += g->h.v[i].owner;
+	for (i = 0; i < g->vs.nmaps; i++) {
+		const struct gpud_map *mp = &g->vs.maps[i];
+		bool seen = false;
+
+		for (j = 0; j < g->h.n && !seen; j++)
+			seen = g->h.v[j].type == H_MEM &&
+			       (uintptr_t)g->h.v[j].ptr == (uintptr_t)mp->mem;
+		for (j = 0; j < i && !seen; j++)
+			seen = g->vs.maps[j].mem == mp->mem;
+		if (!seen) /* a mapping always covers its whole allocation */
+			n += mp->size;
+	}
+	return n;
+}
+
+/*
+ * May the client hold @size more bytes?  Its limit is the daemon's
+ * MEMORY_LIMIT frame, sent before the client existed: read before the
+ * first allocation is judged.
+ */
+static bool within_limit(struct gpud *g, uint64_t size)
+{
+	if (!g->mem_limit_read) {
+		while (gpud_control_poll(g))
+			;
+		g->mem_limit_read = true;
+	}
+	return !g->mem_limit || (size <= g->mem_limit &&
+				 client_bytes(g) <= g->mem_limit - size);
+}
+
+/* With a limit the device is as large as the limit: free is what is left
+ * of it (or less, if the partition has less), and other tenants' use is
+ * not seen. */
 static void op_mem_get_info(struct gpud *g, const struct mig_msg_hdr *m,
 			    const uint8_t *body, uint32_t len)
 {
@@ -554,11 +603,17 @@ static void op_mem_get_info(struct gpud *g, const struct mig_msg_hdr *m,
 
 	(void)body;
 	(void)len;
+	within_limit(g, 0); /* the limit known */
+	mi.client_used = client_bytes(g);
 	mi.free = f;
 	mi.total = t;
-	mi.client_used = g->vs.mapped;
-	for (uint32_t i = 0; i < g->vs.nmaps; i++)
-		mi.client_used += g->vs.maps[i].size;
+	if (g->mem_limit) {
+		uint64_t left = mi.client_used < g->mem_limit ?
+					g->mem_limit - mi.client_used : 0;
+
+		mi.total = g->mem_limit < t ? g->mem_limit : t;
+		mi.free = left < f ? left : f;
+	}
 	reply(g, m, r, &mi, r == CUDA_SUCCESS ? sizeof(mi) : 0);
 }
 
@@ -583,6 +638,10 @@ static void op_mem_alloc(struct gpud *g, const struct mig_msg_hdr *m,
 		return;
 	}
 	al.size = (a.size + g->granularity - 1) & ~(g->granularity - 1);
+	if (!within_limit(g, al.size)) {
+		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+		return;
+	}
 	al.addr = vaspace_find(&g->vs, al.size, g->granularity);
 	if (!al.addr) {
 		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
@@ -1765,7 +1824,7 @@ static void op_mem_create(struct gpud *g, const struct mig_msg_hdr *m,
 		reply(g, m, CUDA_ERROR_INVALID_DEVICE, NULL, 0);
 		return;
 	}
-	if (a.size > g->vs.size) {
+	if (a.size > g->vs.size || !within_limit(g, a.size)) {
 		reply(g, m, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
 		return;
 	}

@@ -30,6 +30,10 @@
  *                           mig_swap_report
  *   daemon -> gpud  SWAP_POOL_FREE  free the pinned host memory kept from
  *                           past swaps (ignored while swapped out); no answer
+ *   daemon -> gpud  MEMORY_LIMIT  @id = the device memory the client may
+ *                           allocate, in bytes (its instance's reservation;
+ *                           0: none); sent once, like MODULE_CACHE, before
+ *                           its client exists
  */
 #ifndef MIG_IPC_CONTROL_H
 #define MIG_IPC_CONTROL_H
@@ -51,6 +55,7 @@ enum mig_ctl_type {
 	MIG_CTL_SWAP_IN = 9,
 	MIG_CTL_SWAPPED = 10,
 	MIG_CTL_SWAP_POOL_FREE = 11,
+	MIG_CTL_MEMORY_LIMIT = 12,
 };
 
 /* Body of a SWAPPED frame. */

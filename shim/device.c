@@ -97,13 +97,24 @@ SHIM_API CUresult cuDeviceGetLuid(char *luid, unsigned int *mask, CUdevice dev)
 	return CUDA_ERROR_NOT_SUPPORTED; /* Windows only, like the driver */
 }
 
+/*
+ * The device's memory is the instance's: where the daemon gave it a limit,
+ * that (the server's answer, as for cuMemGetInfo; one round trip, and
+ * frameworks ask once), else the partition's.
+ */
 SHIM_API CUresult cuDeviceTotalMem(size_t *bytes, CUdevice dev)
 {
+	struct mig_ctx_sync a = { 0 };
+	struct mig_mem_info mi;
+
 	CHECK_INIT();
 	CHECK_DEV(dev);
 	if (!bytes)
 		return CUDA_ERROR_INVALID_VALUE;
 	*bytes = shim.dev.total_mem;
+	if (shim_call(MIG_OP_MEM_GET_INFO, &a, sizeof(a), MIG_MSGF_REPLY, &mi,
+		      sizeof(mi)) == CUDA_SUCCESS && mi.total < *bytes)
+		*bytes = mi.total;
 	return CUDA_SUCCESS;
 }
 

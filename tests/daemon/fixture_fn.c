@@ -413,6 +413,50 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, msg);
 }
 
+/*
+ * mem_cap "A B C [keep]": cuMemGetInfo, then cuMemAlloc of A MiB and
+ * cuMemCreate of B and then C MiB (whole granules), cuMemGetInfo again, and
+ * everything freed (with "keep": held until the instance ends).  Answers
+ * {"total", "free0", "alloc", "create_b", "create_c", "free1",
+ * "dev_total"}: the two infos (bytes), the three CUresults and
+ * cuDeviceTotalMem.
+ */
+int mem_cap(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUmemAllocationProp prop = { 0 };
+	CUmemGenericAllocationHandle hb = 0, hc = 0;
+	CUdeviceptr p = 0;
+	size_t free0 = 0, free1 = 0, total = 0, t = 0, dev_total = 0;
+	unsigned int a = 0, b = 0, c = 0;
+	CUresult r, ra, rb, rc;
+	char msg[256], keep[8] = "";
+
+	if (sscanf(in->data ? in->data : "", "%u %u %u %7s", &a, &b, &c, keep) < 3)
+		return reply(out, "payload: A B C (MiB) [keep]");
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	if ((r = cuMemGetInfo(&free0, &total)) || (r = cuDeviceTotalMem(&dev_total, 0)))
+		return cu_fail(out, "cuMemGetInfo/cuDeviceTotalMem", r);
+	ra = cuMemAlloc(&p, (size_t)a << 20);
+	rb = cuMemCreate(&hb, (size_t)b << 20, &prop, 0);
+	rc = cuMemCreate(&hc, (size_t)c << 20, &prop, 0);
+	if ((r = cuMemGetInfo(&free1, &t)))
+		return cu_fail(out, "cuMemGetInfo", r);
+	if (ra == CUDA_SUCCESS && strcmp(keep, "keep"))
+		cuMemFree(p);
+	if (rb == CUDA_SUCCESS && strcmp(keep, "keep"))
+		cuMemRelease(hb);
+	if (rc == CUDA_SUCCESS && strcmp(keep, "keep"))
+		cuMemRelease(hc);
+	snprintf(msg, sizeof(msg),
+		 "{\"total\": %zu, \"free0\": %zu, \"alloc\": %d, \"create_b\": %d, "
+		 "\"create_c\": %d, \"free1\": %zu, \"dev_total\": %zu}",
+		 total, free0, (int)ra, (int)rb, (int)rc, free1, dev_total);
+	return reply(out, msg);
+}
+
 /* A kernel that never ends (the test double's stays busy for a minute). */
 static const char hang_ptx[] =
 	".version 8.0\n"

@@ -581,6 +581,32 @@ def test_swap_takes_the_clients_own_physical_allocations(harness, built):
     h.until("stopped", lambda: not h.list() and not h.children())
 
 
+def test_gpu_memory_is_the_instances_limit(harness, built):
+    """An instance may hold its reservation (gpu_memory) and no more, with
+    cuMemAlloc and with the virtual memory API alike, and cuMemGetInfo and
+    cuDeviceTotalMem (so NVML too) show the reservation as the device (not
+    the partition, nor what other tenants use)."""
+    h = harness()
+    fixture(built, h, "cap", "mem_cap", gpu=True, gpu_mib=64, keep_alive_ms=60000)
+    fixture(built, h, "other", "mem_cap", gpu=True, gpu_mib=128, keep_alive_ms=60000)
+    # 40 + 16 fit in 64 MiB; 40 + 32 do not, whichever call asks.
+    r = h.invoke("cap", "40 32 16")
+    assert r["status"] == 200, r
+    out = json.loads(r["body"])
+    assert out["total"] == out["dev_total"] == 64 << 20 and out["free0"] == 64 << 20, out
+    assert (out["alloc"], out["create_b"], out["create_c"]) == (0, 2, 0), out  # 2: OOM
+    assert out["free1"] == 8 << 20, out
+    # A neighbour holding memory changes nothing the first one sees (on a
+    # GPU; the test double's servers never see each other's memory).
+    o = json.loads(h.invoke("other", "100 20 0 keep")["body"])
+    assert (o["total"], o["alloc"], o["create_b"], o["free1"]) == (128 << 20, 0, 0, 8 << 20), o
+    again = json.loads(h.invoke("cap", "64 2 0")["body"])
+    assert again["total"] == 64 << 20 and again["free0"] == 64 << 20, again
+    assert (again["alloc"], again["create_b"]) == (0, 2), again  # the whole 64, then none
+    o = json.loads(h.invoke("other", "0 0 0")["body"])
+    assert (o["total"], o["free0"]) == (128 << 20, 8 << 20), o  # it still holds 120
+
+
 def test_idle_instance_goes_lukewarm_and_comes_back(harness, built):
     """lukewarm.swap_after_ms: an idle instance is swapped out by itself; the
     next invocation brings it back (same answer, swap-in timed)."""
