@@ -791,37 +791,32 @@ static struct mig_partition *dev_of(struct im *im, const struct part *part)
 	return NULL;
 }
 
-static void book(struct im *im, struct part *part, uint64_t mem, int sign)
+/*
+ * Book @mem bytes on @part (@sign +1) or give them back (-1); @instances:
+ * an instance comes or goes with them (a swap moves only memory: a
+ * swapped-out instance gives back what its swap freed and takes it again
+ * to swap in).
+ */
+static void book_mem(struct im *im, struct part *part, uint64_t mem, int sign,
+		     bool instances)
 {
 	struct mig_partition *p;
 
 	pthread_mutex_lock(&im->d->devices.lock);
 	p = dev_of(im, part);
-	if (p) {
-		if (sign > 0) {
-			p->mem_reserved += mem;
-			p->instances++;
-		} else {
-			p->mem_reserved -= mem < p->mem_reserved ? mem : p->mem_reserved;
-			p->instances -= p->instances > 0;
-		}
+	if (p && sign > 0) {
+		p->mem_reserved += mem;
+		p->instances += instances;
+	} else if (p) {
+		p->mem_reserved -= mem < p->mem_reserved ? mem : p->mem_reserved;
+		p->instances -= instances && p->instances > 0;
 	}
 	pthread_mutex_unlock(&im->d->devices.lock);
 }
 
-/* Only the memory of a reservation: an instance swapped out gives back
- * what its swap freed, and takes it again to swap in. */
-static void book_mem(struct im *im, struct part *part, uint64_t mem, int sign)
+static void book(struct im *im, struct part *part, uint64_t mem, int sign)
 {
-	struct mig_partition *p;
-
-	pthread_mutex_lock(&im->d->devices.lock);
-	p = dev_of(im, part);
-	if (p && sign > 0)
-		p->mem_reserved += mem;
-	else if (p)
-		p->mem_reserved -= mem < p->mem_reserved ? mem : p->mem_reserved;
-	pthread_mutex_unlock(&im->d->devices.lock);
+	book_mem(im, part, mem, sign, true);
 }
 
 /* Free memory on @part now (devices lock held by the caller: see free_mem). */
@@ -954,8 +949,6 @@ static bool pool_has(const struct part *part, const char *kernels)
 static void doom_(struct im *im, struct inst *in, bool force, const char *why,
 		  bool grow);
 
-/* Stop idle instances on @part, least recently used first, until @need
- * bytes are free or on their way to being free. */
 /*
  * Make room for @need bytes on @part (@free now): idle instances are
  * swapped out by the swapper thread (lukewarm.on_pressure; they stay
@@ -2164,7 +2157,7 @@ static bool take_back(struct im *im, struct inst *in)
 		return true;
 	if (free_mem(im, in->part, &present) < in->released || !present)
 		return false;
-	book_mem(im, in->part, in->released, +1);
+	book_mem(im, in->part, in->released, +1, false);
 	in->mem += in->released;
 	in->released = 0;
 	return true;
@@ -2647,7 +2640,7 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 			/* What the swap freed is the partition's again. */
 			in->released = rep->bytes < in->mem ? rep->bytes : in->mem;
 			in->mem -= in->released;
-			book_mem(im, in->part, in->released, -1);
+			book_mem(im, in->part, in->released, -1, false);
 			serve_room(im, in->part);
 		}
 		if (moved && out) /* explicit swaps are bounded too */

@@ -16,11 +16,10 @@
  * cuMemMap into its reservations: PyTorch's expandable segments) go too:
  * the bytes of each mapping are copied, the mappings unmapped and the
  * allocation released; swap-in creates a new one of the same size, maps
- * it at the same places with the same offsets and read-write access, and
- * the client's handle names the new one.  Such an allocation stays
- * resident when one of its mappings is not read-write, or when the client
- * still holds its handle and no one mapping covers all of it (bytes not
- * mapped now could be mapped later).  Never swapped: the driver's own
+ * it at the same places with read-write access, and the client's handle
+ * names the new one.  A mapping covers its whole allocation from offset 0
+ * (the driver supports nothing else); an allocation stays resident when
+ * one of its mappings is not read-write.  Never swapped: the driver's own
  * memory (modules, their globals, the context).
  *
  * A call from the client while swapped out swaps in first (server.c):
@@ -108,35 +107,24 @@ static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 			p = &g->swap.phys[g->swap.nphys++];
 			memset(p, 0, sizeof(*p));
 			p->mem = mp->mem;
+			p->size = mp->size; /* the whole allocation */
 			p->ok = true;
 		}
-		if (mp->offset + mp->size > p->size)
-			p->size = mp->offset + mp->size;
-		if (mp->access != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+		/* (a part of one, which no driver allowed so far, stays) */
+		if (mp->access != CU_MEM_ACCESS_FLAGS_PROT_READWRITE || mp->offset ||
+		    mp->size != p->size)
 			p->ok = false;
 	}
 	for (i = 0; i < g->h.n; i++) {
 		const struct gpud_handle *h = &g->h.v[i];
 		struct gpud_swap_phys *p;
 
-		if (h->type != H_MEM ||
-		    !(p = phys_of(g, (unsigned long long)(uintptr_t)h->ptr)))
-			continue;
-		p->handle_idx = i + 1;
-		p->size = h->owner;
-		p->ok = false; /* until a mapping is found that covers it all */
+		if (h->type == H_MEM &&
+		    (p = phys_of(g, (unsigned long long)(uintptr_t)h->ptr))) {
+			p->handle_idx = i + 1;
+			p->ok = p->ok && h->owner == p->size;
+		}
 	}
-	for (i = 0; i < vs->nmaps; i++) {
-		struct gpud_swap_phys *p = phys_of(g, vs->maps[i].mem);
-
-		if (p->handle_idx && vs->maps[i].offset == 0 && vs->maps[i].size == p->size &&
-		    vs->maps[i].access == CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
-			p->ok = true;
-	}
-	/* (a second, partial read-only mapping of a covered one) */
-	for (i = 0; i < vs->nmaps; i++)
-		if (vs->maps[i].access != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
-			phys_of(g, vs->maps[i].mem)->ok = false;
 	for (i = 0; i < vs->nmaps; i++) {
 		g->swap.map_out[i] = phys_of(g, vs->maps[i].mem)->ok;
 		if (g->swap.map_out[i])
@@ -227,17 +215,15 @@ static CUresult create(struct gpud *g, uint64_t size, unsigned long long *mem)
 	return g->b->cuMemCreate(mem, size, &prop, 0);
 }
 
-/* @mem at [@addr, +@size) from its @offset, read-write for our device. */
-static CUresult map_rw(struct gpud *g, uint64_t addr, uint64_t size, uint64_t offset,
-		       unsigned long long mem)
+/* All of @mem at [@addr, +@size), read-write for our device. */
+static CUresult map_rw(struct gpud *g, uint64_t addr, uint64_t size, unsigned long long mem)
 {
 	CUmemAccessDesc acc = { 0 };
-	CUresult r = g->b->cuMemMap(addr, size, offset, mem, 0);
+	CUresult r = g->b->cuMemMap(addr, size, 0, mem, 0);
 
 	if (r != CUDA_SUCCESS) {
-		gpud_log(g, 0, "swap-in: cuMemMap(0x%llx, %llu, %llu) failed (%d)",
-			 (unsigned long long)addr, (unsigned long long)size,
-			 (unsigned long long)offset, r);
+		gpud_log(g, 0, "swap-in: cuMemMap(0x%llx, %llu) failed (%d)",
+			 (unsigned long long)addr, (unsigned long long)size, r);
 		return r;
 	}
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
@@ -257,7 +243,7 @@ static CUresult remap(struct gpud *g, struct gpud_alloc *a)
 {
 	CUresult r = create(g, a->size, &a->mem);
 
-	if (r == CUDA_SUCCESS && (r = map_rw(g, a->addr, a->size, 0, a->mem))) {
+	if (r == CUDA_SUCCESS && (r = map_rw(g, a->addr, a->size, a->mem))) {
 		g->b->cuMemRelease(a->mem);
 		a->mem = 0;
 	}
@@ -284,7 +270,7 @@ static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, unsigned int
 
 		if (!g->swap.map_out[i] || mp->mem != old)
 			continue;
-		r = map_rw(g, mp->addr, mp->size, mp->offset, mem);
+		r = map_rw(g, mp->addr, mp->size, mem);
 		if (r == CUDA_SUCCESS) {
 			mp->mem = mem;
 			r = copy_queue(g, mp->addr, mp->size, g->swap.map_out[i] - 1, false, k);
@@ -373,7 +359,7 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 
 CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 {
-	uint64_t t0 = mig_now_ns(), off = 0;
+	uint64_t t0, off = 0;
 	unsigned int k = 0;
 	CUresult r = CUDA_SUCCESS;
 
