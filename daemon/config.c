@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <jansson.h>
 
 #include "arbiter.h"
+#include "cpulist.h"
 #include "daemon.h"
 #include "units.h"
 #include "segment.h"
@@ -455,10 +457,40 @@ static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
 		} else if (!strcmp(k, "cgroup_parent")) {
 			rc = get_path(x, "sandbox.cgroup_parent", v, s->cgroup_parent,
 				      sizeof(s->cgroup_parent));
+		} else if (!strcmp(k, "cpu_placement")) {
+			const char *p = json_string_value(v);
+
+			if (!p || (strcmp(p, "shared") && strcmp(p, "exclusive")))
+				return key_fail(x, "sandbox.cpu_placement",
+						"\"shared\" (every instance may run on every CPU of the pool) or \"exclusive\" (an instance with a CPU limit gets that many CPUs of its own)");
+			s->cpus_exclusive = !strcmp(p, "exclusive");
+			rc = 0;
+		} else if (!strcmp(k, "cpu_pool")) {
+			const char *p = json_string_value(v);
+			cpu_set_t set, mine, outside;
+			char list[512], have[512];
+
+			if (!p || strlen(p) >= sizeof(s->cpu_pool) ||
+			    mig_cpulist_parse(p, &set))
+				return key_fail(x, "sandbox.cpu_pool",
+						"a CPU list such as \"2-15\" or \"0-7,16-23\"");
+			if (sched_getaffinity(0, sizeof(mine), &mine))
+				return fail(x->err, x->errlen, "config %s: sandbox.cpu_pool: cannot read the CPUs this daemon may run on: %s",
+					    x->path, strerror(errno));
+			mig_cpulist_minus(&outside, &set, &mine);
+			if (CPU_COUNT(&outside)) {
+				mig_cpulist_format(&outside, list, sizeof(list));
+				mig_cpulist_format(&mine, have, sizeof(have));
+				return fail(x->err, x->errlen, "config %s: \"sandbox.cpu_pool\" names CPUs %s, which this daemon may not run on (it may run on %s)",
+					    x->path, list, have);
+			}
+			mig_cpulist_format(&set, s->cpu_pool, sizeof(s->cpu_pool));
+			rc = 0;
 		} else {
 			return fail(x->err, x->errlen, "config %s: unknown key \"sandbox.%s\" "
 				    "(known: uid_base, uid_count, memory, cpus, pids, tmp, "
-				    "ro_paths, hide, cgroup_parent, pool)", x->path, k);
+				    "ro_paths, hide, cgroup_parent, pool, cpu_placement, "
+				    "cpu_pool)", x->path, k);
 		}
 		if (rc)
 			return rc;

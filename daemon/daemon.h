@@ -90,6 +90,11 @@ struct mig_config {
 		char **hide;             /* extra host files/dirs to hide */
 		char cgroup_parent[PATH_MAX]; /* "" = auto */
 		int pool;                /* sandboxes started ahead of time */
+		bool cpus_exclusive;     /* cpu_placement "exclusive": an
+					  * instance with a CPU limit gets
+					  * that many CPUs of its own */
+		char cpu_pool[512];      /* CPU list for functions ("": those
+					  * the daemon may run on) */
 	} sandbox;
 	char oci_runtime[PATH_MAX];  /* "crun" (default) or "runc" or a path */
 	char **oci_command;          /* command template instead of a runtime
@@ -158,17 +163,21 @@ struct mig_sandbox_plan {
 	char **argv, **envp;      /* the executor */
 	int nfds;                 /* fds 3..3+nfds-1 go to the executor */
 	char cgroup[PATH_MAX];    /* the instance's cgroup ("" if none) */
+	char cpu_list[512];       /* CPUs it runs on ("" : any) */
 };
 
 /* What one instance's isolation holds until its processes are gone. */
 struct mig_jail {
 	char mode[16];            /* "sandbox", "oci" or "bare" */
 	unsigned int uid;         /* 0 for bare */
-	char cgroups[3][PATH_MAX];
+	char cgroups[4][PATH_MAX]; /* v2: one; v1: memory, cpu, pids (cpuset) */
 	int ncgroups;
 	char bundle[PATH_MAX];    /* OCI mode */
 	bool pooled;              /* a pre-started sandbox: uid and cgroups
 				   * made before the function was known */
+	char cpus[512];           /* CPU list it runs on ("": any) */
+	bool cpus_own;            /* held for it alone until its processes
+				   * are gone (exclusive placement) */
 };
 
 /* The executor as it would run bare. */
@@ -204,6 +213,8 @@ void isolation_release(struct mig_daemon *d, struct mig_jail *j);
 void isolation_kill(const struct mig_jail *j, pid_t pid);
 /* Did the memory limit kill something in @j? */
 bool isolation_memory_exceeded(const struct mig_jail *j);
+/* The CPU list @j runs on now, into @buf ("" : any CPU); its length. */
+size_t isolation_cpus(const struct mig_jail *j, char *buf, size_t n);
 /* How many sandboxes to keep started ahead of time (0: none). */
 int isolation_pool_size(const struct mig_daemon *d);
 /* A pre-started sandbox named @id: uid, cgroups with the node's default

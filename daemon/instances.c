@@ -2568,6 +2568,13 @@ void *instances_list(struct mig_daemon *d, const char *tenant)
 			json_object_set_new(o, "isolation", json_string(in->jail.mode));
 			if (in->jail.uid)
 				json_object_set_new(o, "uid", json_integer(in->jail.uid));
+			char cpus[512];
+
+			if (isolation_cpus(&in->jail, cpus, sizeof(cpus)) && *cpus) {
+				json_object_set_new(o, "cpus", json_string(cpus));
+				json_object_set_new(o, "cpus_exclusive",
+						    json_boolean(in->jail.cpus_own));
+			}
 		}
 		if (o)
 			json_array_append_new(a, o);

@@ -12,13 +12,18 @@
  *   - the list of host paths the function may see (its code, the executor,
  *     the shim, the Python environment, the node's extra paths) and of
  *     paths it must not (the real driver libraries, found at start);
+ *   - with sandbox.cpu_placement "exclusive", the CPUs it runs on: an
+ *     instance with a CPU limit gets that many CPUs (rounded up) of the
+ *     node's pool for itself alone, as long as enough are free; any other
+ *     the pool's CPUs no instance holds when it starts (its cgroup's
+ *     cpuset where the controller is available, and its affinity);
  *   - the command line that runs the executor that way.
  * When the instance's processes are gone, its cgroup is removed and the
- * uid goes back to the pool; a cgroup whose processes are still exiting is
+ * uid (and its CPUs) go back to the pool; a cgroup whose processes are still exiting is
  * retried by isolation_sweep().  Cgroups left by a daemon that crashed are
  * emptied and removed at start.
  *
- * Locking: one mutex for the uid pool and the sweep list; everything else
+ * Locking: one mutex for the uid and CPU pools and the sweep list; everything else
  * is fixed after isolation_init().
  */
 #define _GNU_SOURCE
@@ -26,9 +31,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <math.h>
 #include <glob.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpulist.h"
 #include "daemon.h"
 
 /* Messages that name a long path may be cut short, which is fine; a path
@@ -46,7 +54,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #define CGROUP_FS "/sys/fs/cgroup"
-#define V1_CONTROLLERS 3
+#define V1_CONTROLLERS 3     /* memory, cpu, pids; cpuset for placement */
 
 struct iso {
 	bool sandbox_ok;          /* mig-sandbox can run here (root, binary) */
@@ -60,7 +68,7 @@ struct iso {
 	/* cgroups */
 	int cg_version;           /* 2, 1, or 0 (none usable) */
 	char cg_why[256];
-	char cg_dirs[V1_CONTROLLERS][PATH_MAX]; /* this daemon's: 1 for v2 */
+	char cg_dirs[V1_CONTROLLERS + 1][PATH_MAX]; /* this daemon's: 1 for v2 */
 	int ncg;
 	/* uids */
 	pthread_mutex_t lock;
@@ -73,6 +81,15 @@ struct iso {
 	struct mig_jail *sweep;
 	int nsweep, sweep_cap;
 	const struct mig_config *cfg;
+	/* CPU placement (sandbox.cpu_placement "exclusive") */
+	bool placing;
+	bool cpuset_ok;           /* the v2 cpuset controller is ours */
+	cpu_set_t cpu_pool;       /* the CPUs functions run on */
+	cpu_set_t cpus_held;      /* held by one instance each (lock) */
+	char cpu_pool_list[512];
+	char **shared;            /* cpuset directories of the instances
+				   * without CPUs of their own (lock) */
+	int nshared, shared_cap;
 };
 
 static struct iso iso_state;
@@ -89,7 +106,7 @@ static int write_text(const char *dir, const char *file, const char *fmt, ...)
 
 static int write_text(const char *dir, const char *file, const char *fmt, ...)
 {
-	char path[PATH_MAX], text[128];
+	char path[PATH_MAX], text[640];
 	va_list ap;
 	ssize_t n;
 	int fd, rc = 0;
@@ -106,6 +123,31 @@ static int write_text(const char *dir, const char *file, const char *fmt, ...)
 		rc = n < 0 ? -errno : -EIO;
 	close(fd);
 	return rc;
+}
+
+/* The first line of @dir/@file, without its newline, into @buf.  0 or
+ * -errno (-EIO: empty or too long). */
+static int read_text(const char *dir, const char *file, char *buf, size_t n)
+{
+	char path[PATH_MAX];
+	ssize_t got;
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	got = read(fd, buf, n - 1);
+	if (got < 0)
+		rc = -errno;
+	else if (got == 0 || (size_t)got == n - 1)
+		rc = -EIO;
+	close(fd);
+	if (rc)
+		return rc;
+	buf[got] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return *buf ? 0 : -EIO;
 }
 
 /* The number after @key in file @dir/@file ("oom_kill 3"), or 0. */
@@ -240,10 +282,48 @@ static int cgroup_setup_v2(struct iso *s, const struct mig_config *c,
 		return -1;
 	}
 	s->ncg = 1;
+	/* Exclusive CPU placement writes each instance's cpuset.cpus; without
+	 * the controller an instance's CPUs are its affinity alone. */
+	if (c->sandbox.cpus_exclusive) {
+		int e1 = write_text(up, "cgroup.subtree_control", "+cpuset");
+		int e2 = write_text(parent, "cgroup.subtree_control", "+cpuset");
+		int e3 = write_text(s->cg_dirs[0], "cgroup.subtree_control", "+cpuset");
+
+		s->cpuset_ok = !e2 && !e3;
+		if (!s->cpuset_ok)
+			daemon_log(0, "isolation: cannot enable the cpuset controller in %s (%s): an instance's CPUs are only its affinity, which its code could widen",
+				   parent, strerror(-(e2 ? e2 : e3 ? e3 : e1)));
+	}
 	return 0;
 }
 
-static int cgroup_setup_v1(struct iso *s, const char *tag)
+/* v1's cpuset hierarchy for exclusive placement: a new cpuset cgroup
+ * starts with no CPUs and no memory nodes, so each level down to this
+ * daemon's directory gets its parent's. */
+static int cpuset_setup_v1(struct iso *s, const char *tag)
+{
+	static const char *const files[] = { "cpuset.mems", "cpuset.cpus" };
+	char dir[PATH_MAX], up[PATH_MAX], text[640];
+
+	snprintf(up, sizeof(up), CGROUP_FS "/cpuset");
+	for (int level = 0; level < 2; level++) {
+		snprintf(dir, sizeof(dir), "%s/%s", up, level ? tag : "mignificent");
+		if (mkdir(dir, 0755) && errno != EEXIST)
+			return -errno;
+		for (int f = 0; f < 2; f++) {
+			int rc = read_text(up, files[f], text, sizeof(text));
+
+			if (rc || (rc = write_text(dir, files[f], "%s", text)))
+				return rc;
+		}
+		snprintf(up, sizeof(up), "%s", dir);
+	}
+	snprintf(s->cg_dirs[V1_CONTROLLERS], sizeof(s->cg_dirs[0]), "%s", dir);
+	return 0;
+}
+
+static int cgroup_setup_v1(struct iso *s, const struct mig_config *c,
+			   const char *tag)
 {
 	static const char *const ctl[V1_CONTROLLERS][2] = {
 		{ "memory", NULL }, { "cpu", "cpu,cpuacct" }, { "pids", NULL },
@@ -270,6 +350,14 @@ static int cgroup_setup_v1(struct iso *s, const char *tag)
 		}
 	}
 	s->ncg = V1_CONTROLLERS;
+	if (c->sandbox.cpus_exclusive) {
+		if ((rc = cpuset_setup_v1(s, tag)))
+			daemon_log(0, "isolation: cannot set up the cgroup v1 cpuset hierarchy under %s (%s): an instance's CPUs are only its affinity, which its code could widen",
+				   CGROUP_FS "/cpuset", strerror(-rc));
+		else
+			s->ncg = V1_CONTROLLERS + 1;
+		s->cpuset_ok = !rc;
+	}
 	return 0;
 }
 
@@ -284,7 +372,7 @@ static void cgroup_setup(struct iso *s, const struct mig_config *c)
 	if (!access(CGROUP_FS "/cgroup.controllers", F_OK)) {
 		if (!cgroup_setup_v2(s, c, tag))
 			s->cg_version = 2;
-	} else if (!cgroup_setup_v1(s, tag)) {
+	} else if (!cgroup_setup_v1(s, c, tag)) {
 		s->cg_version = 1;
 	}
 	for (int i = 0; s->cg_version && i < s->ncg; i++)
@@ -405,6 +493,169 @@ static void find_driver_files(struct iso *s, const struct mig_config *c,
 			push(&s->hide, &s->nhide, *p);
 }
 
+/* --- CPU placement ------------------------------------------------------ */
+
+/* The pool of exclusive placement: sandbox.cpu_pool (config.c checked
+ * that this daemon may run on its CPUs), or every CPU it may run on. */
+static int cpu_placement_init(struct iso *s, const struct mig_config *c,
+			      char *err, size_t errlen)
+{
+	if (!c->sandbox.cpus_exclusive)
+		return 0;
+	if (!strcmp(c->isolation, "bare")) {
+		daemon_log(0, "isolation: \"bare\" places no function on CPUs of its own (sandbox.cpu_placement needs the sandbox or an OCI runtime)");
+		return 0;
+	}
+	if (*c->sandbox.cpu_pool) {
+		mig_cpulist_parse(c->sandbox.cpu_pool, &s->cpu_pool);
+	} else if (sched_getaffinity(0, sizeof(s->cpu_pool), &s->cpu_pool)) {
+		snprintf(err, errlen, "sandbox.cpu_placement: cannot read the CPUs this daemon may run on: %s",
+			 strerror(errno));
+		return -1;
+	}
+	if (mig_cpulist_format(&s->cpu_pool, s->cpu_pool_list, sizeof(s->cpu_pool_list)) >=
+	    sizeof(s->cpu_pool_list)) {
+		snprintf(err, errlen, "sandbox.cpu_pool: the list of its CPUs is too long");
+		return -1;
+	}
+	s->placing = true;
+	daemon_log(1, "isolation: exclusive CPU placement over CPUs %s (%d)",
+		   s->cpu_pool_list, CPU_COUNT(&s->cpu_pool));
+	return 0;
+}
+
+static void cpus_reshare(struct iso *s);
+
+/* Choose @j's CPUs for a CPU limit of @cpus (0: none): ceil(@cpus) free
+ * CPUs of its own, else the pool's free CPUs, shared (all of the pool when
+ * every one is held). */
+static void cpus_place(struct iso *s, struct mig_jail *j, double cpus,
+		       const char *id)
+{
+	cpu_set_t free, got;
+	int want = cpus > 0 ? (int)ceil(cpus - 1e-9) : 0;
+
+	*j->cpus = 0;
+	j->cpus_own = false;
+	if (!s->placing)
+		return;
+	pthread_mutex_lock(&s->lock);
+	mig_cpulist_minus(&free, &s->cpu_pool, &s->cpus_held);
+	if (want && !mig_cpulist_pick(&free, want, &got)) {
+		CPU_OR(&s->cpus_held, &s->cpus_held, &got);
+		j->cpus_own = true;
+		cpus_reshare(s);
+	} else {
+		got = CPU_COUNT(&free) ? free : s->cpu_pool;
+	}
+	pthread_mutex_unlock(&s->lock);
+	mig_cpulist_format(&got, j->cpus, sizeof(j->cpus));
+	if (want && !j->cpus_own)
+		daemon_log(1, "isolation: %s: %d CPUs of its own asked, %d free: it shares CPUs %s",
+			   id, want, CPU_COUNT(&free), j->cpus);
+}
+
+/* The CPUs of the instances without CPUs of their own: the pool's that
+ * none holds, or all of the pool when every one is held (s->lock held). */
+static void cpus_shared(struct iso *s, char *buf, size_t n)
+{
+	cpu_set_t free;
+
+	mig_cpulist_minus(&free, &s->cpu_pool, &s->cpus_held);
+	mig_cpulist_format(CPU_COUNT(&free) ? &free : &s->cpu_pool, buf, n);
+}
+
+/* The cpuset directory of @j's cgroups ("" if none). */
+static const char *cpuset_dir(const struct iso *s, const struct mig_jail *j)
+{
+	int i = s->cg_version == 2 ? 0 : V1_CONTROLLERS;
+
+	return s->cpuset_ok && j->ncgroups > i ? j->cgroups[i] : "";
+}
+
+/* Write the shared CPUs into every sharing instance's cpuset, after an
+ * instance took or gave back CPUs of its own (s->lock held).  The kernel
+ * moves their threads at once. */
+static void cpus_reshare(struct iso *s)
+{
+	char list[512];
+
+	cpus_shared(s, list, sizeof(list));
+	for (int i = 0; i < s->nshared; i++) {
+		int rc = write_text(s->shared[i], "cpuset.cpus", "%s", list);
+
+		if (rc)
+			daemon_log(1, "isolation: cannot set the CPUs of %s to %s: %s",
+				   s->shared[i], list, strerror(-rc));
+	}
+}
+
+/* @j (placed, not on CPUs of its own, its cgroups made) follows the shared
+ * CPUs from now on. */
+static void cpus_share(struct iso *s, struct mig_jail *j)
+{
+	const char *dir = cpuset_dir(s, j);
+	char *copy = NULL;
+
+	if (!s->placing || j->cpus_own || !*dir)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (s->nshared == s->shared_cap) {
+		int cap = s->shared_cap ? 2 * s->shared_cap : 16;
+		char **v = realloc(s->shared, (size_t)cap * sizeof(*v));
+
+		if (!v)
+			goto out;
+		s->shared = v;
+		s->shared_cap = cap;
+	}
+	if ((copy = strdup(dir))) {
+		s->shared[s->nshared++] = copy;
+		cpus_reshare(s); /* its own cpuset too: others may have moved */
+	}
+out:
+	if (!copy)
+		daemon_log(0, "isolation: out of memory: %s keeps CPUs %s", dir, j->cpus);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* @j no longer follows the shared CPUs (s->lock held). */
+static void cpus_unshare(struct iso *s, const struct mig_jail *j)
+{
+	const char *dir = cpuset_dir(s, j);
+
+	for (int i = 0; *dir && i < s->nshared; i++)
+		if (!strcmp(s->shared[i], dir)) {
+			free(s->shared[i]);
+			s->shared[i] = s->shared[--s->nshared];
+			return;
+		}
+}
+
+/* Give back @j's own CPUs (s->lock held). */
+static void cpus_give(struct iso *s, struct mig_jail *j)
+{
+	cpu_set_t mine;
+
+	if (j->cpus_own && !mig_cpulist_parse(j->cpus, &mine)) {
+		mig_cpulist_minus(&s->cpus_held, &s->cpus_held, &mine);
+		cpus_reshare(s);
+	}
+	j->cpus_own = false;
+}
+
+size_t isolation_cpus(const struct mig_jail *j, char *buf, size_t n)
+{
+	struct iso *s = &iso_state;
+
+	if (j->cpus_own || !*j->cpus || !*cpuset_dir(s, j))
+		return (size_t)snprintf(buf, n, "%s", j->cpus);
+	pthread_mutex_lock(&s->lock);
+	cpus_shared(s, buf, n);
+	pthread_mutex_unlock(&s->lock);
+	return strlen(buf);
+}
+
 /* --- set-up and teardown ------------------------------------------------ */
 
 int isolation_init(struct mig_daemon *d, const char *bin_dir,
@@ -454,6 +705,8 @@ int isolation_init(struct mig_daemon *d, const char *bin_dir,
 	if (strcmp(c->isolation, "bare") && !s->cg_version)
 		daemon_log(0, "isolation: no cgroup limits (memory, CPU, pids) for functions: %s",
 			   s->cg_why);
+	if (cpu_placement_init(s, c, err, errlen))
+		return -1;
 	daemon_log(1, "isolation: %s; cgroup v%d; %d driver files hidden",
 		   c->isolation, s->cg_version, s->nhide);
 	return 0;
@@ -493,6 +746,11 @@ void isolation_shutdown(struct mig_daemon *d)
 	for (int i = 0; i < s->ncg; i++)
 		rmdir(s->cg_dirs[i]);
 	free_vec(s->hide);
+	for (int i = 0; i < s->nshared; i++)
+		free(s->shared[i]);
+	free(s->shared);
+	s->shared = NULL;
+	s->nshared = s->shared_cap = 0;
 	free(s->sweep);
 	free(s->uid_used);
 	s->hide = NULL;
@@ -533,9 +791,15 @@ void isolation_sweep(void)
 			batch[left++] = *j;
 			continue;
 		}
-		/* Its processes are all gone: the uid may serve again. */
+		/* Its processes are all gone: the uid and its CPUs may serve
+		 * again. */
 		if (j->uid)
 			uid_give(s->cfg, j->uid);
+		if (j->cpus_own) {
+			pthread_mutex_lock(&s->lock);
+			cpus_give(s, j);
+			pthread_mutex_unlock(&s->lock);
+		}
 	}
 	if (!left) {
 		free(batch);
@@ -613,6 +877,10 @@ static int cgroup_limits(struct mig_jail *j, const struct mig_sandbox_plan *p,
 			goto fail;
 		/* The whole instance dies on OOM, not one of its threads. */
 		write_text(dir, "memory.oom.group", "1");
+		if (s->cpuset_ok &&
+		    (rc = write_text(dir, "cpuset.cpus", "%s",
+				     *p->cpu_list ? p->cpu_list : s->cpu_pool_list)))
+			goto fail;
 	} else if (s->cg_version == 1) {
 		/* memsw (absent without swap accounting) must stay >= the
 		 * limit: lift it first, set it last. */
@@ -631,6 +899,16 @@ static int cgroup_limits(struct mig_jail *j, const struct mig_sandbox_plan *p,
 		if ((rc = p->pids ? write_text(j->cgroups[2], "pids.max", "%u", p->pids) :
 				    write_text(j->cgroups[2], "pids.max", "max")))
 			goto fail;
+		if (s->cpuset_ok) {
+			char mems[640];
+
+			if ((rc = read_text(s->cg_dirs[V1_CONTROLLERS], "cpuset.mems",
+					    mems, sizeof(mems))) ||
+			    (rc = write_text(j->cgroups[V1_CONTROLLERS], "cpuset.mems", "%s", mems)) ||
+			    (rc = write_text(j->cgroups[V1_CONTROLLERS], "cpuset.cpus", "%s",
+					     *p->cpu_list ? p->cpu_list : s->cpu_pool_list)))
+				goto fail;
+		}
 	}
 	return 0;
 fail:
@@ -802,6 +1080,8 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 	p.cpus = f->cpus > 0 ? f->cpus : c->sandbox.cpus;
 	p.pids = f->pids ? f->pids : c->sandbox.pids;
 	p.tmp = f->tmp ? f->tmp : c->sandbox.tmp;
+	cpus_place(s, j, p.cpus, in->id);
+	snprintf(p.cpu_list, sizeof(p.cpu_list), "%s", j->cpus);
 	p.cwd = in->cwd;
 	p.argv = in->argv;
 	p.envp = in->envp;
@@ -820,6 +1100,7 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 		goto fail;
 	if (j->ncgroups)
 		snprintf(p.cgroup, sizeof(p.cgroup), "%s", j->cgroups[0]);
+	cpus_share(s, j);
 	rc = -ENOMEM;
 
 	if (!strcmp(mode, "oci")) {
@@ -867,6 +1148,13 @@ int isolation_prepare(struct mig_daemon *d, const struct mig_function *f,
 	ARG(p.id);
 	if (p.network)
 		ARG("--network");
+	/* Its CPUs as its affinity, where they are its own or no cpuset
+	 * follows the shared ones (an affinity would outlast a cpuset's
+	 * widening). */
+	if (*j->cpus && (j->cpus_own || !*cpuset_dir(s, j))) {
+		ARG("--cpus");
+		ARG(j->cpus);
+	}
 	for (int i = 0; i < j->ncgroups && !j->pooled; i++) {
 		ARG("--cgroup");
 		ARG(j->cgroups[i]);
@@ -902,8 +1190,9 @@ void isolation_release(struct mig_daemon *d, struct mig_jail *j)
 	struct iso *s = &iso_state;
 
 	(void)d;
-	if (j->ncgroups || *j->bundle || j->uid) {
+	if (j->ncgroups || *j->bundle || j->uid || j->cpus_own) {
 		pthread_mutex_lock(&s->lock);
+		cpus_unshare(s, j);
 		sweep_add(s, j);
 		pthread_mutex_unlock(&s->lock);
 	}

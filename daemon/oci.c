@@ -602,12 +602,16 @@ static json_t *resources(struct spec *s)
 		set(s, mem, "limit", jint(s, (long long)lim));
 		set(s, r, "memory", mem);
 	}
-	if (p->cpus > 0) {
-		long long quota = (long long)(p->cpus * CPU_PERIOD + 0.5);
+	if (p->cpus > 0 || *p->cpu_list) {
 		json_t *cpu = obj(s);
 
-		set(s, cpu, "quota", jint(s, quota));
-		set(s, cpu, "period", jint(s, CPU_PERIOD));
+		if (p->cpus > 0) {
+			set(s, cpu, "quota", jint(s, (long long)(p->cpus * CPU_PERIOD + 0.5)));
+			set(s, cpu, "period", jint(s, CPU_PERIOD));
+		}
+		/* Exclusive placement: the instance's CPUs (a cpuset). */
+		if (*p->cpu_list)
+			set(s, cpu, "cpus", jstr(s, "the CPU list", p->cpu_list));
 		set(s, r, "cpu", cpu);
 	}
 	if (p->pids) {

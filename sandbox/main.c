@@ -12,6 +12,9 @@
  *   --network        keep the host's network (default: none)
  *   --cwd DIR        working directory inside
  *   --hostname NAME
+ *   --cpus LIST      run the executor on these CPUs ("0-3,8"; its
+ *                    affinity, which the cgroup's cpuset, where the daemon
+ *                    sets one, keeps it from widening)
  *   --fds N          fds 3..3+N-1 are the executor's (fd 3: the control
  *                    channel, which gets a FAILED frame if set-up fails)
  *   --pooled         join the --cgroup directories, then wait on fd 3 for
@@ -53,6 +56,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "cpulist.h"
 #include "sandbox.h"
 
 #define EXIT_SETUP 125
@@ -127,7 +131,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: mig-sandbox --root DIR --uid UID --gid GID [--ro PATH]... [--hide PATH]...\n"
 		"                   [--cgroup DIR]... [--tmp BYTES] [--network] [--cwd DIR]\n"
-		"                   [--hostname NAME] [--fds N] -- PROGRAM [ARG...]\n"
+		"                   [--hostname NAME] [--cpus LIST] [--fds N] -- PROGRAM [ARG...]\n"
 		"       mig-sandbox --pooled [--cgroup DIR]...   (the rest then comes on fd 3)\n"
 		"(started by mignificentd, as root)\n");
 }
@@ -172,6 +176,7 @@ static void parse(int argc, char **argv, struct sandbox_opts *o)
 		{ "hostname", required_argument, NULL, 'h' },
 		{ "fds", required_argument, NULL, 'f' },
 		{ "pooled", no_argument, NULL, 'p' },
+		{ "cpus", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_uid = false, have_gid = false;
@@ -194,6 +199,7 @@ static void parse(int argc, char **argv, struct sandbox_opts *o)
 		case 'h': o->hostname = optarg; break;
 		case 'f': o->nfds = (int)number("--fds", optarg, MAX_FDS); break;
 		case 'p': o->pooled = true; break;
+		case 'C': o->cpus = optarg; break;
 		default: usage(); _exit(2);
 		}
 	}
@@ -229,6 +235,21 @@ static void join_cgroups(struct sandbox_opts *o)
 		close(fd);
 	}
 	o->ncgroups_joined = o->ncgroups;
+}
+
+/* Run on o->cpus from here on: init and the executor, forked below,
+ * inherit the affinity, and with it every thread the function makes. */
+static void place_on_cpus(const struct sandbox_opts *o)
+{
+	cpu_set_t set;
+
+	if (!o->cpus)
+		return;
+	if (mig_cpulist_parse(o->cpus, &set))
+		die("--cpus: \"%s\" is not a CPU list such as 0-3,8", o->cpus);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("cannot run on the CPUs %s: %s", o->cpus, strerror(errno));
+	mark("placed on its CPUs");
 }
 
 /* End the way the executor ended: same exit code, or same signal. */
@@ -566,6 +587,7 @@ int main(int argc, char **argv)
 		if (o.ncgroups != o.ncgroups_joined)
 			die("a pooled sandbox joins its cgroups when it starts, not later");
 	}
+	place_on_cpus(&o);
 	if (pipe2(verdict, O_CLOEXEC) || pipe2(alive, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
 	/* Block what we wait for before there is anyone to send it. */

@@ -45,6 +45,7 @@ struct sandbox_opts {
 	const char *hostname;
 	int nfds;                /* fds 3..3+nfds-1 go to the executor */
 	bool pooled;             /* the rest of the command line comes on fd 3 */
+	const char *cpus;        /* CPU list the executor runs on (NULL: any) */
 	char **argv;             /* the executor */
 };
 

@@ -28,7 +28,7 @@
  *                shm, env_grep, leaked_fds
  *   processes    proc_peek, kill, kill_all, ptrace, oom_score_adj
  *   network      connect, unix_connect
- *   limits       alloc, fork_bomb, spin, fill_tmp
+ *   limits       alloc, fork_bomb, spin, fill_tmp, widen_cpus
  *   the kernel   syscall NAME... (mount, unshare, setns, bpf, ... run in a
  *                child process, so that one that works changes nothing
  *                of the executor)
@@ -1194,6 +1194,46 @@ static int attack_spin(int argc, char **argv, struct verdict *v)
 	return 0;
 }
 
+/* @set as "0,1,5" into @buf. */
+static void cpu_words(const cpu_set_t *set, char *buf, size_t n)
+{
+	size_t len = 0;
+
+	*buf = 0;
+	for (int c = 0; c < CPU_SETSIZE && len + 8 < n; c++)
+		if (CPU_ISSET(c, set))
+			len += (size_t)snprintf(buf + len, n - len, "%s%d", len ? "," : "", c);
+}
+
+/* widen_cpus: run on every CPU of the machine instead of the ones it was
+ * given.  The answer names the CPUs before ("cpus=0,1") either way. */
+static int attack_widen_cpus(int argc, char **argv, struct verdict *v)
+{
+	cpu_set_t before, all, after;
+	char was[1024], now[1024];
+	long n = sysconf(_SC_NPROCESSORS_CONF);
+	int rc;
+
+	(void)argc;
+	(void)argv;
+	if (sched_getaffinity(0, sizeof(before), &before))
+		return refuse(v, "sched_getaffinity: %s", strerror(errno));
+	CPU_ZERO(&all);
+	for (long c = 0; c < n && c < CPU_SETSIZE; c++)
+		CPU_SET((int)c, &all);
+	rc = sched_setaffinity(0, sizeof(all), &all);
+	if (sched_getaffinity(0, sizeof(after), &after))
+		return refuse(v, "sched_getaffinity: %s", strerror(errno));
+	cpu_words(&before, was, sizeof(was));
+	cpu_words(&after, now, sizeof(now));
+	if (!CPU_EQUAL(&before, &after))
+		escaped(v, "cpus=%s widened to %s", was, now);
+	else
+		blocked(v, "cpus=%s kept (sched_setaffinity to all %ld: %s)", was, n,
+			rc ? strerror(errno) : "no error, no more CPUs");
+	return 0;
+}
+
 /* fill_tmp MAXMIB [DIR]: write until the disk (tmpfs) is full. */
 static int attack_fill_tmp(int argc, char **argv, struct verdict *v)
 {
@@ -1993,6 +2033,7 @@ static const struct attack attacks[] = {
 	{"alloc", 1, 1, false, attack_alloc},
 	{"fork_bomb", 0, 1, true, attack_fork_bomb},
 	{"spin", 3, 3, false, attack_spin},
+	{"widen_cpus", 0, 0, false, attack_widen_cpus},
 	{"fill_tmp", 1, 2, false, attack_fill_tmp},
 	{"syscall", 1, MAX_WORDS, false, attack_syscall},
 	{"ring", 1, 1, false, attack_ring},

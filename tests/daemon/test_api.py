@@ -611,6 +611,10 @@ def test_a_corrupt_function_is_skipped_not_fatal(start_daemon, fixture_so):
     ({"sharing": {"default": "sequential", "GPU-1": "fast"}}, "sharing"),
     ({"sharing": 3}, "sharing"),
     ({"sharing_max_hold_ms": -5}, "sharing_max_hold_ms"),
+    ({"sandbox": {"cpu_placement": "pinned"}}, "sandbox.cpu_placement"),
+    ({"sandbox": {"cpu_pool": "3-1"}}, "sandbox.cpu_pool"),
+    ({"sandbox": {"cpu_pool": 4}}, "sandbox.cpu_pool"),
+    ({"sandbox": {"cpu_pool": "0,1000"}}, "names CPUs 1000, which this daemon may not run on"),
 ])
 def test_bad_config_exits_2_naming_the_problem(start_daemon, config, word):
     d = start_daemon(config, wait=False)

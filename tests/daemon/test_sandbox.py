@@ -481,6 +481,67 @@ def test_cpu_limit_holds_busy_threads(arena):
     verdict(a)
 
 
+def cpus_allowed(pid):
+    """The CPU list process @pid may run on, as the kernel says."""
+    for line in _read_text(f"/proc/{pid}/status").splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def test_exclusive_cpu_placement_gives_cpus_of_its_own(arena):
+    """sandbox.cpu_placement "exclusive" over a pool of two CPUs: the
+    attacker (limits.cpus 0.5) runs on one CPU of its own, which it cannot
+    widen (the cgroup's cpuset) and which comes back to the pool with its
+    instance: three instances in a row, each replaced after the memory limit
+    killed it, get the same CPU; the victim (no CPU limit), whose instance
+    started first, on all of the pool, is moved to the other CPU."""
+    a = arena(sandbox={"uid_base": UID_BASE, "uid_count": UID_COUNT,
+                       "cpu_placement": "exclusive", "cpu_pool": "0-1"})
+    for round_ in range(3):
+        mine = a.instance("attacker")
+        victim = a.instance("victim")
+        a.expect(mine and mine.get("cpus") == "0" and mine.get("cpus_exclusive") is True,
+                 f"round {round_}: the attacker's instance is not on CPU 0 alone: {mine}")
+        a.expect(victim and victim.get("cpus") == "1" and victim.get("cpus_exclusive") is False,
+                 f"round {round_}: the victim's instance is not on the pool's other CPU: {victim}")
+        if victim:
+            a.expect(cpus_allowed(victim["exec_pid"]) == "1",
+                     f"round {round_}: the victim's sandbox may run on "
+                     f"{cpus_allowed(victim['exec_pid'])}, not CPU 1")
+        if mine:
+            a.expect(cpus_allowed(mine["exec_pid"]) == "0",
+                     f"round {round_}: the attacker's sandbox may run on "
+                     f"{cpus_allowed(mine['exec_pid'])}, not CPU 0")
+        o = a.attack("widen_cpus")
+        a.expect(o.kind == "blocked" and "cpus=0 " in o.text,
+                 f"round {round_}: the attacker widened its CPUs, or had others: {o}")
+        spin = a.attack(f"spin 4 1 {ATTACKER_CPUS * 1.5}")
+        a.expect(spin.kind == "blocked", f"4 busy threads on a CPU of its own got more than "
+                 f"{ATTACKER_CPUS} CPUs: {spin}")
+        if not mine:
+            break
+        dirs = cgroup_dirs(mine["exec_pid"])
+        over = a.attack(f"alloc {ATTACKER_MEMORY_MIB * 4}")
+        a.expect(over.status == 500 and over.code == "memory_limit",
+                 f"round {round_}: expected 500 memory_limit: {over}")
+        # Its CPU is free once its processes (and so its cgroups) are gone.
+        left = still_there(dirs)
+        a.expect(not left, f"the cgroups of the killed instance are still there: {left}")
+        again = a.attack("whoami")
+        a.expect(again.status == 200 and again.instance != mine["id"],
+                 f"round {round_}: no new instance after the memory limit: {again}")
+    verdict(a)
+
+
 def test_stopping_the_daemon_mid_attack_leaves_nothing(arena):
     """SIGTERM while the attacker spins and holds children: the drain waits
     for the invocation, and then nothing of the sandbox is left."""

@@ -566,7 +566,22 @@ static void test_resources(void **state)
 	assert_int_equal(int_at(j, "linux.resources.cpu.period"), 100000);
 	assert_int_equal(int_at(j, "linux.resources.pids.limit"), 256);
 	assert_null(at(j, "linux.cgroupsPath"));
+	assert_null(at(j, "linux.resources.cpu.cpus"));
 	json_decref(j);
+
+	/* Exclusive CPU placement: the instance's CPUs as a cpuset, with or
+	 * without a quota. */
+	snprintf(p.cpu_list, sizeof(p.cpu_list), "4-7");
+	j = config(&p);
+	assert_string_equal(str_at(j, "linux.resources.cpu.cpus"), "4-7");
+	assert_int_equal(int_at(j, "linux.resources.cpu.quota"), 150000);
+	json_decref(j);
+	p.cpus = 0;
+	j = config(&p);
+	assert_string_equal(str_at(j, "linux.resources.cpu.cpus"), "4-7");
+	assert_null(at(j, "linux.resources.cpu.quota"));
+	json_decref(j);
+	*p.cpu_list = 0;
 
 	/* No limits asked: none written. */
 	p.memory = 0;
