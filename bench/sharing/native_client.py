@@ -7,13 +7,19 @@ mignificent, on the real driver.
     native_client.py python FILE MODULE:HANDLER BODY_FILE WARMUP
 
 Initializes the function as an instance would (mignificent_init, or the
-module's import), runs WARMUP untimed requests, prints "ready", then for
-each line "go N" on stdin (the start signal, so that all clients' timed
-requests overlap) runs N timed requests and prints one JSON line: start and
-end (CLOCK_MONOTONIC ns), the latency of each request in ms and, for a
-function that reports them (examples/torch_models with MODEL_TIMINGS=1),
-its phases' times [[input, inference], ...]; it ends at the end of its
-input.  Every request's body is BODY_FILE's bytes.  The
+module's import), runs WARMUP untimed requests, prints "ready", then serves
+its input's lines until its end:
+
+  one     one request, as a served function gets it: the process waits
+          for it (blocked on the pipe) and answers one JSON line, the
+          handler's time in ms and, for a function that reports them
+          (examples/torch_models with MODEL_TIMINGS=1), its phases' times
+          [input, inference] (null otherwise);
+  go N    N requests back to back in this process, never waiting between
+          them (the start signal, so that all clients' timed requests
+          overlap); one JSON line: start and end (CLOCK_MONOTONIC ns), the
+          latency of each request in ms and the phases [[input, inference],
+          ...].  Every request's body is BODY_FILE's bytes.  The
 function's environment (MODEL=..., BFS_NODES=...) comes from ours.
 """
 import ctypes
@@ -76,6 +82,11 @@ def main():
         call()
     print("ready", flush=True)
     for line in sys.stdin:
+        if line.strip() == "one":
+            t = time.perf_counter()
+            p = call()
+            print(json.dumps({"ms": (time.perf_counter() - t) * 1e3, "timing": p}), flush=True)
+            continue
         n = int(line.split()[1])
         lat, phases = [], []
         start = time.monotonic_ns()

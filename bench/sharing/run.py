@@ -9,7 +9,12 @@ untimed and then -n timed requests, all clients at once, to
 
   native            the function's own code in C plain processes on the
                     real driver, no mignificent (native time-sharing; GPU
-                    backend only)
+                    backend only); each process runs its requests back
+                    to back (--native loop, the default), or each client
+                    hands its process one request at a time over a pipe
+                    and waits for the answer (--native served: the
+                    process waits between requests, as a served function
+                    does)
   time-sharing      mignificentd, every call concurrent
   sequential        mignificentd, one invocation owns the partition
   overlap-cpu       mignificentd, copies and kernels exclusive
@@ -29,9 +34,15 @@ JPEG photo (--image WxH, default 1280x960, a synthetic picture made once)
 that they decode, resize, crop and normalize on the CPU; BERT gets a JSON
 question and a ~250-word context that it tokenizes.  The ML functions get
 --cpu-threads CPU threads each (OMP_NUM_THREADS; default the CPUs divided
-by the largest client count), natively and through mignificent alike.  It prints the paper's table, mean and
-standard deviation per request in ms, then the ratios the issue's targets
-are about:
+by the largest client count), natively and through mignificent alike.  With
+--cpu-placement exclusive every client's process runs on that many CPUs of
+its own: each instance through the node's sandbox.cpu_placement "exclusive"
+and limits.cpus, each native process pinned the same way.  The default,
+shared, lets every process run on every CPU: on the H200 machine (a VM
+whose CPUs' speed differs and drifts) pinning turned that into a lasting
+difference between clients, natively too (docs/benchmarks.md).  It
+prints the paper's table, mean and standard deviation per request in ms,
+then the ratios the issue's targets are about:
 
   throughput, overlap-cpu-copy vs sequential   (target >= 1.9 where the
                                                 function's GPU share allows)
@@ -52,8 +63,10 @@ Rodinia workloads run, on small inputs, and there is no native side.
 
 Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
                             [--clients 2,4] [-n 10] [--warmup 2] [--models ...]
-                            [--image WxH] [--rounds R]
-                            [--isolation sandbox|bare] [--build DIR]
+                            [--image WxH] [--rounds R] [--cpu-threads T]
+                            [--isolation sandbox|bare] [--cpu-placement exclusive|shared]
+                            [--native loop|served]
+                            [--build DIR]
                             [--json F] [--markdown F] [--plot F.png]
 """
 import argparse
@@ -212,17 +225,20 @@ class NativeClients:
     initialized and warmed up once; run(c, n) has the first @c of them send
     @n timed requests together."""
 
-    def __init__(self, spec, clients, warmup, workdir):
+    def __init__(self, spec, clients, warmup, workdir, cpu_sets=None):
         env = dict(os.environ, **spec.get("env", {}))
         body = os.path.join(workdir, "request.body")
         with open(body, "wb") as f:
             f.write(spec.get("body", b""))
         argv = [sys.executable, os.path.join(HERE, "native_client.py"), spec["language"],
                 spec["artifact"], spec["handler"], body, str(warmup)]
+        cpu_sets = cpu_sets or [None] * clients
         self.ps = [subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, cwd=ROOT)
-                   for _ in range(clients)]
+                                    text=True, cwd=ROOT,
+                                    preexec_fn=(lambda s=cpu_sets[k]: os.sched_setaffinity(0, s))
+                                    if cpu_sets[k] else None)
+                   for k in range(clients)]
         for p in self.ps:
             if p.stdout.readline().strip() != "ready":
                 self._failed(p)
@@ -231,8 +247,14 @@ class NativeClients:
         self.close()
         raise RuntimeError(f"a native client failed: {p.stderr.read()[-2000:]}")
 
-    def run(self, clients, n):
+    def run(self, clients, n, served=True):
+        """@served: each client thread hands its process one request at a
+        time over the pipe and waits for the answer, as mig_clients does
+        over HTTP (the process waits between requests like a served
+        function); else each process runs its @n requests back to back."""
         ps = self.ps[:clients]
+        if served:
+            return self._served(ps, n)
         for p in ps:
             p.stdin.write(f"go {n}\n")
             p.stdin.flush()
@@ -243,6 +265,39 @@ class NativeClients:
                 self._failed(p)
             out.append(json.loads(line))
         return out
+
+    def _served(self, ps, n):
+        barrier = threading.Barrier(len(ps))
+        res, failed = [None] * len(ps), []
+
+        def client(i, p):
+            try:
+                barrier.wait()
+                lat, timings, start = [], [], time.monotonic_ns()
+                for _ in range(n):
+                    t = time.perf_counter()
+                    p.stdin.write("one\n")
+                    p.stdin.flush()
+                    line = p.stdout.readline()
+                    lat.append((time.perf_counter() - t) * 1e3)
+                    if not line.startswith("{"):
+                        raise OSError("no answer")
+                    timing = json.loads(line).get("timing")
+                    if timing:
+                        timings.append(timing)
+                res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat,
+                          "timings": timings}
+            except (OSError, ValueError, threading.BrokenBarrierError):
+                failed.append(p)
+                barrier.abort()
+        threads = [threading.Thread(target=client, args=(i, p)) for i, p in enumerate(ps)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failed:
+            self._failed(failed[0])
+        return res
 
     def close(self):
         for p in self.ps:
@@ -381,6 +436,15 @@ def main(argv):
                          "side; cells are medians over the rounds")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--isolation", default="sandbox", choices=("sandbox", "bare"))
+    ap.add_argument("--native", default="loop", choices=("loop", "served"),
+                    help="loop: each native process runs its requests back to back; served: "
+                    "each native request is handed to the process over a pipe and answered, "
+                    "the process waiting in between, as a served function does")
+    ap.add_argument("--cpu-placement", default="shared", choices=("exclusive", "shared"),
+                    help="exclusive: each instance gets --cpu-threads CPUs of its own "
+                    "(limits.cpus, the node's sandbox.cpu_placement) and each native "
+                    "process the same number, pinned; shared: every process may run on "
+                    "every CPU")
     ap.add_argument("--image", default="1280x960",
                     help="size of the vision models' request photo, WxH")
     ap.add_argument("--cpu-threads", type=int, default=0,
@@ -425,6 +489,18 @@ def main(argv):
     results = {c: {w: {} for w in args.workloads} for c in args.clients}
     rounds = {c: {w: {} for w in args.workloads} for c in args.clients}
     most, order = max(args.clients), sorted(args.clients, reverse=True)
+    threads = args.cpu_threads or max(1, os.cpu_count() // most)
+    if args.isolation == "bare":
+        args.cpu_placement = "shared"  # a bare node places nothing
+    native_cpus = None
+    if args.cpu_placement == "exclusive":
+        # Natively what the daemon does: the k-th process on the k-th run
+        # of @threads CPUs (none for processes past the machine's CPUs).
+        mine = sorted(os.sched_getaffinity(0))
+        native_cpus = [set(mine[k * threads:(k + 1) * threads])
+                       if (k + 1) * threads <= len(mine) else None for k in range(most)]
+        for spec in specs.values():
+            spec.setdefault("limits", {})["cpus"] = threads
 
     started = datetime.datetime.now(datetime.timezone.utc)
     gpu = "-"
@@ -432,10 +508,16 @@ def main(argv):
     def header():
         return (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
                 f"{started:%Y-%m-%d %H:%M} UTC, GPU {gpu}, {os.cpu_count()} CPUs; "
-                f"{args.warmup} untimed requests per client first"
+                f"{args.warmup} untimed requests per client first; "
+                + (f"each client on {threads} CPUs of its own (instances: "
+                   f"sandbox.cpu_placement exclusive, limits.cpus {threads}; native processes "
+                   f"pinned alike)" if args.cpu_placement == "exclusive"
+                   else "no CPU placement")
+                + (f"; native requests {'served one at a time over a pipe' if args.native == 'served' else 'in a loop in each process'}"
+                   if args.backend == "cuda" else "")
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
-                   f"{args.cpu_threads or max(1, os.cpu_count() // most)} CPU threads each"
+                   f"{threads} CPU threads each"
                    if any(w in ML for w in args.workloads) else ""))
 
     def record(c, w, side, runs, held_s=None):
@@ -463,14 +545,14 @@ def main(argv):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     if any(w in ML for w in args.workloads):
-        request_bodies(specs, args.image, args.cpu_threads or max(1, os.cpu_count() // most))
+        request_bodies(specs, args.image, threads)
     sides = (["native"] if args.backend == "cuda" else []) + args.models
 
     def run_side(side, w, native, daemons):
         for c in order:
             print(f"{side}: {w}, {c} clients", file=sys.stderr, flush=True)
             if side == "native":
-                record(c, w, side, native.run(c, args.n))
+                record(c, w, side, native.run(c, args.n, args.native == "served"))
                 continue
             d, held = daemons[side], []
             runs = mig_clients(d, w, specs[w].get("body", b""), c, args.n, args.warmup,
@@ -489,10 +571,11 @@ def main(argv):
             daemons[model] = daemonlib.Daemon(
                 args.build, args.backend, model, workdir,
                 {"sharing": model, "isolation": args.isolation,
-                 "sandbox": {"uid_base": UID_BASE + k * UID_COUNT, "uid_count": UID_COUNT}})
+                 "sandbox": {"uid_base": UID_BASE + k * UID_COUNT, "uid_count": UID_COUNT,
+                             "cpu_placement": args.cpu_placement}})
             gpu = daemons[model].gpu_name()
         for w in args.workloads:
-            native = (NativeClients(specs[w], most, args.warmup, workdir)
+            native = (NativeClients(specs[w], most, args.warmup, workdir, native_cpus)
                       if "native" in sides else None)
             try:
                 for d in daemons.values():

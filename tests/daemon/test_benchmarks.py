@@ -92,3 +92,36 @@ def test_native_client_reports_a_functions_phases(tmp_path):
     assert "input_ms" not in sharing.summary([runs[1]])
     assert sharing.phases(b'{"timings_ms": {"input": 1, "inference": 2}}') == [1.0, 2.0]
     assert sharing.phases(b"not json") is None and sharing.phases(b'{"top": [1]}') is None
+
+
+def test_native_clients_serve_one_request_at_a_time(tmp_path):
+    """bench/sharing's served native baseline: each client thread hands its
+    process one request at a time ("one") and gets one answer per request,
+    with the function's phases; the back-to-back mode still answers "go N"."""
+    fn = tmp_path / "fakefn.py"
+    fn.write_text("import json, os\n"
+                  "calls = 0\n"
+                  "def infer(payload):\n"
+                  "    global calls\n"
+                  "    calls += 1\n"
+                  "    assert payload == b'body'\n"
+                  "    return json.dumps({'timings_ms': {'input': calls, 'inference': 0.5}})\n")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_sharing_run",
+                                                  ROOT / "bench" / "sharing" / "run.py")
+    sharing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sharing)
+    fnspec = {"language": "python", "artifact": str(fn), "handler": "fakefn:infer",
+              "env": {}, "body": b"body"}
+    native = sharing.NativeClients(fnspec, 2, 1, str(tmp_path))
+    try:
+        served = native.run(2, 3, served=True)
+        loop = native.run(1, 2, served=False)
+    finally:
+        native.close()
+    assert len(served) == 2 and all(len(r["ms"]) == 3 for r in served), served
+    # One warm-up, then three served requests per process, in order.
+    assert [t[0] for t in served[0]["timings"]] == [2, 3, 4], served
+    assert all(r["start"] < r["end"] for r in served)
+    assert [t[0] for t in loop[0]["timings"]] == [5, 6] and len(loop[0]["ms"]) == 2, loop
+    assert all(p.poll() is not None for p in native.ps)
