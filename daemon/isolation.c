@@ -14,17 +14,18 @@
  *     paths it must not (the real driver libraries, found at start);
  *   - with sandbox.cpu_placement "exclusive", the CPUs it runs on: an
  *     instance with a CPU limit gets that many CPUs (rounded up) of the
- *     node's pool for itself alone, as long as enough are free; any other
- *     the pool's CPUs no instance holds when it starts (its cgroup's
- *     cpuset where the controller is available, and its affinity);
+ *     node's pool for itself alone, as long as enough are free; the others
+ *     share the pool's CPUs that none holds, and follow them as instances
+ *     take and give back theirs (its cgroup's cpuset where the controller
+ *     is available, else its affinity at start);
  *   - the command line that runs the executor that way.
  * When the instance's processes are gone, its cgroup is removed and the
- * uid (and its CPUs) go back to the pool; a cgroup whose processes are still exiting is
- * retried by isolation_sweep().  Cgroups left by a daemon that crashed are
+ * uid and its CPUs go back to their pools; a cgroup whose processes are
+ * still exiting is retried by isolation_sweep().  Cgroups left by a daemon that crashed are
  * emptied and removed at start.
  *
- * Locking: one mutex for the uid and CPU pools and the sweep list; everything else
- * is fixed after isolation_init().
+ * Locking: one mutex for the uid and CPU pools, the sharing instances and
+ * the sweep list; everything else is fixed after isolation_init().
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -83,7 +84,8 @@ struct iso {
 	const struct mig_config *cfg;
 	/* CPU placement (sandbox.cpu_placement "exclusive") */
 	bool placing;
-	bool cpuset_ok;           /* the v2 cpuset controller is ours */
+	bool cpuset_ok;           /* instances get a cpuset (v2 controller,
+				   * or v1 hierarchy cg_dirs[V1_CONTROLLERS]) */
 	cpu_set_t cpu_pool;       /* the CPUs functions run on */
 	cpu_set_t cpus_held;      /* held by one instance each (lock) */
 	char cpu_pool_list[512];

@@ -54,7 +54,7 @@ def built(tmp_path_factory):
             "-fno-sanitize-recover=undefined"] if os.environ.get("MIG_GPUD") else [])
     _cc([*warn, *san, "-std=gnu11", "-pthread", *inc, "tests/daemon/instances_harness.c",
          "daemon/instances.c", "daemon/isolation.c", "daemon/oci.c", "daemon/files.c",
-         "ipc/segment.c", "ipc/arbiter.c",
+         "ipc/segment.c", "ipc/arbiter.c", "ipc/cpulist.c",
          "-ljansson",
          "-o", str(out / "harness")], ROOT)
     _cc([*warn, "-shared", "-fPIC", *inc, "tests/daemon/fixture_fn.c",
