@@ -28,9 +28,19 @@ enum kind { K_HOST, K_PINNED, K_DEVICE };
  * (~10 GB/s) is slower than the link.  Large pieces are therefore split
  * across a few helper threads, started on first use.  MIG_COPY_THREADS
  * sets their number (0 turns this off).
+ *
+ * After a piece a helper spins COPY_LINGER_NS for the next one, then
+ * sleeps.  That covers the gap between the chunks of one staged copy and
+ * between copies issued back to back; a copy now and then (a service's
+ * input per request) costs each helper that much spinning.  A spin
+ * counted in pauses instead lasted 1-3 ms, depending on the CPU, per
+ * helper and per copy: CPU time taken from whatever else runs, the
+ * instance's own threads included, and on a busy machine from the thread
+ * the helpers wait for.
  */
 #define COPY_WORKERS_MAX 7
 #define COPY_SPLIT_MIN (256u << 10)
+#define COPY_LINGER_NS 100000ull
 
 struct copy_worker {
 	pthread_t thread;
@@ -52,14 +62,15 @@ static void *copy_worker_main(void *arg)
 
 	for (;;) {
 		uint32_t go = mig_load_acquire(&w->go);
-		int spins = 0;
+		uint64_t since = mig_now_ns();
+		unsigned int spins = 0;
 
 		while (go == seen) {
-			if (++spins < 20000) {
+			if ((++spins & 63) || mig_now_ns() - since < COPY_LINGER_NS) {
 				mig_cpu_relax();
 			} else {
 				mig_futex_wait(&w->go, go, NULL);
-				spins = 0;
+				since = mig_now_ns();
 			}
 			go = mig_load_acquire(&w->go);
 		}
