@@ -13,6 +13,8 @@
  * from pinned memory returns when it completed, from pageable memory once
  * the data is safely ours.
  */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,8 +28,11 @@ enum kind { K_HOST, K_PINNED, K_DEVICE };
  * Copying between pageable memory and the staging chunks is the one part of
  * a pageable copy the DMA cannot do for us, and a single core's memcpy
  * (~10 GB/s) is slower than the link.  Large pieces are therefore split
- * across a few helper threads, started on first use.  MIG_COPY_THREADS
- * sets their number (0 turns this off).
+ * across a few helper threads, started on first use: up to three, one
+ * fewer than the CPUs the program may run on (its affinity, e.g. an
+ * instance placed on CPUs of its own, not the machine's count: on one CPU
+ * a helper only competes with the thread that waits for it).
+ * MIG_COPY_THREADS sets their number (0 turns this off).
  *
  * After a piece a helper spins COPY_LINGER_NS for the next one, then
  * sleeps.  That covers the gap between the chunks of one staged copy and
@@ -84,7 +89,9 @@ static void *copy_worker_main(void *arg)
 static void workers_start(void)
 {
 	const char *env = getenv("MIG_COPY_THREADS");
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t mine;
+	long cpus = sched_getaffinity(0, sizeof(mine), &mine) ?
+			    sysconf(_SC_NPROCESSORS_ONLN) : CPU_COUNT(&mine);
 	int i, n = env ? atoi(env) : (int)(cpus > 1 ? cpus - 1 : 0);
 
 	if (n > 3 && !env)
@@ -96,6 +103,7 @@ static void workers_start(void)
 				   &workers[i]))
 			break;
 	nworkers = i;
+	shim_log(1, "copy helpers: %d (%ld CPUs to run on)", nworkers, cpus);
 }
 
 /* memcpy, split across the helper threads when large.  Called with the

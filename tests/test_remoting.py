@@ -10,6 +10,7 @@ gpu).
 """
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,23 @@ def test_program(case):
     prog, variant = case
     r = mig_run([binary(prog, variant), *ARGS.get(prog, [])])
     assert_ok(r)
+
+
+def test_copy_helpers_follow_the_programs_cpus():
+    """The shim splits large pageable copies across helper threads, one
+    fewer than the CPUs the program may run on (its affinity, as on an
+    instance with CPUs of its own), never more than three: on one CPU
+    there are none, and the copies are still right."""
+    import shutil
+    taskset = shutil.which("taskset")
+    assert taskset, "taskset (util-linux) is missing"
+    cpus = len(os.sched_getaffinity(0))
+    for pin, want in (([], min(3, cpus - 1)), ([taskset, "-c", str(min(os.sched_getaffinity(0)))], 0)):
+        r = mig_run([*pin, binary("memcpy_matrix", "static")], {"MIG_SHIM_LOG": "1"})
+        assert_ok(r)
+        m = re.search(r"copy helpers: (\d+) \((\d+) CPUs to run on\)", r.err)
+        assert m, "the shim did not start its copy helpers\n" + r.describe()
+        assert (int(m.group(1)), int(m.group(2))) == (want, 1 if pin else cpus), r.describe()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
