@@ -528,6 +528,15 @@ static int cpu_placement_init(struct iso *s, const struct mig_config *c,
 
 static void cpus_reshare(struct iso *s);
 
+/* The CPUs of the instances without CPUs of their own: the pool's that
+ * none holds, or all of the pool when every one is held (s->lock held). */
+static void cpus_shared(const struct iso *s, cpu_set_t *set)
+{
+	mig_cpulist_minus(set, &s->cpu_pool, &s->cpus_held);
+	if (!CPU_COUNT(set))
+		*set = s->cpu_pool;
+}
+
 /* Choose @j's CPUs for a CPU limit of @cpus (0: none): ceil(@cpus) free
  * CPUs of its own, else the pool's free CPUs, shared (all of the pool when
  * every one is held). */
@@ -548,7 +557,7 @@ static void cpus_place(struct iso *s, struct mig_jail *j, double cpus,
 		j->cpus_own = true;
 		cpus_reshare(s);
 	} else {
-		got = CPU_COUNT(&free) ? free : s->cpu_pool;
+		cpus_shared(s, &got);
 	}
 	pthread_mutex_unlock(&s->lock);
 	mig_cpulist_format(&got, j->cpus, sizeof(j->cpus));
@@ -557,15 +566,6 @@ static void cpus_place(struct iso *s, struct mig_jail *j, double cpus,
 			   id, want, CPU_COUNT(&free), j->cpus);
 }
 
-/* The CPUs of the instances without CPUs of their own: the pool's that
- * none holds, or all of the pool when every one is held (s->lock held). */
-static void cpus_shared(struct iso *s, char *buf, size_t n)
-{
-	cpu_set_t free;
-
-	mig_cpulist_minus(&free, &s->cpu_pool, &s->cpus_held);
-	mig_cpulist_format(CPU_COUNT(&free) ? &free : &s->cpu_pool, buf, n);
-}
 
 /* The cpuset directory of @j's cgroups ("" if none). */
 static const char *cpuset_dir(const struct iso *s, const struct mig_jail *j)
@@ -580,9 +580,11 @@ static const char *cpuset_dir(const struct iso *s, const struct mig_jail *j)
  * moves their threads at once. */
 static void cpus_reshare(struct iso *s)
 {
+	cpu_set_t set;
 	char list[512];
 
-	cpus_shared(s, list, sizeof(list));
+	cpus_shared(s, &set);
+	mig_cpulist_format(&set, list, sizeof(list));
 	for (int i = 0; i < s->nshared; i++) {
 		int rc = write_text(s->shared[i], "cpuset.cpus", "%s", list);
 
@@ -649,13 +651,14 @@ static void cpus_give(struct iso *s, struct mig_jail *j)
 size_t isolation_cpus(const struct mig_jail *j, char *buf, size_t n)
 {
 	struct iso *s = &iso_state;
+	cpu_set_t set;
 
 	if (j->cpus_own || !*j->cpus || !*cpuset_dir(s, j))
 		return (size_t)snprintf(buf, n, "%s", j->cpus);
 	pthread_mutex_lock(&s->lock);
-	cpus_shared(s, buf, n);
+	cpus_shared(s, &set);
 	pthread_mutex_unlock(&s->lock);
-	return strlen(buf);
+	return mig_cpulist_format(&set, buf, n);
 }
 
 /* --- set-up and teardown ------------------------------------------------ */

@@ -173,24 +173,19 @@ def phases(answer):
         return None
 
 
-def mig_clients(d, name, body, clients, n, warmup, on_start=None):
-    """Each client's {start, end, ms, run_ms, timings} through the daemon
-    (run_ms: X-Mig-Run-Us, the daemon's time in the instance, turn waits
-    included; timings: the function's [input, inference] ms where its
-    answers have them); @on_start() is called once, after every warm-up
-    and before the first timed request."""
+def closed_loop(clients, n, connect, warmup=0, on_start=None):
+    """Each of @clients threads sends @warmup untimed and then @n timed
+    requests back to back, all clients' timed ones together; returns each
+    client's {start, end, ms, run_ms, timings}.  connect(i) -> (invoke,
+    close): invoke() sends one request and returns (the ms spent in the
+    instance or None, the function's [input, inference] ms or None).
+    @on_start() is called once, after every warm-up and before the first
+    timed request."""
     barrier = threading.Barrier(clients, action=on_start)
     res, errors = [None] * clients, []
 
     def client(i):
-        conn = d.connect()
-
-        def invoke():
-            status, headers, answer = d.request("POST", f"/v1/functions/{name}/invoke",
-                                                body, conn)
-            if status != 200:
-                raise RuntimeError(f"{name}: HTTP {status} {answer[:300]!r}")
-            return int(headers.get("X-Mig-Run-Us", 0)) / 1e3, phases(answer)
+        invoke, close = connect(i)
         try:
             for _ in range(warmup):
                 invoke()
@@ -200,23 +195,43 @@ def mig_clients(d, name, body, clients, n, warmup, on_start=None):
                 t = time.perf_counter()
                 ms, p = invoke()
                 lat.append((time.perf_counter() - t) * 1e3)
-                run.append(ms)
+                if ms is not None:
+                    run.append(ms)
                 if p:
                     timings.append(p)
             res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat, "run_ms": run,
                       "timings": timings}
         except Exception as e:  # reported below, after every thread ended
-            errors.append(str(e))
+            errors.append((i, e))
             barrier.abort()
         finally:
-            conn.close()
+            close()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return res, errors
+
+
+def mig_clients(d, name, body, clients, n, warmup, on_start=None):
+    """Each client's {start, end, ms, run_ms, timings} through the daemon
+    (run_ms: X-Mig-Run-Us, the daemon's time in the instance, turn waits
+    included; timings: the function's [input, inference] ms where its
+    answers have them); @on_start() as in closed_loop()."""
+    def connect(i):
+        conn = d.connect()
+
+        def invoke():
+            status, headers, answer = d.request("POST", f"/v1/functions/{name}/invoke",
+                                                body, conn)
+            if status != 200:
+                raise RuntimeError(f"{name}: HTTP {status} {answer[:300]!r}")
+            return int(headers.get("X-Mig-Run-Us", 0)) / 1e3, phases(answer)
+        return invoke, conn.close
+    res, errors = closed_loop(clients, n, connect, warmup, on_start)
     if errors:
-        raise RuntimeError(errors[0])
+        raise RuntimeError(str(errors[0][1]))
     return res
 
 
@@ -267,36 +282,20 @@ class NativeClients:
         return out
 
     def _served(self, ps, n):
-        barrier = threading.Barrier(len(ps))
-        res, failed = [None] * len(ps), []
+        def connect(i):
+            p = ps[i]
 
-        def client(i, p):
-            try:
-                barrier.wait()
-                lat, timings, start = [], [], time.monotonic_ns()
-                for _ in range(n):
-                    t = time.perf_counter()
-                    p.stdin.write("one\n")
-                    p.stdin.flush()
-                    line = p.stdout.readline()
-                    lat.append((time.perf_counter() - t) * 1e3)
-                    if not line.startswith("{"):
-                        raise OSError("no answer")
-                    timing = json.loads(line).get("timing")
-                    if timing:
-                        timings.append(timing)
-                res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat,
-                          "timings": timings}
-            except (OSError, ValueError, threading.BrokenBarrierError):
-                failed.append(p)
-                barrier.abort()
-        threads = [threading.Thread(target=client, args=(i, p)) for i, p in enumerate(ps)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if failed:
-            self._failed(failed[0])
+            def invoke():
+                p.stdin.write("one\n")
+                p.stdin.flush()
+                line = p.stdout.readline()
+                if not line.startswith("{"):
+                    raise OSError("no answer")
+                return None, json.loads(line).get("timing")
+            return invoke, lambda: None
+        res, errors = closed_loop(len(ps), n, connect)
+        if errors:
+            self._failed(ps[errors[0][0]])
         return res
 
     def close(self):

@@ -91,6 +91,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpulist.h"
 #include "mignificent.h"
 #include "wire.h"
 
@@ -1194,19 +1195,8 @@ static int attack_spin(int argc, char **argv, struct verdict *v)
 	return 0;
 }
 
-/* @set as "0,1,5" into @buf. */
-static void cpu_words(const cpu_set_t *set, char *buf, size_t n)
-{
-	size_t len = 0;
-
-	*buf = 0;
-	for (int c = 0; c < CPU_SETSIZE && len + 8 < n; c++)
-		if (CPU_ISSET(c, set))
-			len += (size_t)snprintf(buf + len, n - len, "%s%d", len ? "," : "", c);
-}
-
 /* widen_cpus: run on every CPU of the machine instead of the ones it was
- * given.  The answer names the CPUs before ("cpus=0,1") either way. */
+ * given.  The answer names the CPUs before ("cpus=0-1") either way. */
 static int attack_widen_cpus(int argc, char **argv, struct verdict *v)
 {
 	cpu_set_t before, all, after;
@@ -1224,8 +1214,8 @@ static int attack_widen_cpus(int argc, char **argv, struct verdict *v)
 	rc = sched_setaffinity(0, sizeof(all), &all);
 	if (sched_getaffinity(0, sizeof(after), &after))
 		return refuse(v, "sched_getaffinity: %s", strerror(errno));
-	cpu_words(&before, was, sizeof(was));
-	cpu_words(&after, now, sizeof(now));
+	mig_cpulist_format(&before, was, sizeof(was));
+	mig_cpulist_format(&after, now, sizeof(now));
 	if (!CPU_EQUAL(&before, &after))
 		escaped(v, "cpus=%s widened to %s", was, now);
 	else

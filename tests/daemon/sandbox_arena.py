@@ -103,7 +103,7 @@ def compile_c(source, out, *extra):
 def build_hostile(out_dir):
     """tests/daemon/fixture_hostile.c: the attacker (handler "attack")."""
     return compile_c(HERE / "fixture_hostile.c", pathlib.Path(out_dir) / "libhostile.so",
-                     "-Iipc", "-pthread", "-ldl")
+                     "-Iipc", "-pthread", "-ldl", "ipc/cpulist.c")
 
 
 def build_fixture(out_dir):
