@@ -259,6 +259,7 @@ struct gpud {
 	uint32_t arb_id;       /* ours, as the daemon knows us */
 	unsigned int arb_excl; /* classes we may issue only holding the GPU */
 	bool arb_ticket_taken, arb_held;
+	bool arb_told_waiting; /* hdr->turn_wait is 1 (as we last wrote it) */
 	uint32_t arb_ticket;
 	uint64_t arb_held_since;
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */

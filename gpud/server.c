@@ -2232,6 +2232,37 @@ bool gpud_streams_idle(struct gpud *g)
 	return true;
 }
 
+/*
+ * Tell the client whether we hold its calls back for the GPU turn
+ * (hdr->turn_wait): its threads then sleep for their answers at once
+ * instead of spinning, since none can come before the turn.  When the
+ * turn comes, the sleepers are woken to spin again for what is now near.
+ * The slots' waiter counts are the client's to write: at worst a hostile
+ * one makes us issue wake-ups nobody needs.
+ */
+static void arb_tell_waiting(struct gpud *g, bool waiting)
+{
+	uint32_t i;
+
+	if (g->arb_told_waiting == waiting)
+		return;
+	g->arb_told_waiting = waiting;
+	mig_store_release(&g->hdr->turn_wait.value, (uint32_t)waiting);
+	if (waiting)
+		return;
+	/* Pairs with the fence between a client thread's raising of its
+	 * slot's waiters and its re-check of turn_wait. */
+	mig_smp_mb();
+	for (i = 0; i < MIG_REPLY_SLOTS; i++)
+		if (mig_load_relaxed(&g->slots[i].seq.waiters))
+			mig_futex_wake(&g->slots[i].seq.value, 0x7fffffff);
+	for (i = 0; i < MIG_STAGING_CHUNKS; i++)
+		if (mig_load_relaxed(&g->hdr->staging_done[i].waiters))
+			mig_futex_wake(&g->hdr->staging_done[i].value, 0x7fffffff);
+	if (mig_load_relaxed(&g->hdr->req_head.waiters))
+		mig_futex_wake(&g->hdr->req_head.value, 0x7fffffff);
+}
+
 static void arb_release(struct gpud *g)
 {
 	mig_arb_release(g->arb, g->arb_ticket);
@@ -2251,8 +2282,10 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 	if (g->arb_held) {
 		/* Held long enough while others wait: drain, then requeue. */
 		if (mig_arb_waiting(g->arb) &&
-		    mig_now_ns() - g->arb_held_since >= ARB_MAX_HOLD_NS)
+		    mig_now_ns() - g->arb_held_since >= ARB_MAX_HOLD_NS) {
+			arb_tell_waiting(g, true);
 			return false;
+		}
 		return true;
 	}
 	if (!g->arb_ticket_taken) {
@@ -2262,8 +2295,11 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 		g->arb_ticket_taken = true;
 		g->arb_waits++;
 	}
-	if (!mig_arb_granted(g->arb, g->arb_ticket, g->arb_id))
+	if (!mig_arb_granted(g->arb, g->arb_ticket, g->arb_id)) {
+		arb_tell_waiting(g, true);
 		return false;
+	}
+	arb_tell_waiting(g, false);
 	now = mig_now_ns();
 	g->arb_held = true;
 	g->arb_held_since = now;

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define MIG_WIRE_MAGIC 0x4d494757u /* "MIGW" */
-#define MIG_WIRE_VERSION 1u
+#define MIG_WIRE_VERSION 2u
 
 #define MIG_CACHELINE 64
 
@@ -98,6 +98,8 @@ struct mig_seg_header {
 	struct mig_seqword req_tail;     /* client: bytes produced (free-running) */
 	struct mig_seqword req_head;     /* server: bytes consumed (free-running) */
 	struct mig_seqword doorbell;     /* client bumps to wake a sleeping server */
+	struct mig_seqword turn_wait;    /* server: 1 while it holds calls back
+					    for the partition's GPU turn */
 	struct mig_seqword staging_done[MIG_STAGING_CHUNKS]; /* server: ticket */
 	int32_t staging_result[MIG_STAGING_CHUNKS]; /* CUresult of that DMA */
 };

@@ -297,6 +297,70 @@ static bool seq_reached(uint32_t v, const void *arg)
 	return v == *(const uint32_t *)arg;
 }
 
+static bool turn_waiting(void)
+{
+	return mig_load_acquire(&shim.hdr->turn_wait.value) != 0;
+}
+
+enum spin_end { SPIN_DONE, SPIN_HELD, SPIN_SPENT };
+
+static enum spin_end spin_for(struct mig_seqword *w,
+			      bool (*done)(uint32_t, const void *), const void *arg)
+{
+	uint64_t start = mig_now_ns();
+	unsigned int i = 0;
+
+	for (;;) {
+		if (done(mig_load_acquire(&w->value), arg))
+			return SPIN_DONE;
+		if (turn_waiting())
+			return SPIN_HELD;
+		mig_cpu_relax();
+		if ((++i & 63) == 0 && mig_now_ns() - start > REPLY_SPIN_NS)
+			return SPIN_SPENT;
+	}
+}
+
+/*
+ * Spin REPLY_SPIN_NS for the answer (the server's usual answer comes within
+ * microseconds), then sleep in slices of REPLY_SLICE_NS, checking between
+ * them that the server lives.  While the server holds our calls back for
+ * the partition's GPU turn (hdr->turn_wait, a sharing model), no answer
+ * can come before the turn: the thread sleeps at once, leaving the CPU to
+ * other work, and the server wakes it when the turn comes, to spin again.
+ * (An answer to an earlier call, already on the GPU, still wakes it.)
+ */
+bool shim_wait_server(struct mig_seqword *w,
+		      bool (*done)(uint32_t v, const void *arg), const void *arg)
+{
+	struct timespec slice = { .tv_sec = (time_t)(REPLY_SLICE_NS / 1000000000ull),
+				  .tv_nsec = (long)(REPLY_SLICE_NS % 1000000000ull) };
+	bool spin = true;
+
+	for (;;) {
+		enum spin_end why = SPIN_SPENT;
+		bool woken = true;
+		uint32_t v;
+
+		if (spin && (why = spin_for(w, done, arg)) == SPIN_DONE)
+			return true;
+		__atomic_fetch_add(&w->waiters, 1, __ATOMIC_RELAXED);
+		/* Pairs with the server's fence between clearing turn_wait
+		 * (or publishing @w) and reading the waiters. */
+		mig_smp_mb();
+		v = mig_load_acquire(&w->value);
+		if (!done(v, arg) && (why != SPIN_HELD || turn_waiting()))
+			woken = mig_futex_wait(&w->value, v, &slice) == 0;
+		__atomic_fetch_sub(&w->waiters, 1, __ATOMIC_RELAXED);
+		if (done(mig_load_acquire(&w->value), arg))
+			return true;
+		if (!server_alive(NULL))
+			return false;
+		/* Woken early (the turn came) rather than at the slice's end. */
+		spin = woken && !turn_waiting();
+	}
+}
+
 static bool ring_has_room(uint32_t head, const void *arg)
 {
 	const uint32_t *need = arg; /* need[0] bytes, need[1] = tail */
@@ -331,8 +395,7 @@ CUresult shim_begin(struct shim_tx *tx, uint16_t op, uint32_t body_len,
 	need[0] = pad + size;
 	need[1] = shim.tail;
 	if (!ring_has_room(mig_load_acquire(&shim.hdr->req_head.value), need) &&
-	    !mig_seqword_wait(&shim.hdr->req_head, ring_has_room, need,
-			      REPLY_SPIN_NS, REPLY_SLICE_NS, server_alive, NULL)) {
+	    !shim_wait_server(&shim.hdr->req_head, ring_has_room, need)) {
 		pthread_mutex_unlock(&shim.ring_lock);
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}
@@ -382,8 +445,7 @@ CUresult shim_commit(struct shim_tx *tx)
 
 	s = &shim.slots[tx->slot];
 	t0 = mig_now_ns();
-	if (!mig_seqword_wait(&s->seq, seq_reached, &seq, REPLY_SPIN_NS,
-			      REPLY_SLICE_NS, server_alive, NULL)) {
+	if (!shim_wait_server(&s->seq, seq_reached, &seq)) {
 		shim_log(0, "the GPU server is gone");
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}

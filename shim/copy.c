@@ -156,19 +156,12 @@ static bool ticket_done(uint32_t v, const void *arg)
 	return v == *(const uint32_t *)arg;
 }
 
-static bool server_ok(void *arg)
-{
-	(void)arg;
-	return mig_load_acquire(&shim.hdr->server_state.value) == MIG_SERVER_READY;
-}
-
 /* Wait until chunk @c finished its last DMA; return that DMA's result. */
 static CUresult chunk_wait(uint32_t c)
 {
 	uint32_t want = shim.staging_ticket[c];
 
-	if (!mig_seqword_wait(&shim.hdr->staging_done[c], ticket_done, &want,
-			      2000000, 100000000, server_ok, NULL))
+	if (!shim_wait_server(&shim.hdr->staging_done[c], ticket_done, &want))
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	return (CUresult)shim.hdr->staging_result[c];
 }

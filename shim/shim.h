@@ -91,6 +91,11 @@ CUresult shim_begin(struct shim_tx *tx, uint16_t op, uint32_t body_len,
  */
 CUresult shim_commit(struct shim_tx *tx);
 struct mig_reply_slot *shim_my_slot(void);
+/* Wait until done(w->value, arg), the server's answer in @w: spin a while,
+ * then sleep; at once while the server holds our calls back for the GPU
+ * turn.  false once the server is gone. */
+bool shim_wait_server(struct mig_seqword *w,
+		      bool (*done)(uint32_t v, const void *arg), const void *arg);
 
 /* One-shot call: args in, reply data (up to @out_len bytes) out. */
 CUresult shim_call(uint16_t op, const void *args, uint32_t args_len,

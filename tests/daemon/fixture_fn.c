@@ -215,6 +215,14 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /*
  * gpu_phases "N GPU_MS CPU_MS": N times a kernel busy for GPU_MS (30 ms on
  * the test double), a synchronize, then CPU_MS of CPU work (a sleep).
@@ -258,14 +266,15 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 
 /*
  * gpu_copies "N": N round trips of 1 MiB (host to device and back, each
- * synchronous), no kernel.  Answers {"ms": elapsed}.
+ * synchronous), no kernel.  Answers {"ms": elapsed, "cpu_ms": the CPU
+ * time the calling thread used meanwhile}.
  */
 int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 {
 	static char buf[1 << 20];
 	unsigned int n = 0;
 	CUdeviceptr d;
-	uint64_t t0;
+	uint64_t t0, cpu;
 	char msg[64];
 	CUresult r;
 
@@ -274,11 +283,13 @@ int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 	if ((r = context()) || (r = cuMemAlloc(&d, sizeof(buf))))
 		return cu_fail(out, "context or cuMemAlloc", r);
 	t0 = mono_ns();
+	cpu = thread_cpu_ns();
 	for (unsigned int i = 0; i < n; i++)
 		if ((r = cuMemcpyHtoD(d, buf, sizeof(buf))) ||
 		    (r = cuMemcpyDtoH(buf, d, sizeof(buf))))
 			return cu_fail(out, "copy", r);
-	snprintf(msg, sizeof(msg), "{\"ms\": %.3f}", (mono_ns() - t0) / 1e6);
+	snprintf(msg, sizeof(msg), "{\"ms\": %.3f, \"cpu_ms\": %.3f}",
+		 (mono_ns() - t0) / 1e6, (thread_cpu_ns() - cpu) / 1e6);
 	cuMemFree(d);
 	return reply(out, msg);
 }

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -761,6 +762,39 @@ def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wai
         assert ms >= 100, f"{model}: copies did not wait for a turn ({ms:.1f} ms)"
     else:
         assert ms < 100, f"{model}: copies waited ({ms:.1f} ms)"
+
+
+def test_a_client_waiting_for_its_turn_sleeps(harness, built):
+    """Under overlap-cpu (copies exclusive), while another instance keeps
+    the GPU (back-to-back 30 ms kernels: it holds each turn up to the 200 ms
+    limit), a client's copies wait for their turns without burning CPU: its
+    thread sleeps as soon as its server says it holds the call back for the
+    turn (hdr->turn_wait), where it would spin 2 ms per wait, and is woken
+    when the turn comes, for the copy's answer.  Measured as the CPU time
+    of the copying thread, against the same copies with nobody to wait for."""
+    h = harness(sharing="overlap-cpu")
+    fixture(built, h, "hog", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("hog", "0 30 0")["status"] == 200
+
+    def copies():
+        r = h.invoke("copy", "1")  # 1 MiB there and back
+        assert r["status"] == 200, r
+        out = json.loads(r["body"])
+        return out["ms"], out["cpu_ms"]
+    copies()
+    alone = [copies() for _ in range(8)]
+    h.go("hog", "hog", "100 30 0")  # 3 s of kernels
+    time.sleep(0.1)
+    waited = [copies() for _ in range(8)]  # each one's first copy waits for a turn
+    assert h.wait("hog")["status"] == 200
+    cpu_alone = statistics.median(c for _, c in alone)
+    cpu_waited = statistics.median(c for _, c in waited)
+    print(f"copies alone: {cpu_alone:.2f} ms of CPU; after a turn each: {cpu_waited:.2f} ms "
+          f"(waits {[round(ms) for ms, _ in waited]} ms)")
+    assert statistics.median(ms for ms, _ in waited) >= 10, f"the copies hardly waited: {waited}"
+    assert cpu_waited - cpu_alone < 2.0, \
+        f"a wait for the turn cost {cpu_waited - cpu_alone:.2f} ms of CPU: {alone} {waited}"
 
 
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
