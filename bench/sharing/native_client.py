@@ -18,8 +18,8 @@ its input's lines until its end:
   go N    N requests back to back in this process, never waiting between
           them (the start signal, so that all clients' timed requests
           overlap); one JSON line: start and end (CLOCK_MONOTONIC ns), the
-          latency of each request in ms and the phases [[input, inference],
-          ...].  Every request's body is BODY_FILE's bytes.  The
+          latency of each request in ms, the phases [[input, inference],
+          ...] and each request's start ("at", CLOCK_MONOTONIC ns).  Every request's body is BODY_FILE's bytes.  The
 function's environment (MODEL=..., BFS_NODES=...) comes from ours.
 """
 import ctypes
@@ -88,16 +88,17 @@ def main():
             print(json.dumps({"ms": (time.perf_counter() - t) * 1e3, "timing": p}), flush=True)
             continue
         n = int(line.split()[1])
-        lat, phases = [], []
+        lat, phases, at = [], [], []
         start = time.monotonic_ns()
         for _ in range(n):
+            at.append(time.monotonic_ns())
             t = time.perf_counter()
             p = call()
             lat.append((time.perf_counter() - t) * 1e3)
             if p:
                 phases.append(p)
         end = time.monotonic_ns()
-        print(json.dumps({"start": start, "end": end, "ms": lat, "timings": phases}),
+        print(json.dumps({"start": start, "end": end, "ms": lat, "timings": phases, "at": at}),
               flush=True)
 
 

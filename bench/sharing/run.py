@@ -54,8 +54,10 @@ then the ratios the issue's targets are about:
   mean request, overlap-cpu-copy vs native     (target <= 1.10)
   4 clients: max/min per-client throughput     (target <= 1.2)
 
---json FILE keeps every latency; --markdown FILE the tables; --plot FILE a
-PNG of the first table (needs matplotlib; skipped with a note otherwise).
+--json FILE keeps every round's cells with each client's requests on a
+timeline (start, latency, time in the instance, the function's phases);
+--markdown FILE the tables; --plot FILE a PNG of the first table (needs
+matplotlib; skipped with a note otherwise).
 
 A benchmark, not a test: the exit status is nonzero only when something
 failed to run.  With --backend host (the test double; CI) only the
@@ -176,8 +178,8 @@ def phases(answer):
 def closed_loop(clients, n, connect, warmup=0, on_start=None):
     """Each of @clients threads sends @warmup untimed and then @n timed
     requests back to back, all clients' timed ones together; returns each
-    client's {start, end, ms, run_ms, timings}.  connect(i) -> (invoke,
-    close): invoke() sends one request and returns (the ms spent in the
+    client's {start, end, ms, run_ms, timings, at} (at: each request's
+    start, CLOCK_MONOTONIC ns).  connect(i) -> (invoke, close): invoke() sends one request and returns (the ms spent in the
     instance or None, the function's [input, inference] ms or None).
     @on_start() is called once, after every warm-up and before the first
     timed request."""
@@ -190,8 +192,9 @@ def closed_loop(clients, n, connect, warmup=0, on_start=None):
             for _ in range(warmup):
                 invoke()
             barrier.wait()
-            lat, run, timings, start = [], [], [], time.monotonic_ns()
+            lat, run, timings, at, start = [], [], [], [], time.monotonic_ns()
             for _ in range(n):
+                at.append(time.monotonic_ns())
                 t = time.perf_counter()
                 ms, p = invoke()
                 lat.append((time.perf_counter() - t) * 1e3)
@@ -200,7 +203,7 @@ def closed_loop(clients, n, connect, warmup=0, on_start=None):
                 if p:
                     timings.append(p)
             res[i] = {"start": start, "end": time.monotonic_ns(), "ms": lat, "run_ms": run,
-                      "timings": timings}
+                      "timings": timings, "at": at}
         except Exception as e:  # reported below, after every thread ended
             errors.append((i, e))
             barrier.abort()
@@ -324,7 +327,25 @@ def summary(runs, held_s=None):
     if ph:  # the function's own phases (ML functions)
         out["input_ms"] = statistics.mean(p[0] for p in ph)
         out["infer_ms"] = statistics.mean(p[1] for p in ph)
+    t0 = min(r["start"] for r in runs)
+    out["requests"] = [timeline(r, t0) for r in runs]
     return out
+
+
+def timeline(run, t0):
+    """One client's requests, for a look at a round afterwards: [start (ms
+    since @t0, the cell's first client's start), latency, time in the
+    instance, the function's input and inference phases] each, in ms; None
+    where the run does not have that figure for every request."""
+    n = len(run["ms"])
+
+    def column(xs, f=lambda x: x):
+        return [round(f(x), 3) for x in xs] if xs and len(xs) == n else [None] * n
+    timings = run.get("timings") or ()
+    return [list(row) for row in zip(column(run.get("at"), lambda a: (a - t0) / 1e6),
+                                     column(run["ms"]), column(run.get("run_ms")),
+                                     column([p[0] for p in timings]),
+                                     column([p[1] for p in timings]))]
 
 
 def thr_target(occ, seq, clients):
@@ -339,9 +360,9 @@ def thr_target(occ, seq, clients):
 
 def combine(rounds):
     """Several rounds' summaries of one cell: the median of each figure
-    over the rounds that have it (the per-client throughputs stay in the
-    rounds)."""
-    keys = {k for r in rounds for k in r if k != "clients"}
+    over the rounds that have it (the per-client throughputs and the
+    requests' timelines stay in the rounds)."""
+    keys = {k for r in rounds for k in r if k not in ("clients", "requests")}
     return {k: statistics.median(r[k] for r in rounds if k in r) for k in sorted(keys)}
 
 

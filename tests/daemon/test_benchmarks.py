@@ -90,6 +90,13 @@ def test_native_client_reports_a_functions_phases(tmp_path):
     s = sharing.summary([runs[0]])
     assert (s["input_ms"], s["infer_ms"]) == (1.5, 2.5), s
     assert "input_ms" not in sharing.summary([runs[1]])
+    # Each request on the round's timeline: start, latency, (no daemon),
+    # the function's phases; starts in order, from the client's start on.
+    [reqs] = s["requests"]
+    assert [r[2:] for r in reqs] == [[None, 1.5, 2.5]] * 3, reqs
+    assert 0 <= reqs[0][0] <= reqs[1][0] <= reqs[2][0] and all(r[1] > 0 for r in reqs), reqs
+    assert [r[3:] for r in sharing.summary([runs[1]])["requests"][0]] == [[None, None]] * 3
+    assert "requests" not in sharing.combine([s, s])
     assert sharing.phases(b'{"timings_ms": {"input": 1, "inference": 2}}') == [1.0, 2.0]
     assert sharing.phases(b"not json") is None and sharing.phases(b'{"top": [1]}') is None
 
