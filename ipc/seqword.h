@@ -1,6 +1,8 @@
 /*
- * seqword.h - memory ordering and the spin-then-sleep wait used on every
- * shared word of the call channel.
+ * seqword.h - memory ordering, futexes and publishing for the shared words
+ * of the call channel (the client's spin-then-sleep wait on them is
+ * shim_wait_server() in shim/channel.c; the server's, on its doorbell and
+ * the arbiter, are in gpud/server.c and ipc/arbiter.c).
  *
  * Rule (as in liburing's barrier.h): a producer writes its data, then
  * publishes with mig_store_release(); a consumer reads the published word
@@ -51,8 +53,8 @@ static inline void mig_seqword_publish(struct mig_seqword *w, uint32_t v)
 {
 	mig_store_release(&w->value, v);
 	/* Order the store above before the load of waiters below; pairs with
-	 * the fence in mig_seqword_wait() between setting waiters and the
-	 * re-check of value. */
+	 * the fence in the waiter (shim_wait_server() in shim/channel.c)
+	 * between raising waiters and its re-check of value. */
 	mig_smp_mb();
 	if (mig_load_relaxed(&w->waiters))
 		mig_futex_wake(&w->value, 0x7fffffff);
@@ -64,53 +66,6 @@ static inline uint64_t mig_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * Wait until @done(w->value, arg) holds.  Spin for @spin_ns first (cheap
- * when the peer answers within microseconds), then sleep in slices of
- * @slice_ns, calling @alive(arg2) between slices; returns false when @alive
- * says the peer is gone.
- */
-static inline bool mig_seqword_wait(struct mig_seqword *w,
-				    bool (*done)(uint32_t v, const void *arg),
-				    const void *arg, uint64_t spin_ns,
-				    uint64_t slice_ns, bool (*alive)(void *),
-				    void *arg2)
-{
-	uint32_t v = mig_load_acquire(&w->value);
-	uint64_t start;
-	unsigned int i = 0;
-
-	if (done(v, arg))
-		return true;
-	start = mig_now_ns();
-	for (;;) {
-		v = mig_load_acquire(&w->value);
-		if (done(v, arg))
-			return true;
-		mig_cpu_relax();
-		if ((++i & 63) == 0 && mig_now_ns() - start > spin_ns)
-			break;
-	}
-	for (;;) {
-		struct timespec ts = {
-			.tv_sec = (time_t)(slice_ns / 1000000000ull),
-			.tv_nsec = (long)(slice_ns % 1000000000ull),
-		};
-
-		__atomic_fetch_add(&w->waiters, 1, __ATOMIC_RELAXED);
-		mig_smp_mb();
-		v = mig_load_acquire(&w->value);
-		if (!done(v, arg))
-			mig_futex_wait(&w->value, v, &ts);
-		__atomic_fetch_sub(&w->waiters, 1, __ATOMIC_RELAXED);
-		v = mig_load_acquire(&w->value);
-		if (done(v, arg))
-			return true;
-		if (alive && !alive(arg2))
-			return false;
-	}
 }
 
 #endif /* MIG_IPC_SEQWORD_H */

@@ -51,7 +51,7 @@
 /*
  * A 32-bit word one side advances and the other waits on: spin on @value
  * for a while, then set @waiters and sleep on @value with FUTEX_WAIT.  The
- * side that advances @value wakes when @waiters is set.  See ipc/futex.h.
+ * side that advances @value wakes when @waiters is set.  See ipc/seqword.h.
  */
 struct mig_seqword {
 	uint32_t value;
