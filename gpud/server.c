@@ -2165,15 +2165,19 @@ void gpud_profile_report(const struct gpud *g)
 
 /*
  * Grant policy.  The holder keeps the GPU through its GPU phase and gives
- * it back when the phase has ended: its ring empty and all its streams
- * idle for ARB_IDLE_GRACE_NS while others wait (its CPU phase began: the
- * gaps between a framework's launches and the syncs inside a phase are
- * shorter), or before it sleeps.  A holder that never goes idle is made
- * to yield after ARB_MAX_HOLD_NS while others wait: its next exclusive call
- * is held back until its work drained, then it queues again behind them.
+ * it back when the phase has ended: when the server would sleep (its ring
+ * empty for SPIN_IDLE_NS: the client's CPU work began; the gaps between a
+ * framework's launches inside a phase are shorter) and all its streams are
+ * idle.  A holder whose client went quiet while its GPU work still runs
+ * looks at its streams every SLEEP_POLL_NS while others wait (and for
+ * waiters every ARB_LOOK_NS), so the turn passes when that work ends, not
+ * at the client's next call.  A holder
+ * that never goes idle is made to yield after ARB_MAX_HOLD_NS while others
+ * wait: its next exclusive call is held back until its work drained, then
+ * it queues again behind them.
  */
-#define ARB_IDLE_GRACE_NS 100000ull   /* idle this long: CPU work, release */
 #define ARB_MAX_HOLD_NS 200000000ull  /* yield to waiters after this */
+#define ARB_LOOK_NS 1000000ull        /* a busy holder looks for waiters */
 
 int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 			size_t errlen)
@@ -2308,18 +2312,21 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 }
 
 /*
- * The loop found nothing to do for @idle_ns: give the GPU back if the
- * policy says so (@sleeping: we are about to sleep).
+ * The loop found nothing to do and is about to sleep: give the GPU back
+ * if all our work has completed.  Returns how long the sleep may last:
+ * while we keep the turn with work on the GPU, briefly, so that the turn
+ * passes soon after that work ends (SLEEP_POLL_NS while others wait,
+ * ARB_LOOK_NS until one comes).
  */
-static void arb_maybe_release(struct gpud *g, uint64_t idle_ns, bool sleeping)
+static uint64_t arb_sleep_slice(struct gpud *g)
 {
 	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail)
-		return;
-	/* The streams last: querying each is a driver call, and a holder
-	 * nobody waits for (and that does not sleep) keeps its turn anyway. */
-	if ((sleeping || (idle_ns >= ARB_IDLE_GRACE_NS && mig_arb_waiting(g->arb))) &&
-	    gpud_streams_idle(g))
+		return SLEEP_IDLE_NS;
+	if (gpud_streams_idle(g)) {
 		arb_release(g);
+		return SLEEP_IDLE_NS;
+	}
+	return mig_arb_waiting(g->arb) ? SLEEP_POLL_NS : ARB_LOOK_NS;
 }
 
 /* Wait for our ticket (at most @ns); true once granted. */
@@ -2495,7 +2502,8 @@ int gpud_serve(struct gpud *g)
 	uint64_t idle_since = 0;
 
 	while (!g->broken && !gpud_stop_requested) {
-		bool progress = gpud_drain(g);
+		bool progress = gpud_drain(g), holding;
+		uint64_t slice;
 
 		if (g->npend)
 			progress |= poll_pending(g);
@@ -2523,15 +2531,11 @@ int gpud_serve(struct gpud *g)
 		}
 		if (mig_now_ns() - idle_since <
 		    (g->npend ? SPIN_PENDING_NS : SPIN_IDLE_NS)) {
-			if (g->arb_held && !g->npend &&
-			    mig_now_ns() - idle_since >= ARB_IDLE_GRACE_NS)
-				arb_maybe_release(g, mig_now_ns() - idle_since,
-						  false);
 			mig_cpu_relax();
 			continue;
 		}
-		if (g->arb_held)
-			arb_maybe_release(g, mig_now_ns() - idle_since, true);
+		slice = arb_sleep_slice(g);
+		holding = slice != SLEEP_IDLE_NS; /* the turn, work on the GPU */
 		/* Idle past the spin: the daemon's news, then one image of
 		 * the module cache loaded ahead instead of a sleep. */
 		if (!g->npend && g->bq_head == g->bq_tail) {
@@ -2546,13 +2550,17 @@ int gpud_serve(struct gpud *g)
 			sleep_on_doorbell(g, handoff(g) ? SLEEP_IDLE_NS :
 							  SLEEP_POLL_NS);
 		} else {
-			sleep_on_doorbell(g, SLEEP_IDLE_NS);
+			sleep_on_doorbell(g, slice);
 		}
 		if (!client_alive(g)) {
 			gpud_log(g, 1, "client gone");
 			break;
 		}
-		idle_since = mig_now_ns();
+		/* Still quiet after a look at the streams: look again at once,
+		 * without the spin (the client's call would have ended it). */
+		idle_since = mig_now_ns() -
+			     (holding && mig_load_acquire(&g->hdr->req_tail.value) ==
+						 (uint32_t)g->head ? SPIN_IDLE_NS : 0);
 	}
 	return g->broken ? 1 : 0;
 }

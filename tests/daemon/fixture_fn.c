@@ -224,8 +224,10 @@ static uint64_t thread_cpu_ns(void)
 }
 
 /*
- * gpu_phases "N GPU_MS CPU_MS": N times a kernel busy for GPU_MS (30 ms on
- * the test double), a synchronize, then CPU_MS of CPU work (a sleep).
+ * gpu_phases "N GPU_MS CPU_MS [late]": N times a kernel busy for GPU_MS (30
+ * ms on the test double), a synchronize, then CPU_MS of CPU work (a sleep);
+ * with "late", the CPU work comes between the launch and the synchronize
+ * (the client makes no call while its kernel runs and after).
  * Answers {"start": ns, "end": ns} (CLOCK_MONOTONIC, comparable between
  * instances).
  */
@@ -235,11 +237,12 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 	unsigned int n = 0, gpu_ms = 0, cpu_ms = 0;
 	uint64_t ns, start, end;
 	void *args[] = { &ns };
-	char buf[96];
+	char buf[96], late[8] = "";
 	CUresult r;
 
-	if (sscanf(in->data ? in->data : "", "%u %u %u", &n, &gpu_ms, &cpu_ms) != 3)
-		return reply(out, "payload: N GPU_MS CPU_MS");
+	if (sscanf(in->data ? in->data : "", "%u %u %u %7s", &n, &gpu_ms, &cpu_ms,
+		   late) < 3 || (*late && strcmp(late, "late")))
+		return reply(out, "payload: N GPU_MS CPU_MS [late]");
 	ns = (uint64_t)gpu_ms * 1000000ull;
 	if ((r = context()))
 		return cu_fail(out, "context", r);
@@ -254,9 +257,12 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 	for (unsigned int i = 0; i < n; i++) {
 		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
 			return cu_fail(out, "cuLaunchKernel", r);
+		if (*late)
+			usleep(cpu_ms * 1000);
 		if ((r = cuCtxSynchronize()))
 			return cu_fail(out, "cuCtxSynchronize", r);
-		usleep(cpu_ms * 1000);
+		if (!*late)
+			usleep(cpu_ms * 1000);
 	}
 	end = mono_ns();
 	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",

@@ -797,6 +797,31 @@ def test_a_client_waiting_for_its_turn_sleeps(harness, built):
         f"a wait for the turn cost {cpu_waited - cpu_alone:.2f} ms of CPU: {alone} {waited}"
 
 
+def test_a_holder_passes_the_turn_when_its_kernels_end(harness, built):
+    """A holder whose client launches a kernel and then works on the CPU
+    without a call (no synchronize: nothing tells its server the phase
+    ended) passes the turn when the kernel ends, not when its server next
+    wakes for its own reasons (a 50 ms sleep): a waiting instance's kernel
+    starts about 30 ms after the holder's, not 50."""
+    h = harness(sharing="overlap-cpu-copy")
+    fixture(built, h, "hold", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "w", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("hold", "0 30 0")["status"] == 200
+    assert h.invoke("w", "0 30 0")["status"] == 200
+    turns = []
+    for _ in range(3):
+        h.go("hold", "hold", "1 30 300 late")  # 30 ms kernel, 300 ms CPU, then a sync
+        time.sleep(0.01)
+        r = h.invoke("w", "1 30 0")
+        hold = h.wait("hold")
+        assert r["status"] == 200 and hold["status"] == 200, (r, hold)
+        # w's kernel ran in the 30 ms before its end: the turn came then.
+        turns.append((json.loads(r["body"])["end"] - json.loads(hold["body"])["start"]) / 1e6 - 30)
+    print(f"the turn passed {[round(t, 1) for t in turns]} ms after the holder's launch")
+    assert statistics.median(turns) < 42, \
+        f"the turn passed {turns} ms after the holder's 30 ms kernel began"
+
+
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
 def test_swap_in_waits_for_the_turn_where_copies_are_exclusive(harness, built, model, waits):
     """A lukewarm instance invoked while another holds the GPU with a kernel
