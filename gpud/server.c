@@ -2171,10 +2171,9 @@ void gpud_profile_report(const struct gpud *g)
  * idle.  A holder whose client went quiet while its GPU work still runs
  * looks at its streams every SLEEP_POLL_NS while others wait (and for
  * waiters every ARB_LOOK_NS), so the turn passes when that work ends, not
- * at the client's next call.  A holder
- * that never goes idle is made to yield after ARB_MAX_HOLD_NS while others
- * wait: its next exclusive call is held back until its work drained, then
- * it queues again behind them.
+ * at the client's next call.  A holder that never goes idle is made to
+ * yield after ARB_MAX_HOLD_NS while others wait: its next exclusive call
+ * is held back until its work drained, then it queues again behind them.
  */
 #define ARB_MAX_HOLD_NS 200000000ull  /* yield to waiters after this */
 #define ARB_LOOK_NS 1000000ull        /* a busy holder looks for waiters */
