@@ -292,7 +292,7 @@ static bool server_alive(void *arg)
 	return true;
 }
 
-static bool seq_reached(uint32_t v, const void *arg)
+bool shim_word_is(uint32_t v, const void *arg)
 {
 	return v == *(const uint32_t *)arg;
 }
@@ -445,7 +445,7 @@ CUresult shim_commit(struct shim_tx *tx)
 
 	s = &shim.slots[tx->slot];
 	t0 = mig_now_ns();
-	if (!shim_wait_server(&s->seq, seq_reached, &seq)) {
+	if (!shim_wait_server(&s->seq, shim_word_is, &seq)) {
 		shim_log(0, "the GPU server is gone");
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}

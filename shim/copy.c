@@ -151,17 +151,12 @@ static enum kind classify(uint64_t p, size_t n)
 	return K_HOST;
 }
 
-static bool ticket_done(uint32_t v, const void *arg)
-{
-	return v == *(const uint32_t *)arg;
-}
-
 /* Wait until chunk @c finished its last DMA; return that DMA's result. */
 static CUresult chunk_wait(uint32_t c)
 {
 	uint32_t want = shim.staging_ticket[c];
 
-	if (!shim_wait_server(&shim.hdr->staging_done[c], ticket_done, &want))
+	if (!shim_wait_server(&shim.hdr->staging_done[c], shim_word_is, &want))
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	return (CUresult)shim.hdr->staging_result[c];
 }

@@ -96,6 +96,8 @@ struct mig_reply_slot *shim_my_slot(void);
  * turn.  false once the server is gone. */
 bool shim_wait_server(struct mig_seqword *w,
 		      bool (*done)(uint32_t v, const void *arg), const void *arg);
+/* done() for shim_wait_server(): the word equals *(uint32_t *)@arg. */
+bool shim_word_is(uint32_t v, const void *arg);
 
 /* One-shot call: args in, reply data (up to @out_len bytes) out. */
 CUresult shim_call(uint16_t op, const void *args, uint32_t args_len,

@@ -207,19 +207,11 @@ static const char busy_ptx[] =
 	"	ret;\n"
 	"}\n";
 
-static uint64_t mono_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -253,7 +245,7 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 		    (r = cuModuleGetFunction(&fn, mod, "fixture_busy")))
 			return cu_fail(out, "loading fixture_busy", r);
 	}
-	start = mono_ns();
+	start = clock_ns(CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < n; i++) {
 		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
 			return cu_fail(out, "cuLaunchKernel", r);
@@ -264,7 +256,7 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 		if (!*late)
 			usleep(cpu_ms * 1000);
 	}
-	end = mono_ns();
+	end = clock_ns(CLOCK_MONOTONIC);
 	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",
 		 (unsigned long long)start, (unsigned long long)end);
 	return reply(out, buf);
@@ -288,14 +280,15 @@ int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 		return reply(out, "payload: N");
 	if ((r = context()) || (r = cuMemAlloc(&d, sizeof(buf))))
 		return cu_fail(out, "context or cuMemAlloc", r);
-	t0 = mono_ns();
-	cpu = thread_cpu_ns();
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	for (unsigned int i = 0; i < n; i++)
 		if ((r = cuMemcpyHtoD(d, buf, sizeof(buf))) ||
 		    (r = cuMemcpyDtoH(buf, d, sizeof(buf))))
 			return cu_fail(out, "copy", r);
 	snprintf(msg, sizeof(msg), "{\"ms\": %.3f, \"cpu_ms\": %.3f}",
-		 (mono_ns() - t0) / 1e6, (thread_cpu_ns() - cpu) / 1e6);
+		 (clock_ns(CLOCK_MONOTONIC) - t0) / 1e6,
+		 (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu) / 1e6);
 	cuMemFree(d);
 	return reply(out, msg);
 }
