@@ -54,6 +54,10 @@ then the ratios the issue's targets are about:
   mean request, overlap-cpu-copy vs native     (target <= 1.10)
   4 clients: max/min per-client throughput     (target <= 1.2)
 
+Each cell of an exclusive model also says, on stderr, the GPU turns' time
+and number per request: more than one turn per request means its GPU
+phase was cut, each cut costing it a turn of every waiter.
+
 --json FILE keeps every round's cells with each client's requests on a
 timeline (start, latency, time in the instance, the function's phases);
 --markdown FILE the tables; --plot FILE a PNG of the first table (needs
@@ -92,6 +96,7 @@ import daemonlib  # noqa: E402
 
 MODELS = ("time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy")
 HELD = "mignificent_partition_gpu_held_seconds_total"
+TURNS = "mignificent_partition_gpu_turns_total"
 UID_BASE, UID_COUNT = 1700000000, 65536  # the daemons' default range, then the next ones
 COLORS = {"native": "#888888", "time-sharing": "#4c72b0", "sequential": "#dd8452",
           "overlap-cpu": "#55a868", "overlap-cpu-copy": "#c44e52"}  # the same in every plot
@@ -312,9 +317,10 @@ class NativeClients:
                     p.wait()
 
 
-def summary(runs, held_s=None):
-    """A cell's figures from its clients' runs; @held_s: the GPU turns'
-    time over them (exclusive models), kept per request as gpu_ms."""
+def summary(runs, held_s=None, turns=None):
+    """A cell's figures from its clients' runs; @held_s and @turns: the GPU
+    turns' time and number over them (exclusive models), kept per request
+    as gpu_ms and turns (more than one: a request's GPU phase was cut)."""
     lat = [x for r in runs for x in r["ms"]]
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e9
     per_client = [len(r["ms"]) / ((r["end"] - r["start"]) / 1e9) for r in runs]
@@ -323,6 +329,8 @@ def summary(runs, held_s=None):
            "clients": per_client}
     if held_s:
         out["gpu_ms"] = held_s * 1e3 / len(lat)
+    if turns:
+        out["turns"] = turns / len(lat)
     ph = [p for r in runs for p in r.get("timings", ())]
     if ph:  # the function's own phases (ML functions)
         out["input_ms"] = statistics.mean(p[0] for p in ph)
@@ -540,16 +548,18 @@ def main(argv):
                    f"{threads} CPU threads each"
                    if any(w in ML for w in args.workloads) else ""))
 
-    def record(c, w, side, runs, held_s=None):
+    def record(c, w, side, runs, held_s=None, turns=None):
         """Keep a result, say it, and save what we have (a run cut short
         still leaves its numbers)."""
-        r = summary(runs, held_s)
+        r = summary(runs, held_s, turns)
         rounds[c][w].setdefault(side, []).append(r)
         results[c][w][side] = combine(rounds[c][w][side])
         inside = [x for run in runs for x in run.get("run_ms", ())]
         print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms"
               + (f" (in the instance {statistics.mean(inside):.1f}" if inside else "")
-              + (f", GPU turns {r['gpu_ms']:.1f})" if "gpu_ms" in r else ")" if inside else "")
+              + (f", GPU turns {r['gpu_ms']:.1f}" if "gpu_ms" in r else "")
+              + (f" ms, {r['turns']:.2f} per request" if "turns" in r else "")
+              + (")" if inside else "")
               + (f" [input {r['input_ms']:.1f}, inference {r['infer_ms']:.1f}]"
                  if "input_ms" in r else "")
               + ", "
@@ -576,9 +586,9 @@ def main(argv):
                 continue
             d, held = daemons[side], []
             runs = mig_clients(d, w, specs[w].get("body", b""), c, args.n, args.warmup,
-                               lambda: held.append(d.metric(HELD)))
+                               lambda: held.append((d.metric(HELD), d.metric(TURNS))))
             time.sleep(0.05)  # the last turn ends when its server sleeps
-            record(c, w, side, runs, d.metric(HELD) - held[0])
+            record(c, w, side, runs, d.metric(HELD) - held[0][0], d.metric(TURNS) - held[0][1])
 
     # One daemon per model for the whole run, each with a uid range of its
     # own; per workload, every side's clients are set up once (instances,

@@ -33,6 +33,7 @@ def test_sharing_benchmark_runs(tmp_path):
     # The arbiter's turns per request: the kernels' time under
     # overlap-cpu-copy, the whole request under sequential; none otherwise.
     assert 0 < cells["overlap-cpu-copy"]["gpu_ms"] < cells["sequential"]["gpu_ms"], cells
+    assert cells["overlap-cpu-copy"]["turns"] > 0, cells
     assert "gpu_ms" not in cells["time-sharing"], cells
     assert "GPU share" in out and "allows" in out, out
 
