@@ -205,6 +205,10 @@ static const char busy_ptx[] =
 	"	setp.lt.u64 %p, %rd4, %rd3;\n"
 	"	@%p bra LOOP;\n"
 	"	ret;\n"
+	"}\n"
+	".visible .entry fixture_empty(.param .u64 ns)\n"
+	"{\n"
+	"	ret;\n"
 	"}\n";
 
 static uint64_t clock_ns(clockid_t clock)
@@ -213,6 +217,17 @@ static uint64_t clock_ns(clockid_t clock)
 
 	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Kernel @name (fixture_busy or fixture_empty) of busy_ptx, loaded once. */
+static CUresult busy_kernel(const char *name, CUfunction *out)
+{
+	static CUmodule mod;
+	CUresult r;
+
+	if (!mod && (r = cuModuleLoadData(&mod, busy_ptx)))
+		return r;
+	return cuModuleGetFunction(out, mod, name);
 }
 
 /*
@@ -225,7 +240,7 @@ static uint64_t clock_ns(clockid_t clock)
  */
 int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 {
-	static CUfunction fn;
+	CUfunction fn;
 	unsigned int n = 0, gpu_ms = 0, cpu_ms = 0;
 	uint64_t ns, start, end;
 	void *args[] = { &ns };
@@ -238,13 +253,8 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 	ns = (uint64_t)gpu_ms * 1000000ull;
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	if (!fn) {
-		CUmodule mod;
-
-		if ((r = cuModuleLoadData(&mod, busy_ptx)) ||
-		    (r = cuModuleGetFunction(&fn, mod, "fixture_busy")))
-			return cu_fail(out, "loading fixture_busy", r);
-	}
+	if ((r = busy_kernel("fixture_busy", &fn)))
+		return cu_fail(out, "loading fixture_busy", r);
 	start = clock_ns(CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < n; i++) {
 		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
@@ -256,6 +266,46 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 		if (!*late)
 			usleep(cpu_ms * 1000);
 	}
+	end = clock_ns(CLOCK_MONOTONIC);
+	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",
+		 (unsigned long long)start, (unsigned long long)end);
+	return reply(out, buf);
+}
+
+/*
+ * gpu_launches "N GAP_US": a GPU phase whose launcher lags behind the GPU,
+ * as a framework's on a slow CPU: N launches of fixture_empty, each
+ * followed by GAP_US of CPU work (a spin, not a sleep, so that the gap is
+ * as long as asked) with no call, then one synchronize.  Answers
+ * {"start": ns, "end": ns} (CLOCK_MONOTONIC).
+ */
+int gpu_launches(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUfunction fn;
+	unsigned int n = 0, gap_us = 0;
+	uint64_t ns = 0, start, end;
+	void *args[] = { &ns };
+	char buf[96];
+	CUresult r;
+
+	if (sscanf(in->data ? in->data : "", "%u %u", &n, &gap_us) != 2)
+		return reply(out, "payload: N GAP_US");
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if ((r = busy_kernel("fixture_empty", &fn)))
+		return cu_fail(out, "loading fixture_empty", r);
+	start = clock_ns(CLOCK_MONOTONIC);
+	for (unsigned int i = 0; i < n; i++) {
+		uint64_t until;
+
+		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
+			return cu_fail(out, "cuLaunchKernel", r);
+		until = clock_ns(CLOCK_MONOTONIC) + gap_us * 1000ull;
+		while (clock_ns(CLOCK_MONOTONIC) < until)
+			;
+	}
+	if ((r = cuCtxSynchronize()))
+		return cu_fail(out, "cuCtxSynchronize", r);
 	end = clock_ns(CLOCK_MONOTONIC);
 	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",
 		 (unsigned long long)start, (unsigned long long)end);

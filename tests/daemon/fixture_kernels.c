@@ -2,7 +2,7 @@
  * fixture_kernels.c - host-test-double kernels of tests/daemon/fixture_fn.c
  * (gpud/host_kernels.h): fixture_fault stores to the address it is given,
  * which is 0, so it faults like the real kernel does on a GPU;
- * fixture_busy only keeps its stream busy.
+ * fixture_busy only keeps its stream busy; fixture_empty does nothing.
  */
 #include <stdint.h>
 
@@ -27,6 +27,7 @@ static int busy(const struct mig_host_launch *l, void **params)
 const struct mig_host_kernel mig_host_kernels[] = {
 	{ "fixture_fault", 1, { 8 }, fault, 0 },
 	{ "fixture_busy", 1, { 8 }, busy, 30000 },
+	{ "fixture_empty", 1, { 8 }, busy, 0 },
 	{ "fixture_hang", 1, { 8 }, busy, 60000000 },
 	{ 0 },
 };

@@ -745,21 +745,25 @@ def test_sharing_model_two_clients(harness, built, model, lo, hi, held):
 def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wait):
     """While another instance runs back-to-back 30 ms kernels, a client that
     only copies waits for turns under overlap-cpu (copies are exclusive
-    there) and does not under overlap-cpu-copy."""
+    there) and does not under overlap-cpu-copy.  Ten invocations of one
+    copy round trip each: under overlap-cpu each waits for a turn (the
+    kernel running then to end, at least); the time is the functions'."""
     h = harness(sharing=model)
     fixture(built, h, "kern", "gpu_phases", gpu=True, keep_alive_ms=60000)
     fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
     assert h.invoke("kern", "0 30 0")["status"] == 200
     assert h.invoke("copy", "1")["status"] == 200
-    h.go("k", "kern", "20 30 0")  # 600 ms of kernels, a sync after each
+    h.go("k", "kern", "40 30 0")  # 1.2 s of kernels, a sync after each
     time.sleep(0.1)
-    r = h.invoke("copy", "10")
-    assert r["status"] == 200, r
-    ms = json.loads(r["body"])["ms"]
+    ms = 0
+    for _ in range(10):
+        r = h.invoke("copy", "1")
+        assert r["status"] == 200, r
+        ms += json.loads(r["body"])["ms"]
     assert h.wait("k")["status"] == 200
     print(f"{model}: 10 copy round trips during the kernels took {ms:.1f} ms")
     if copies_wait:
-        assert ms >= 100, f"{model}: copies did not wait for a turn ({ms:.1f} ms)"
+        assert ms >= 60, f"{model}: copies did not wait for a turn ({ms:.1f} ms)"
     else:
         assert ms < 100, f"{model}: copies waited ({ms:.1f} ms)"
 
@@ -820,6 +824,27 @@ def test_a_holder_passes_the_turn_when_its_kernels_end(harness, built):
     print(f"the turn passed {[round(t, 1) for t in turns]} ms after the holder's launch")
     assert statistics.median(turns) < 42, \
         f"the turn passed {turns} ms after the holder's 30 ms kernel began"
+
+
+def test_a_launcher_behind_the_gpu_keeps_the_turn_through_its_phase(harness, built):
+    """A holder whose client launches slower than the GPU runs (100 us of
+    CPU between launches of an empty kernel, its stream idle in each gap,
+    as a framework's on a slow CPU) keeps the turn through its phase: one
+    turn for 500 launches, where it gave the turn back in every gap (and
+    with others waiting, each gap cost it a whole turn of theirs).  Counted
+    with nobody waiting: on the 2-core CI machine a waiter's own start
+    preempts the launcher for longer than the grace now and then."""
+    h = harness(sharing="overlap-cpu-copy")
+    fixture(built, h, "lag", "gpu_launches", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("lag", "1 0")["status"] == 200
+    turns = []
+    for _ in range(3):
+        before = h.cmd("turns")["grants"]
+        r = h.invoke("lag", "500 100")  # 500 launches 100 us apart: 50+ ms
+        assert r["status"] == 200, r
+        turns.append(h.cmd("turns")["grants"] - before)
+    print(f"turns per phase of 500 launches: {turns}")
+    assert statistics.median(turns) <= 10, f"the holder gave the turn back in its gaps: {turns}"
 
 
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
