@@ -220,7 +220,7 @@ static uint64_t clock_ns(clockid_t clock)
 }
 
 /* Kernel @name (fixture_busy or fixture_empty) of busy_ptx, loaded once. */
-static CUresult busy_kernel(const char *name, CUfunction *out)
+static CUresult fixture_kernel(const char *name, CUfunction *out)
 {
 	static CUmodule mod;
 	CUresult r;
@@ -253,7 +253,7 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 	ns = (uint64_t)gpu_ms * 1000000ull;
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	if ((r = busy_kernel("fixture_busy", &fn)))
+	if ((r = fixture_kernel("fixture_busy", &fn)))
 		return cu_fail(out, "loading fixture_busy", r);
 	start = clock_ns(CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < n; i++) {
@@ -292,7 +292,7 @@ int gpu_launches(const struct mig_payload *in, struct mig_payload *out)
 		return reply(out, "payload: N GAP_US");
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	if ((r = busy_kernel("fixture_empty", &fn)))
+	if ((r = fixture_kernel("fixture_empty", &fn)))
 		return cu_fail(out, "loading fixture_empty", r);
 	start = clock_ns(CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < n; i++) {
