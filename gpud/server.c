@@ -2422,7 +2422,8 @@ bool gpud_drain(struct gpud *g)
 			g->broken = 1;
 			return progress;
 		}
-		g->arb_last_call_queued = call_queued_gpu_work(&h);
+		if (g->arb_excl)
+			g->arb_last_call_queued = call_queued_gpu_work(&h);
 		head += h.size;
 		avail -= h.size;
 		g->head = head;

@@ -276,16 +276,15 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
  * gpu_launches "N GAP_US": a GPU phase whose launcher lags behind the GPU,
  * as a framework's on a slow CPU: N launches of fixture_empty, each
  * followed by GAP_US of CPU work (a spin, not a sleep, so that the gap is
- * as long as asked) with no call, then one synchronize.  Answers
- * {"start": ns, "end": ns} (CLOCK_MONOTONIC).
+ * as long as asked) with no call, then one synchronize.  Answers "ok"
+ * (the arbiter's count of turns is what tests look at).
  */
 int gpu_launches(const struct mig_payload *in, struct mig_payload *out)
 {
 	CUfunction fn;
 	unsigned int n = 0, gap_us = 0;
-	uint64_t ns = 0, start, end;
+	uint64_t ns = 0;
 	void *args[] = { &ns };
-	char buf[96];
 	CUresult r;
 
 	if (sscanf(in->data ? in->data : "", "%u %u", &n, &gap_us) != 2)
@@ -294,7 +293,6 @@ int gpu_launches(const struct mig_payload *in, struct mig_payload *out)
 		return cu_fail(out, "context", r);
 	if ((r = fixture_kernel("fixture_empty", &fn)))
 		return cu_fail(out, "loading fixture_empty", r);
-	start = clock_ns(CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t until;
 
@@ -306,10 +304,7 @@ int gpu_launches(const struct mig_payload *in, struct mig_payload *out)
 	}
 	if ((r = cuCtxSynchronize()))
 		return cu_fail(out, "cuCtxSynchronize", r);
-	end = clock_ns(CLOCK_MONOTONIC);
-	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",
-		 (unsigned long long)start, (unsigned long long)end);
-	return reply(out, buf);
+	return reply(out, "ok");
 }
 
 /*
