@@ -291,6 +291,13 @@ struct gpud {
 	} prof_op[MIG_OP_COUNT];
 	uint64_t prof_sleeps, prof_sleep_ns, prof_handoffs;
 	uint64_t prof_images, prof_image_bytes;
+	/* Turns given back, by the turn's length (< 0.5 ms, < 2 ms, more)
+	 * and by how soon the client asked again (< 100 us, < 250 us,
+	 * < 1 ms, later or never): a turn given back and asked for again
+	 * at once was cut in the middle of a GPU phase. */
+	uint64_t prof_turn_back[3][4];
+	uint64_t prof_turn_back_ns;  /* when the last one was given back */
+	int prof_turn_back_len;      /* and its length's row, -1: none */
 };
 
 int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,

@@ -95,6 +95,7 @@ int main(int argc, char **argv)
 	g.control_fd = -1;
 	snprintf(g.instance, sizeof(g.instance), "%d", (int)getpid());
 	g.profile = getenv("MIG_GPUD_PROFILE") && *getenv("MIG_GPUD_PROFILE") == '1';
+	g.prof_turn_back_len = -1;
 	if (getenv("MIG_GPUD_VERBOSE"))
 		g.verbose = atoi(getenv("MIG_GPUD_VERBOSE"));
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {

@@ -2155,10 +2155,20 @@ void gpud_profile_report(const struct gpud *g)
 	fprintf(stderr, "  images received %llu (%.1f MiB); module cache: %u loaded ahead, %u used, %u misses\n",
 		(unsigned long long)g->prof_images, g->prof_image_bytes / 1048576.0,
 		g->mc.preloaded, g->mc.hits, g->mc.misses);
-	if (g->arb)
-		fprintf(stderr, "  arbiter (%s): %llu turns taken, %.1f ms waited for them\n",
-			mig_sharing_name((int)g->arb->model),
-			(unsigned long long)g->arb_grants, g->arb_wait_ns / 1e6);
+	if (!g->arb)
+		return;
+	fprintf(stderr, "  arbiter (%s): %llu turns taken, %.1f ms waited for them\n",
+		mig_sharing_name((int)g->arb->model),
+		(unsigned long long)g->arb_grants, g->arb_wait_ns / 1e6);
+	fprintf(stderr, "  turns given back, by length (rows) and how soon asked for again: <100us <250us <1ms later\n");
+	for (int i = 0; i < 3; i++)
+		fprintf(stderr, "    %-7s %6llu %6llu %6llu %6llu\n",
+			(const char *[]){"<0.5ms", "<2ms", "longer"}[i],
+			(unsigned long long)g->prof_turn_back[i][0],
+			(unsigned long long)g->prof_turn_back[i][1],
+			(unsigned long long)g->prof_turn_back[i][2],
+			(unsigned long long)g->prof_turn_back[i][3] +
+				(g->prof_turn_back_len == i));
 }
 
 /* --- the arbiter: exclusive classes of calls ------------------------------ */
@@ -2279,8 +2289,26 @@ static void arb_tell_waiting(struct gpud *g, bool waiting)
 		mig_futex_wake(&g->hdr->req_head.value, 0x7fffffff);
 }
 
+/* Profile: a turn given back (@asked false) or the next one asked for. */
+static void prof_turn_back(struct gpud *g, uint64_t now, bool asked)
+{
+	uint64_t len = now - g->arb_held_since, gap = now - g->prof_turn_back_ns;
+
+	if (asked) {
+		if (g->prof_turn_back_len >= 0)
+			g->prof_turn_back[g->prof_turn_back_len][gap < 100000 ? 0 :
+				gap < 250000 ? 1 : gap < 1000000 ? 2 : 3]++;
+		g->prof_turn_back_len = -1;
+		return;
+	}
+	g->prof_turn_back_len = len < 500000 ? 0 : len < 2000000 ? 1 : 2;
+	g->prof_turn_back_ns = now;
+}
+
 static void arb_release(struct gpud *g)
 {
+	if (g->profile && g->arb_held)
+		prof_turn_back(g, mig_now_ns(), false);
 	mig_arb_release(g->arb, g->arb_ticket);
 	g->arb_held = g->arb_ticket_taken = false;
 }
@@ -2310,6 +2338,8 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 			return true; /* cannot happen with < 1024 servers */
 		g->arb_ticket_taken = true;
 		g->arb_waits++;
+		if (g->profile)
+			prof_turn_back(g, mig_now_ns(), true);
 	}
 	if (!mig_arb_granted(g->arb, g->arb_ticket, g->arb_id)) {
 		arb_tell_waiting(g, true);

@@ -479,6 +479,10 @@ def main(argv):
                     help="OMP_NUM_THREADS of the ML functions (default: CPUs / "
                          "the largest client count)")
     ap.add_argument("--json")
+    ap.add_argument("--logs", metavar="DIR",
+                    help="keep each daemon's log (its GPU servers' too) as DIR/MODEL.log; "
+                    "with MIG_GPUD_PROFILE=1 in the environment they end with each "
+                    "server's profile, its arbiter turns included")
     ap.add_argument("--markdown")
     ap.add_argument("--plot")
     ap.add_argument("--replot", metavar="JSON",
@@ -625,6 +629,9 @@ def main(argv):
     finally:
         for d in daemons.values():
             d.stop()
+            if args.logs:
+                os.makedirs(args.logs, exist_ok=True)
+                shutil.copyfile(d.log_path, os.path.join(args.logs, f"{d.name}.log"))
     shutil.rmtree(workdir, ignore_errors=True)
     text, md = tables(results, args, header())
     print(text)
