@@ -89,19 +89,40 @@ void mig_arb_init(struct mig_arbiter *a, int model)
 	a->model = (uint32_t)model;
 }
 
-uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
+#define SLOT(a, t) (&(a)->ticket[(t) % MIG_ARB_SLOTS])
+
+static bool outstanding(const struct mig_arbiter *a, uint32_t t)
+{
+	return SLOT(a, t)->live == t + 1;
+}
+
+/* Forget ticket @t; @oldest moves past the tickets no longer outstanding.
+ * Under the lock. */
+static void retire(struct mig_arbiter *a, uint32_t t)
+{
+	SLOT(a, t)->live = 0;
+	while (a->oldest != a->next && !outstanding(a, a->oldest))
+		a->oldest++;
+}
+
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, uint64_t service_ns)
 {
 	uint32_t t;
 
 	lock(a);
 	t = a->next;
-	if (t - mig_load_relaxed(&a->serving) >= MIG_ARB_SLOTS) {
+	if (t - a->oldest >= MIG_ARB_SLOTS) {
 		unlock(a);
 		return ~0u;
 	}
-	a->owner[t % MIG_ARB_SLOTS] = id;
-	a->abandoned[t % MIG_ARB_SLOTS] = 0;
+	SLOT(a, t)->owner = id;
+	SLOT(a, t)->service = service_ns > a->floor ? service_ns : a->floor;
+	SLOT(a, t)->live = t + 1;
 	a->next = t + 1;
+	if (a->serving == t) /* none was granted: @serving names ours now */
+		a->floor = SLOT(a, t)->service;
+	else
+		a->waiting++;
 	unlock(a);
 	return t;
 }
@@ -141,34 +162,44 @@ bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
 
 uint32_t mig_arb_waiting(const struct mig_arbiter *a)
 {
-	uint32_t n = mig_load_relaxed(&a->next) - mig_load_relaxed(&a->serving);
-
-	return n ? n - 1 : 0;
+	return mig_load_relaxed(&a->waiting);
 }
 
-/* Serve the next ticket that still has an owner.  Under the lock. */
-static void advance(struct mig_arbiter *a)
+/* The granted ticket is gone: grant the outstanding ticket with the least
+ * service (the oldest among equals; the oldest of all once it has waited
+ * half the slots' worth of tickets), or none.  Under the lock. */
+static void grant_next(struct mig_arbiter *a)
 {
-	uint32_t s = a->serving + 1;
+	uint32_t best = a->next;
 
 	if (a->holder)
 		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
-	while (s != a->next &&
-	       a->abandoned[s % MIG_ARB_SLOTS] == s + 1) {
-		a->abandoned[s % MIG_ARB_SLOTS] = 0;
-		s++;
-	}
 	a->holder = 0;
-	mig_store_release(&a->serving, s);
+	for (uint32_t t = a->oldest; t != a->next; t++) {
+		if (!outstanding(a, t))
+			continue;
+		if (best == a->next || SLOT(a, t)->service < SLOT(a, best)->service)
+			best = t;
+		if (a->next - t >= MIG_ARB_SLOTS / 2) /* waited long enough */
+			break;
+	}
+	if (best != a->next) {
+		a->floor = SLOT(a, best)->service;
+		a->waiting--;
+	}
+	mig_store_release(&a->serving, best);
 }
 
 void mig_arb_release(struct mig_arbiter *a, uint32_t t)
 {
 	lock(a);
-	if (t == a->serving)
-		advance(a);
-	else if (t - a->serving < a->next - a->serving)
-		a->abandoned[t % MIG_ARB_SLOTS] = t + 1;
+	if (outstanding(a, t)) {
+		retire(a, t);
+		if (t == a->serving)
+			grant_next(a);
+		else
+			a->waiting--;
+	}
 	unlock(a);
 	mig_futex_wake(&a->serving, 0x7fffffff);
 }
@@ -178,16 +209,17 @@ void mig_arb_abandon(struct mig_arbiter *a, uint32_t id)
 	bool served = false;
 
 	lock(a);
-	for (uint32_t t = a->serving; t != a->next; t++) {
-		if (a->owner[t % MIG_ARB_SLOTS] != id)
+	for (uint32_t t = a->oldest; t != a->next; t++) {
+		if (!outstanding(a, t) || SLOT(a, t)->owner != id)
 			continue;
+		retire(a, t);
 		if (t == a->serving)
 			served = true;
 		else
-			a->abandoned[t % MIG_ARB_SLOTS] = t + 1;
+			a->waiting--;
 	}
 	if (served)
-		advance(a);
+		grant_next(a);
 	unlock(a);
 	mig_futex_wake(&a->serving, 0x7fffffff);
 }

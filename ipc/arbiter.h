@@ -1,6 +1,6 @@
 /*
- * arbiter.h - who may use a partition's GPU now: a fair ticket lock in a
- * page shared by the daemon and the GPU servers of one partition.
+ * arbiter.h - who may use a partition's GPU now: a fair lock in a page
+ * shared by the daemon and the GPU servers of one partition.
  *
  * The daemon creates one page per partition (a memfd) and sets its sharing
  * model; every mig-gpud of the partition maps it (--arbiter-fd).  A server
@@ -9,20 +9,31 @@
  * overlap-cpu-copy) takes a ticket and holds the call back, without
  * reordering anything behind it, until its ticket is served.  It releases
  * the grant once its GPU work has completed and it is idle or has held long
- * enough while others wait (gpud/server.c says when).  Tickets are served
- * in the order they were taken: with any number of servers none starves.
- * For "sequential" the daemon itself takes a ticket around each invocation.
+ * enough while others wait (gpud/server.c says when).  For "sequential" the
+ * daemon itself takes a ticket around each invocation.
+ *
+ * Order: fair share of the GPU's time.  A ticket carries its taker's
+ * service (the time its turns have lasted so far, gpud/server.c), raised to
+ * the service of the last ticket granted, and the release serves the
+ * waiting ticket with the least, the oldest among equals.  Takers that pass
+ * no service (the daemon's) are so served in the order they came.  A
+ * server whose turn was cut short, or whose client needs the GPU less,
+ * comes before those that had more; one that asks after a long pause comes
+ * in with the others' service, so that it cannot claim the time it did not
+ * ask for.  The least service rises with every grant, so none starves; a
+ * ticket left waiting for half of MIG_ARB_SLOTS grants is served next
+ * whatever its service.
  *
  * A server that dies with a ticket (held or waiting) would stall the rest:
  * the daemon, which sees every server's exit, abandons its tickets
- * (mig_arb_abandon()), and serving skips abandoned tickets.  The page is
- * written only by the daemon and our GPU servers, never by a client.
+ * (mig_arb_abandon()).  The page is written only by the daemon and our GPU
+ * servers, never by a client.
  *
  * Memory ordering: @serving is the futex word; a release stores it with
  * release semantics after the holder's GPU work completed, a waiter loads
- * it with acquire semantics.  Slow-path changes of @serving, @next and the
- * slot arrays happen under @lock, a spinlock whose owner's pid is stored
- * so that a lock left by a killed process is taken over.
+ * it with acquire semantics.  Every change of @serving and of the tickets
+ * happens under @lock, a spinlock whose owner's pid is stored so that a
+ * lock left by a killed process is taken over.
  */
 #ifndef MIG_IPC_ARBITER_H
 #define MIG_IPC_ARBITER_H
@@ -31,7 +42,7 @@
 #include <stdint.h>
 
 #define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
-#define MIG_ARB_VERSION 2
+#define MIG_ARB_VERSION 3
 #define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
 
 enum mig_sharing {
@@ -53,15 +64,22 @@ struct mig_arbiter {
 	uint32_t model;          /* enum mig_sharing; set by the daemon */
 	uint32_t lock;           /* 0 free, else the owner's pid */
 	uint32_t next;           /* next ticket to hand out */
-	uint32_t serving;        /* futex word: the ticket granted now */
+	uint32_t serving;        /* futex word: the ticket granted now, @next
+				    when none is */
+	uint32_t oldest;         /* no ticket before it is outstanding */
+	uint32_t waiting;        /* tickets outstanding besides the granted */
 	uint32_t holder;         /* id of the holder once it noticed, 0 none */
 	uint32_t pad;
+	uint64_t floor;          /* service of the last ticket granted */
 	uint64_t grant_ns;       /* CLOCK_MONOTONIC of the current grant */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
 				    holder noticed it to its release */
-	uint32_t owner[MIG_ARB_SLOTS];     /* id that took ticket t (t % SLOTS) */
-	uint32_t abandoned[MIG_ARB_SLOTS]; /* t + 1 once t's owner is gone */
+	struct {
+		uint32_t live;   /* t + 1 while ticket t is outstanding */
+		uint32_t owner;  /* the id that took it */
+		uint64_t service;
+	} ticket[MIG_ARB_SLOTS]; /* ticket t at t % MIG_ARB_SLOTS */
 };
 
 /* Parse "time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy";
@@ -73,8 +91,9 @@ unsigned int mig_sharing_exclusive(int model);
 
 /* Initialize a zeroed page. */
 void mig_arb_init(struct mig_arbiter *a, int model);
-/* A ticket for @id (nonzero); ~0u when MIG_ARB_SLOTS are outstanding. */
-uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id);
+/* A ticket for @id (nonzero) whose taker has had @service_ns of turns (0:
+ * served in order of taking); ~0u when MIG_ARB_SLOTS are outstanding. */
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, uint64_t service_ns);
 /* Is ticket @t served?  If so, the caller holds the GPU: it records
  * itself as holder (once). */
 bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id);
