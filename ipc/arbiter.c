@@ -93,7 +93,7 @@ void mig_arb_init(struct mig_arbiter *a, int model)
 
 static bool outstanding(const struct mig_arbiter *a, uint32_t t)
 {
-	return SLOT(a, t)->live == t + 1;
+	return SLOT(a, t)->live && SLOT(a, t)->num == t;
 }
 
 /* Forget ticket @t; @oldest moves past the tickets no longer outstanding.
@@ -117,7 +117,8 @@ uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, uint64_t service_ns)
 	}
 	SLOT(a, t)->owner = id;
 	SLOT(a, t)->service = service_ns > a->floor ? service_ns : a->floor;
-	SLOT(a, t)->live = t + 1;
+	SLOT(a, t)->num = t;
+	SLOT(a, t)->live = 1;
 	a->next = t + 1;
 	if (a->serving == t) /* none was granted: @serving names ours now */
 		a->floor = SLOT(a, t)->service;

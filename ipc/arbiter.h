@@ -76,8 +76,10 @@ struct mig_arbiter {
 	uint64_t held_ns;        /* statistics: grants' time, from when each
 				    holder noticed it to its release */
 	struct {
-		uint32_t live;   /* t + 1 while ticket t is outstanding */
+		uint32_t num;    /* the ticket in the slot */
+		uint32_t live;   /* 1 while it is outstanding */
 		uint32_t owner;  /* the id that took it */
+		uint32_t pad;
 		uint64_t service;
 	} ticket[MIG_ARB_SLOTS]; /* ticket t at t % MIG_ARB_SLOTS */
 };

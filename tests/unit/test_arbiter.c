@@ -177,6 +177,31 @@ static void test_no_ticket_waits_forever(void **state)
 	munmap(a, sizeof(*a));
 }
 
+/* Ticket numbers wrap (after 2^32 turns: weeks of a busy node). */
+static void test_ticket_numbers_wrap(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU_COPY);
+	uint32_t t1, t2, t3;
+
+	(void)state;
+	a->next = a->serving = a->oldest = 0xfffffffeu;
+	t1 = mig_arb_take(a, 1, 0);
+	t2 = mig_arb_take(a, 2, 0);
+	t3 = mig_arb_take(a, 3, 0);
+	assert_int_equal(t2, 0xffffffffu);
+	assert_int_equal(t3, 0);
+	assert_true(mig_arb_granted(a, t1, 1));
+	mig_arb_release(a, t1);
+	assert_true(mig_arb_granted(a, t2, 2));
+	mig_arb_release(a, t2);
+	assert_true(mig_arb_granted(a, t3, 3));
+	mig_arb_release(a, t3);
+	assert_int_equal(a->serving, a->next);
+	assert_int_equal(a->oldest, a->next);
+	assert_int_equal(mig_arb_waiting(a), 0);
+	munmap(a, sizeof(*a));
+}
+
 static void test_lock_of_a_killed_process_is_taken_over(void **state)
 {
 	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU);
@@ -246,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_least_served_first),
 		cmocka_unit_test(test_a_late_comer_starts_at_the_others_service),
 		cmocka_unit_test(test_no_ticket_waits_forever),
+		cmocka_unit_test(test_ticket_numbers_wrap),
 		cmocka_unit_test(test_lock_of_a_killed_process_is_taken_over),
 		cmocka_unit_test(test_exclusion_between_processes),
 	};
