@@ -97,6 +97,13 @@ static void test_abandon(void **state)
 	munmap(a, sizeof(*a));
 }
 
+/* Release @t; ticket @next (of @id) is granted. */
+static void passes_to(struct mig_arbiter *a, uint32_t t, uint32_t next, uint32_t id)
+{
+	mig_arb_release(a, t);
+	assert_true(mig_arb_granted(a, next, id));
+}
+
 /* The waiting ticket with the least service goes first; among equals the
  * oldest; the daemon's tickets (service 0) in the order they came. */
 static void test_least_served_first(void **state)
@@ -111,14 +118,11 @@ static void test_least_served_first(void **state)
 	t4 = mig_arb_take(a, 4, 1000000);
 	assert_true(mig_arb_granted(a, t1, 1));
 	assert_int_equal(mig_arb_waiting(a), 3);
-	mig_arb_release(a, t1);
-	assert_true(mig_arb_granted(a, t3, 3)); /* 1 ms before 5 ms */
+	passes_to(a, t1, t3, 3); /* 1 ms before 5 ms */
 	assert_false(mig_arb_granted(a, t2, 2));
 	assert_int_equal(mig_arb_waiting(a), 2);
-	mig_arb_release(a, t3);
-	assert_true(mig_arb_granted(a, t4, 4)); /* the other 1 ms */
-	mig_arb_release(a, t4);
-	assert_true(mig_arb_granted(a, t2, 2));
+	passes_to(a, t3, t4, 4); /* the other 1 ms */
+	passes_to(a, t4, t2, 2);
 	mig_arb_release(a, t2);
 	assert_int_equal(a->serving, a->next);
 	assert_int_equal(mig_arb_waiting(a), 0);
@@ -136,18 +140,14 @@ static void test_a_late_comer_starts_at_the_others_service(void **state)
 	(void)state;
 	t1 = mig_arb_take(a, 1, 0);
 	t2 = mig_arb_take(a, 2, 5000000);
-	mig_arb_release(a, t1);
-	assert_true(mig_arb_granted(a, t2, 2)); /* the floor is now 5 ms */
+	passes_to(a, t1, t2, 2); /* the floor is now 5 ms */
 	t3 = mig_arb_take(a, 3, 7000000);
 	t4 = mig_arb_take(a, 4, 0);              /* new: at 5 ms */
 	t5 = mig_arb_take(a, 1, 4000000);        /* back: at 5 ms */
 	assert_int_equal(a->ticket[t4 % MIG_ARB_SLOTS].service, 5000000);
-	mig_arb_release(a, t2);
-	assert_true(mig_arb_granted(a, t4, 4));
-	mig_arb_release(a, t4);
-	assert_true(mig_arb_granted(a, t5, 1));
-	mig_arb_release(a, t5);
-	assert_true(mig_arb_granted(a, t3, 3));
+	passes_to(a, t2, t4, 4);
+	passes_to(a, t4, t5, 1);
+	passes_to(a, t5, t3, 3);
 	mig_arb_release(a, t3);
 	munmap(a, sizeof(*a));
 }
@@ -170,8 +170,7 @@ static void test_no_ticket_waits_forever(void **state)
 		assert_true(++n < MIG_ARB_SLOTS);
 	}
 	assert_int_equal(n, MIG_ARB_SLOTS / 2 - 1);
-	mig_arb_release(a, starved);
-	assert_true(mig_arb_granted(a, held, 3));
+	passes_to(a, starved, held, 3);
 	mig_arb_release(a, held);
 	assert_int_equal(a->serving, a->next);
 	munmap(a, sizeof(*a));
@@ -191,10 +190,8 @@ static void test_ticket_numbers_wrap(void **state)
 	assert_int_equal(t2, 0xffffffffu);
 	assert_int_equal(t3, 0);
 	assert_true(mig_arb_granted(a, t1, 1));
-	mig_arb_release(a, t1);
-	assert_true(mig_arb_granted(a, t2, 2));
-	mig_arb_release(a, t2);
-	assert_true(mig_arb_granted(a, t3, 3));
+	passes_to(a, t1, t2, 2);
+	passes_to(a, t2, t3, 3);
 	mig_arb_release(a, t3);
 	assert_int_equal(a->serving, a->next);
 	assert_int_equal(a->oldest, a->next);
