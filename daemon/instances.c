@@ -2213,7 +2213,7 @@ static enum run_end run(struct im *im, struct inst *in,
 	if (in->part->arb && in->srv &&
 	    in->part->arb->model == MIG_SHARING_SEQUENTIAL) {
 		seq = in->part->arb;
-		ticket = mig_arb_take(seq, in->srv->num, 0); /* in order */
+		ticket = mig_arb_take(seq, in->srv->num);
 		if (ticket == ~0u) {
 			seq = NULL;
 		} else if (!mig_arb_wait(seq, ticket, in->srv->num,

@@ -262,8 +262,6 @@ struct gpud {
 	bool arb_told_waiting; /* hdr->turn_wait is 1 (as we last wrote it) */
 	uint32_t arb_ticket;
 	uint64_t arb_held_since;
-	uint64_t arb_service_ns;    /* our turns' time so far: the arbiter
-				       serves the least served first */
 	uint64_t arb_last_call_ns;  /* holding: when the client's last call came */
 	bool arb_last_call_queued;  /* ... and whether it queued GPU work */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */

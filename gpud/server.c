@@ -2307,13 +2307,8 @@ static void prof_turn_back(struct gpud *g, uint64_t now, bool asked)
 
 static void arb_release(struct gpud *g)
 {
-	if (g->arb_held) {
-		uint64_t now = mig_now_ns();
-
-		g->arb_service_ns += now - g->arb_held_since;
-		if (g->profile)
-			prof_turn_back(g, now, false);
-	}
+	if (g->profile && g->arb_held)
+		prof_turn_back(g, mig_now_ns(), false);
 	mig_arb_release(g->arb, g->arb_ticket);
 	g->arb_held = g->arb_ticket_taken = false;
 }
@@ -2338,7 +2333,7 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 		return true;
 	}
 	if (!g->arb_ticket_taken) {
-		g->arb_ticket = mig_arb_take(g->arb, g->arb_id, g->arb_service_ns);
+		g->arb_ticket = mig_arb_take(g->arb, g->arb_id);
 		if (g->arb_ticket == ~0u)
 			return true; /* cannot happen with < 1024 servers */
 		g->arb_ticket_taken = true;

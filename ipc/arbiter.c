@@ -105,7 +105,7 @@ static void retire(struct mig_arbiter *a, uint32_t t)
 		a->oldest++;
 }
 
-uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, uint64_t service_ns)
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
 {
 	uint32_t t;
 
@@ -116,13 +116,10 @@ uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, uint64_t service_ns)
 		return ~0u;
 	}
 	SLOT(a, t)->owner = id;
-	SLOT(a, t)->service = service_ns > a->floor ? service_ns : a->floor;
 	SLOT(a, t)->num = t;
 	SLOT(a, t)->live = 1;
 	a->next = t + 1;
-	if (a->serving == t) /* none was granted: @serving names ours now */
-		a->floor = SLOT(a, t)->service;
-	else
+	if (a->serving != t) /* else none was granted: @serving names ours */
 		a->waiting++;
 	unlock(a);
 	return t;
@@ -166,29 +163,16 @@ uint32_t mig_arb_waiting(const struct mig_arbiter *a)
 	return mig_load_relaxed(&a->waiting);
 }
 
-/* The granted ticket is gone: grant the outstanding ticket with the least
- * service (the oldest among equals; the oldest of all once it has waited
- * half the slots' worth of tickets), or none.  Under the lock. */
+/* The granted ticket is gone (retired): grant the oldest outstanding one,
+ * or none.  Under the lock. */
 static void grant_next(struct mig_arbiter *a)
 {
-	uint32_t best = a->next;
-
 	if (a->holder)
 		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
 	a->holder = 0;
-	for (uint32_t t = a->oldest; t != a->next; t++) {
-		if (!outstanding(a, t))
-			continue;
-		if (best == a->next || SLOT(a, t)->service < SLOT(a, best)->service)
-			best = t;
-		if (a->next - t >= MIG_ARB_SLOTS / 2) /* waited long enough */
-			break;
-	}
-	if (best != a->next) {
-		a->floor = SLOT(a, best)->service;
+	if (a->oldest != a->next)
 		a->waiting--;
-	}
-	mig_store_release(&a->serving, best);
+	mig_store_release(&a->serving, a->oldest);
 }
 
 void mig_arb_release(struct mig_arbiter *a, uint32_t t)

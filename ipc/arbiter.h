@@ -1,5 +1,5 @@
 /*
- * arbiter.h - who may use a partition's GPU now: a fair lock in a page
+ * arbiter.h - who may use a partition's GPU now: a ticket lock in a page
  * shared by the daemon and the GPU servers of one partition.
  *
  * The daemon creates one page per partition (a memfd) and sets its sharing
@@ -12,17 +12,11 @@
  * enough while others wait (gpud/server.c says when).  For "sequential" the
  * daemon itself takes a ticket around each invocation.
  *
- * Order: fair share of the GPU's time.  A ticket carries its taker's
- * service (the time its turns have lasted so far, gpud/server.c), raised to
- * the service of the last ticket granted, and the release serves the
- * waiting ticket with the least, the oldest among equals.  Takers that pass
- * no service (the daemon's) are so served in the order they came.  A
- * server whose turn was cut short, or whose client needs the GPU less,
- * comes before those that had more; one that asks after a long pause comes
- * in with the others' service, so that it cannot claim the time it did not
- * ask for.  The least service rises with every grant, so none starves; a
- * ticket left waiting for half of MIG_ARB_SLOTS grants is served next
- * whatever its service.
+ * Tickets are served in the order they were taken: with any number of
+ * servers none starves, and none waits for more than one turn of each
+ * other.  (Serving the least served first instead, so that a server whose
+ * turn was cut inside its GPU phase would go next, was measured on the
+ * H200 and left: see docs/benchmarks.md, "Cut turns".)
  *
  * A server that dies with a ticket (held or waiting) would stall the rest:
  * the daemon, which sees every server's exit, abandons its tickets
@@ -66,11 +60,10 @@ struct mig_arbiter {
 	uint32_t next;           /* next ticket to hand out */
 	uint32_t serving;        /* futex word: the ticket granted now, @next
 				    when none is */
-	uint32_t oldest;         /* no ticket before it is outstanding */
+	uint32_t oldest;         /* the oldest outstanding ticket, or @next */
 	uint32_t waiting;        /* tickets outstanding besides the granted */
 	uint32_t holder;         /* id of the holder once it noticed, 0 none */
 	uint32_t pad;
-	uint64_t floor;          /* service of the last ticket granted */
 	uint64_t grant_ns;       /* CLOCK_MONOTONIC of the current grant */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
@@ -79,8 +72,6 @@ struct mig_arbiter {
 		uint32_t num;    /* the ticket in the slot */
 		uint32_t live;   /* 1 while it is outstanding */
 		uint32_t owner;  /* the id that took it */
-		uint32_t pad;
-		uint64_t service;
 	} ticket[MIG_ARB_SLOTS]; /* ticket t at t % MIG_ARB_SLOTS */
 };
 
@@ -93,9 +84,8 @@ unsigned int mig_sharing_exclusive(int model);
 
 /* Initialize a zeroed page. */
 void mig_arb_init(struct mig_arbiter *a, int model);
-/* A ticket for @id (nonzero) whose taker has had @service_ns of turns (0:
- * served in order of taking); ~0u when MIG_ARB_SLOTS are outstanding. */
-uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, uint64_t service_ns);
+/* A ticket for @id (nonzero); ~0u when MIG_ARB_SLOTS are outstanding. */
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id);
 /* Is ticket @t served?  If so, the caller holds the GPU: it records
  * itself as holder (once). */
 bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id);

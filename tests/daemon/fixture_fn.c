@@ -231,30 +231,25 @@ static CUresult fixture_kernel(const char *name, CUfunction *out)
 }
 
 /*
- * gpu_phases "N GPU_MS CPU_MS [late|xK]": N times a kernel busy for GPU_MS
- * (30 ms on the test double), a synchronize, then CPU_MS of CPU work (a
- * sleep); with "late", the CPU work comes between the launch and the
- * synchronize (the client makes no call while its kernel runs and after);
- * with "xK", each phase launches K such kernels back to back.
+ * gpu_phases "N GPU_MS CPU_MS [late]": N times a kernel busy for GPU_MS (30
+ * ms on the test double), a synchronize, then CPU_MS of CPU work (a sleep);
+ * with "late", the CPU work comes between the launch and the synchronize
+ * (the client makes no call while its kernel runs and after).
  * Answers {"start": ns, "end": ns} (CLOCK_MONOTONIC, comparable between
  * instances).
  */
 int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 {
 	CUfunction fn;
-	unsigned int n = 0, gpu_ms = 0, cpu_ms = 0, k = 1;
+	unsigned int n = 0, gpu_ms = 0, cpu_ms = 0;
 	uint64_t ns, start, end;
 	void *args[] = { &ns };
-	char buf[96], late[8] = "", x;
+	char buf[96], late[8] = "";
 	CUresult r;
 
 	if (sscanf(in->data ? in->data : "", "%u %u %u %7s", &n, &gpu_ms, &cpu_ms,
-		   late) < 3 ||
-	    (*late && strcmp(late, "late") &&
-	     (sscanf(late, "x%u%c", &k, &x) != 1 || !k || k > 64)))
-		return reply(out, "payload: N GPU_MS CPU_MS [late|xK]");
-	if (*late == 'x')
-		*late = 0;
+		   late) < 3 || (*late && strcmp(late, "late")))
+		return reply(out, "payload: N GPU_MS CPU_MS [late]");
 	ns = (uint64_t)gpu_ms * 1000000ull;
 	if ((r = context()))
 		return cu_fail(out, "context", r);
@@ -262,9 +257,8 @@ int gpu_phases(const struct mig_payload *in, struct mig_payload *out)
 		return cu_fail(out, "loading fixture_busy", r);
 	start = clock_ns(CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < n; i++) {
-		for (unsigned int j = 0; j < k; j++)
-			if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
-				return cu_fail(out, "cuLaunchKernel", r);
+		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
+			return cu_fail(out, "cuLaunchKernel", r);
 		if (*late)
 			usleep(cpu_ms * 1000);
 		if ((r = cuCtxSynchronize()))
