@@ -54,9 +54,11 @@ then the ratios the issue's targets are about:
   mean request, overlap-cpu-copy vs native     (target <= 1.10)
   4 clients: max/min per-client throughput     (target <= 1.2)
 
-Each cell of an exclusive model also says, on stderr, the GPU turns' time
-and number per request: more than one turn per request means its GPU
-phase was cut, each cut costing it a turn of every waiter.
+Each cell also says, on stderr, its 99th percentile and longest request
+(where waits for the GPU's turn show first) and, for an exclusive model,
+the GPU turns' time and number per request: more than one turn per
+request means its GPU phase was cut, each cut costing it a turn of every
+waiter.
 
 --json FILE keeps every round's cells with each client's requests on a
 timeline (start, latency, time in the instance, the function's phases);
@@ -324,7 +326,9 @@ def summary(runs, held_s=None, turns=None):
     lat = [x for r in runs for x in r["ms"]]
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e9
     per_client = [len(r["ms"]) / ((r["end"] - r["start"]) / 1e9) for r in runs]
+    ranked = sorted(lat)
     out = {"mean": statistics.mean(lat), "std": statistics.pstdev(lat),
+           "p99": ranked[min(len(ranked) - 1, int(0.99 * len(ranked)))], "max": ranked[-1],
            "throughput": len(lat) / span, "fairness": max(per_client) / min(per_client),
            "clients": per_client}
     if held_s:
@@ -559,7 +563,8 @@ def main(argv):
         rounds[c][w].setdefault(side, []).append(r)
         results[c][w][side] = combine(rounds[c][w][side])
         inside = [x for run in runs for x in run.get("run_ms", ())]
-        print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms"
+        print(f"  {side}, {w}, {c} clients: {r['mean']:.1f} +- {r['std']:.1f} ms "
+              f"(p99 {r['p99']:.1f}, longest {r['max']:.1f})"
               + (f" (in the instance {statistics.mean(inside):.1f}" if inside else "")
               + (f", GPU turns {r['gpu_ms']:.1f}" if "gpu_ms" in r else "")
               + (f" ms, {r['turns']:.2f} per request" if "turns" in r else "")

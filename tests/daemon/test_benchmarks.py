@@ -24,7 +24,7 @@ def test_sharing_benchmark_runs(tmp_path):
         pytest.skip("examples/rodinia was not built (no nvcc)")
     out = _run(["bench/sharing/run.py", "--backend", "host", "--isolation", "bare",
                 "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
-                "--rounds", "2",
+                "--rounds", "2", "--logs", str(tmp_path / "logs"),
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
     assert "medians of 2 rounds" in out, out
@@ -36,6 +36,11 @@ def test_sharing_benchmark_runs(tmp_path):
     assert cells["overlap-cpu-copy"]["turns"] > 0, cells
     assert "gpu_ms" not in cells["time-sharing"], cells
     assert "GPU share" in out and "allows" in out, out
+    for c in cells.values():  # the tail: medians of the rounds' p99 and longest
+        assert 0 < c["p99"] <= c["max"], c
+    logs = {p.name for p in (tmp_path / "logs").iterdir()}
+    assert logs == {f"{m}.log" for m in cells}, logs
+    assert "listening on" in (tmp_path / "logs" / "sequential.log").read_text()
 
 
 def test_lukewarm_benchmark_runs(tmp_path):
