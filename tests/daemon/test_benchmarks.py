@@ -105,6 +105,14 @@ def test_native_client_reports_a_functions_phases(tmp_path):
     assert "requests" not in sharing.combine([s, s])
     assert sharing.phases(b'{"timings_ms": {"input": 1, "inference": 2}}') == [1.0, 2.0]
     assert sharing.phases(b"not json") is None and sharing.phases(b'{"top": [1]}') is None
+    # The spread the requests' variance alone makes: none for equal
+    # requests; with half of them 5x as long, 20 per client differ by
+    # chance; the same draws every time (seeded).
+    assert sharing.spread_if_alike([[10.0] * 20] * 4) == (1.0, 1.0)
+    mixed = [[10.0, 50.0] * 10] * 4
+    med, p90 = sharing.spread_if_alike(mixed)
+    assert 1.05 < med < p90 < 2 and (med, p90) == sharing.spread_if_alike(mixed), (med, p90)
+    assert sharing.spread_if_alike([[10.0] * 20]) == (1.0, 1.0)  # one client
 
 
 def test_native_clients_serve_one_request_at_a_time(tmp_path):
