@@ -120,7 +120,7 @@ uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
 	SLOT(a, t)->live = 1;
 	a->next = t + 1;
 	if (a->serving != t) /* else none was granted: @serving names ours */
-		a->waiting++;
+		mig_store_relaxed(&a->waiting, a->waiting + 1);
 	unlock(a);
 	return t;
 }
@@ -171,7 +171,7 @@ static void grant_next(struct mig_arbiter *a)
 		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
 	a->holder = 0;
 	if (a->oldest != a->next)
-		a->waiting--;
+		mig_store_relaxed(&a->waiting, a->waiting - 1);
 	mig_store_release(&a->serving, a->oldest);
 }
 
@@ -183,7 +183,7 @@ void mig_arb_release(struct mig_arbiter *a, uint32_t t)
 		if (t == a->serving)
 			grant_next(a);
 		else
-			a->waiting--;
+			mig_store_relaxed(&a->waiting, a->waiting - 1);
 	}
 	unlock(a);
 	mig_futex_wake(&a->serving, 0x7fffffff);
@@ -201,7 +201,7 @@ void mig_arb_abandon(struct mig_arbiter *a, uint32_t id)
 		if (t == a->serving)
 			served = true;
 		else
-			a->waiting--;
+			mig_store_relaxed(&a->waiting, a->waiting - 1);
 	}
 	if (served)
 		grant_next(a);
