@@ -1,6 +1,7 @@
 """daemonlib.py - a mignificentd for a benchmark: started on a port of its
 own choosing with a given configuration, one kept-alive HTTP connection per
-caller, stopped cleanly.  Standard library only."""
+caller, stopped cleanly; and the benchmarks' percentile.  Standard library
+only."""
 import base64
 import http.client
 import json
@@ -12,6 +13,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "bench-token-0123456789abcdef"
+
+
+def percentile(values, q):
+    """The @q quantile (0..1) of @values, the nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 START_TIMEOUT = 30
 
 

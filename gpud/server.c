@@ -2292,16 +2292,18 @@ static void arb_tell_waiting(struct gpud *g, bool waiting)
 /* Profile: a turn given back (@asked false) or the next one asked for. */
 static void prof_turn_back(struct gpud *g, uint64_t now, bool asked)
 {
-	uint64_t len = now - g->arb_held_since, gap = now - g->prof_turn_back_ns;
+	uint64_t d;
 
 	if (asked) {
+		d = now - g->prof_turn_back_ns; /* given back this long ago */
 		if (g->prof_turn_back_len >= 0)
-			g->prof_turn_back[g->prof_turn_back_len][gap < 100000 ? 0 :
-				gap < 250000 ? 1 : gap < 1000000 ? 2 : 3]++;
+			g->prof_turn_back[g->prof_turn_back_len][d < 100000 ? 0 :
+				d < 250000 ? 1 : d < 1000000 ? 2 : 3]++;
 		g->prof_turn_back_len = -1;
 		return;
 	}
-	g->prof_turn_back_len = len < 500000 ? 0 : len < 2000000 ? 1 : 2;
+	d = now - g->arb_held_since; /* the turn's length */
+	g->prof_turn_back_len = d < 500000 ? 0 : d < 2000000 ? 1 : 2;
 	g->prof_turn_back_ns = now;
 }
 

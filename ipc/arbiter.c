@@ -96,6 +96,12 @@ static bool outstanding(const struct mig_arbiter *a, uint32_t t)
 	return SLOT(a, t)->live && SLOT(a, t)->num == t;
 }
 
+/* @waiting is read without the lock (mig_arb_waiting()). */
+static void add_waiting(struct mig_arbiter *a, int32_t d)
+{
+	mig_store_relaxed(&a->waiting, a->waiting + (uint32_t)d);
+}
+
 /* Forget ticket @t; @oldest moves past the tickets no longer outstanding.
  * Under the lock. */
 static void retire(struct mig_arbiter *a, uint32_t t)
@@ -120,7 +126,7 @@ uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
 	SLOT(a, t)->live = 1;
 	a->next = t + 1;
 	if (a->serving != t) /* else none was granted: @serving names ours */
-		mig_store_relaxed(&a->waiting, a->waiting + 1);
+		add_waiting(a, 1);
 	unlock(a);
 	return t;
 }
@@ -171,7 +177,7 @@ static void grant_next(struct mig_arbiter *a)
 		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
 	a->holder = 0;
 	if (a->oldest != a->next)
-		mig_store_relaxed(&a->waiting, a->waiting - 1);
+		add_waiting(a, -1);
 	mig_store_release(&a->serving, a->oldest);
 }
 
@@ -183,7 +189,7 @@ void mig_arb_release(struct mig_arbiter *a, uint32_t t)
 		if (t == a->serving)
 			grant_next(a);
 		else
-			mig_store_relaxed(&a->waiting, a->waiting - 1);
+			add_waiting(a, -1);
 	}
 	unlock(a);
 	mig_futex_wake(&a->serving, 0x7fffffff);
@@ -201,7 +207,7 @@ void mig_arb_abandon(struct mig_arbiter *a, uint32_t id)
 		if (t == a->serving)
 			served = true;
 		else
-			mig_store_relaxed(&a->waiting, a->waiting - 1);
+			add_waiting(a, -1);
 	}
 	if (served)
 		grant_next(a);

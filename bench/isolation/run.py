@@ -78,11 +78,6 @@ def empty_function(build, workdir):
     return out, "empty"
 
 
-def percentile(values, q):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
 def measure(daemons, args):
     """{mode: {"cold_daemon_ms", "cold_client_ms", "warm_us": [...]}}."""
     out = {m: {"cold_daemon_ms": [], "cold_client_ms": [], "warm_us": []} for m in daemons}
@@ -116,13 +111,13 @@ def table(results):
             ("cold start, daemon (X-Mig-Cold-Start-Us)", "cold_daemon_ms", "median", "ms"),
             ("cold start, daemon, p90", "cold_daemon_ms", "p90", "ms"),
             ("cold start, client round trip", "cold_client_ms", "median", "ms")]:
-        f = statistics.median if stat == "median" else (lambda v: percentile(v, 0.9))
+        f = statistics.median if stat == "median" else (lambda v: daemonlib.percentile(v, 0.9))
         b, s = f(bare[key]), f(box[key])
         rows.append((label + f" ({unit}, {stat})" if stat == "median" else label + f" ({unit})",
                      f"{b:.2f}", f"{s:.2f}", f"{s - b:+.2f} ms added"))
     for label, stat in [("warm invocation, client round trip (us, median)", "median"),
                         ("warm invocation, client round trip (us, p99)", "p99")]:
-        f = statistics.median if stat == "median" else (lambda v: percentile(v, 0.99))
+        f = statistics.median if stat == "median" else (lambda v: daemonlib.percentile(v, 0.99))
         b, s = f(bare["warm_us"]), f(box["warm_us"])
         rows.append((label, f"{b:.0f}", f"{s:.0f}", f"{s / b:.2f} x"))
     head = ("metric", "bare", "sandbox", "sandbox vs bare")

@@ -327,10 +327,9 @@ def summary(runs, held_s=None, turns=None):
     lat = [x for r in runs for x in r["ms"]]
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e9
     per_client = [len(r["ms"]) / ((r["end"] - r["start"]) / 1e9) for r in runs]
-    ranked = sorted(lat)
     alike = spread_if_alike([r["ms"] for r in runs])
     out = {"mean": statistics.mean(lat), "std": statistics.pstdev(lat),
-           "p99": ranked[min(len(ranked) - 1, int(0.99 * len(ranked)))], "max": ranked[-1],
+           "p99": daemonlib.percentile(lat, 0.99), "max": max(lat),
            "throughput": len(lat) / span, "fairness": max(per_client) / min(per_client),
            "clients": per_client, "alike": alike[0], "alike_p90": alike[1]}
     if held_s:
@@ -357,10 +356,10 @@ def spread_if_alike(per_client, resamples=1000):
     if len(per_client) < 2 or not pool:
         return 1.0, 1.0
     rng = random.Random(0)
-    draws = sorted(max(t) / min(t) for t in
-                   ([len(ms) / sum(rng.choices(pool, k=len(ms))) for ms in per_client]
-                    for _ in range(resamples)))
-    return statistics.median(draws), draws[int(0.9 * resamples)]
+    draws = [max(t) / min(t) for t in
+             ([len(ms) / sum(rng.choices(pool, k=len(ms))) for ms in per_client]
+              for _ in range(resamples))]
+    return statistics.median(draws), daemonlib.percentile(draws, 0.9)
 
 
 def timeline(run, t0):
