@@ -70,7 +70,7 @@ extern char **environ;
 #define TIMEOUT_DEFAULT_MS 60000u    /* timeout_ms 0 */
 #define KEEP_ALIVE_DEFAULT_MS 600000u /* keep_alive_ms 0 */
 #define KILL_GRACE_NS 2000000000ull  /* SIGTERM (or SHUTDOWN) -> SIGKILL */
-#define EXIT_WAIT_MS 1000            /* for an executor's status after EOF */
+#define EXIT_WAIT_MS 1000            /* for a status: executor EOF, server lifeline */
 #define POOL_BACKOFF_MIN_MS 1000u
 #define POOL_BACKOFF_MAX_MS 60000u
 #define SUP_MAX_SLEEP_NS 1000000000ull /* notice new partitions this often */
@@ -1510,6 +1510,10 @@ static int peek_exit(const struct proc *p, int wait_ms)
 /*
  * Did the GPU server go away on its own?  Its lifeline says so at once;
  * a server that exited 0 left because its client (the executor) did.
+ * The lifeline closes while the server exits, a moment before its status
+ * can be read (the kernel releases a process's files first), so a closed
+ * lifeline waits up to EXIT_WAIT_MS for the status: read at once, a server
+ * leaving after its client would be taken for a dead one.
  */
 static bool server_died(const struct server *s)
 {
@@ -1518,7 +1522,7 @@ static bool server_died(const struct server *s)
 
 	if (s->srv_r < 0 || poll(&pfd, 1, 0) <= 0)
 		return false;
-	st = peek_exit(&s->p, 0);
+	st = peek_exit(&s->p, EXIT_WAIT_MS);
 	return !(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 

@@ -4,7 +4,7 @@
  * CUDA) and with -DFIXTURE_GPU, linked against the shim, for the GPU
  * failure modes (the driver API, so no nvcc is needed).
  *
- * Handlers: empty echo fail crash sleep hang exit pid; with FIXTURE_GPU
+ * Handlers: empty echo fail crash sleep hang exit exit_late pid; with FIXTURE_GPU
  * also gpu_fault (a kernel that stores to address 0: an illegal address on
  * a GPU, and on the host test double through fixture_kernels.c) and
  * gpu_sleep (sleeps, then allocates device memory: to kill its GPU server
@@ -89,6 +89,22 @@ int exit_7(const struct mig_payload *in, struct mig_payload *out)
 	(void)in;
 	(void)out;
 	exit(7);
+}
+
+/*
+ * exit_late MS: what a process that dies slowly looks like from outside:
+ * its descriptors (the control channel, the client lifeline) close first,
+ * then, MS milliseconds later, it exits with status 7.
+ */
+int exit_late(const struct mig_payload *in, struct mig_payload *out)
+{
+	int ms = in->len ? atoi(in->data) : 0;
+
+	(void)out;
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	usleep((useconds_t)ms * 1000);
+	_exit(7);
 }
 
 int pid(const struct mig_payload *in, struct mig_payload *out)

@@ -169,8 +169,8 @@ def harness(built):
     hs = []
 
     def make(pool=0, mem_mib=4096, partitions=1, profile="whole", start=True,
-             module_cache=0, sharing="time-sharing"):
-        settings = {"backend": BACKEND, "bin_dir": BUILD / "bin",
+             module_cache=0, sharing="time-sharing", bin_dir=BUILD / "bin"):
+        settings = {"backend": BACKEND, "bin_dir": bin_dir,
                     "shim_dir": BUILD / "lib" / "shim", "lib_dir": BUILD / "lib",
                     "pool": pool, "partitions": partitions, "profile": profile,
                     "mem_mib": mem_mib if BACKEND == "host" else 140000,
@@ -290,6 +290,43 @@ def test_failure_answers(harness, built, case):
         assert [i["state"] for i in h.list()] == ["idle"]
     else:
         h.until("instance cleaned up", lambda: not h.list() and not h.children())
+
+
+# A stand-in mig-gpud: runs the real server without its lifeline (fd 6) and,
+# once the real one exits, closes the lifeline and exits with the real
+# one's status LINGER seconds later.  A server's lifeline closes while it
+# exits, a moment before its status can be read; this stretches the moment.
+SLOW_EXITING_GPUD = """#!/usr/bin/env python3
+import os, signal, subprocess, sys, time
+fds = [fd for fd in range(3, 9) if fd != 6 and os.path.exists(f"/proc/self/fd/{fd}")]
+real = subprocess.Popen([REAL, *sys.argv[1:]], pass_fds=fds)
+signal.signal(signal.SIGTERM, lambda *_: real.send_signal(signal.SIGTERM))
+for fd in fds:
+    os.close(fd)
+status = real.wait()
+os.close(6)
+time.sleep(LINGER)
+sys.exit(status if status >= 0 else 128 - status)
+"""
+
+
+def test_server_leaving_after_its_client_is_not_taken_for_dead(harness, built, tmp_path):
+    """The executor closes its descriptors, so its GPU server leaves (status
+    0), and exits 0.3 s later; the server's lifeline closes 0.6 s before its
+    status can be read.  The answer is the executor's own exit, not
+    gpu_server_died: the daemon waits for a server whose lifeline closed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gpud = bin_dir / "mig-gpud"
+    gpud.write_text(SLOW_EXITING_GPUD.replace("REAL", repr(str(BUILD / "bin" / "mig-gpud")))
+                    .replace("LINGER", "0.6"))
+    gpud.chmod(0o755)
+    (bin_dir / "mig-exec").symlink_to(BUILD / "bin" / "mig-exec")
+    h = harness(bin_dir=bin_dir)
+    fixture(built, h, "late", "exit_late")
+    msg = error_of(h.invoke("late", "300"), 502, "executor_exited")
+    assert "status 7" in msg, msg
+    h.until("instance cleaned up", lambda: not h.list() and not h.children())
 
 
 def test_function_error_keeps_status_and_message(harness, built):
