@@ -2217,12 +2217,12 @@ static enum run_end run(struct im *im, struct inst *in,
 	if (in->part->arb && in->srv &&
 	    in->part->arb->model == MIG_SHARING_SEQUENTIAL) {
 		seq = in->part->arb;
-		ticket = mig_arb_take(seq, in->srv->num);
+		ticket = mig_arb_take(seq, in->srv->num, NULL, NULL);
 		if (ticket == ~0u) {
 			seq = NULL;
 		} else if (!mig_arb_wait(seq, ticket, in->srv->num,
 					 deadline > now_ns() ? deadline - now_ns() : 0)) {
-			mig_arb_release(seq, ticket);
+			mig_arb_release(seq, ticket, NULL);
 			r->run_us = (now_ns() - t0) / 1000;
 			set_error(r, 504, "timeout",
 				  "function \"%s\" waited its whole timeout of %u ms for its partition (sharing model sequential)",
@@ -2232,13 +2232,13 @@ static enum run_end run(struct im *im, struct inst *in,
 	}
 	if (!swap_in_for(im, in, r)) {
 		if (seq)
-			mig_arb_release(seq, ticket);
+			mig_arb_release(seq, ticket, NULL);
 		return RUN_NO_ROOM;
 	}
 	rc = ctl_send(in->ctl, MIG_CTL_INVOKE, id, payload, len, ctype, deadline);
 	if (rc == -EPIPE && in->invocations && !r->cold) {
 		if (seq)
-			mig_arb_release(seq, ticket);
+			mig_arb_release(seq, ticket, NULL);
 		return RUN_RETRY; /* died idle; nothing was delivered */
 	}
 	if (!rc) {
@@ -2247,7 +2247,7 @@ static enum run_end run(struct im *im, struct inst *in,
 		__atomic_sub_fetch(&im->running, 1, __ATOMIC_RELAXED);
 	}
 	if (seq)
-		mig_arb_release(seq, ticket);
+		mig_arb_release(seq, ticket, NULL);
 	r->run_us = (now_ns() - t0) / 1000;
 	in->invocations++;
 	if (rc == -ETIMEDOUT) {

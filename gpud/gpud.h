@@ -264,7 +264,11 @@ struct gpud {
 	uint64_t arb_held_since;
 	uint64_t arb_last_call_ns;  /* holding: when the client's last call came */
 	bool arb_last_call_queued;  /* ... and whether it queued GPU work */
+	bool arb_cut;          /* our last turn, young, went to a waiter: */
+	uint32_t arb_gave_way; /* ... to this ticket */
+	bool arb_resumed;      /* our ticket or turn is a resume one */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
+	uint64_t arb_resumes;  /* statistics: resume tickets taken */
 	/* Swapped out to host memory (swap.c). */
 	struct {
 		bool out;

@@ -189,7 +189,7 @@ void gpud_teardown(struct gpud *g)
 		mig_seqword_publish(&g->hdr->server_state, MIG_SERVER_GONE);
 	/* Whatever we held or waited for goes to the next in line. */
 	if (g->arb && g->arb_ticket_taken)
-		mig_arb_release(g->arb, g->arb_ticket);
+		mig_arb_release(g->arb, g->arb_ticket, NULL);
 	gpud_control_unwatch(g); /* it rings a doorbell in the segment */
 	if (g->waiter_started) {
 		pthread_mutex_lock(&g->wlock);

@@ -102,19 +102,32 @@ static void add_waiting(struct mig_arbiter *a, int32_t d)
 	mig_store_relaxed(&a->waiting, a->waiting + (uint32_t)d);
 }
 
+/* A waiting resume ticket @t is granted or given back.  Under the lock. */
+static void resume_done(struct mig_arbiter *a, uint32_t t)
+{
+	if (SLOT(a, t)->resume) {
+		SLOT(a, t)->resume = 0;
+		a->resuming--;
+	}
+}
+
 /* Forget ticket @t; @oldest moves past the tickets no longer outstanding.
  * Under the lock. */
 static void retire(struct mig_arbiter *a, uint32_t t)
 {
+	resume_done(a, t);
 	SLOT(a, t)->live = 0;
 	while (a->oldest != a->next && !outstanding(a, a->oldest))
 		a->oldest++;
 }
 
-uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, const uint32_t *gave_way,
+		      bool *resumed)
 {
 	uint32_t t;
 
+	if (resumed)
+		*resumed = false;
 	lock(a);
 	t = a->next;
 	if (t - a->oldest >= MIG_ARB_SLOTS) {
@@ -124,9 +137,18 @@ uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id)
 	SLOT(a, t)->owner = id;
 	SLOT(a, t)->num = t;
 	SLOT(a, t)->live = 1;
+	SLOT(a, t)->resume = 0;
 	a->next = t + 1;
-	if (a->serving != t) /* else none was granted: @serving names ours */
+	if (a->serving != t) { /* else none was granted: @serving names ours */
 		add_waiting(a, 1);
+		if (gave_way && a->serving == *gave_way &&
+		    outstanding(a, *gave_way)) {
+			SLOT(a, t)->resume = 1;
+			a->resuming++;
+			if (resumed)
+				*resumed = true;
+		}
+	}
 	unlock(a);
 	return t;
 }
@@ -169,30 +191,47 @@ uint32_t mig_arb_waiting(const struct mig_arbiter *a)
 	return mig_load_relaxed(&a->waiting);
 }
 
-/* The granted ticket is gone (retired): grant the oldest outstanding one,
- * or none.  Under the lock. */
-static void grant_next(struct mig_arbiter *a)
+/* The granted ticket is gone (retired): grant the oldest resume ticket,
+ * else the oldest outstanding one, or none; true if one was granted.
+ * Under the lock. */
+static bool grant_next(struct mig_arbiter *a)
 {
+	uint32_t t = a->oldest;
+
 	if (a->holder)
 		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
 	a->holder = 0;
-	if (a->oldest != a->next)
+	if (a->resuming)
+		for (uint32_t r = a->oldest; r != a->next; r++)
+			if (outstanding(a, r) && SLOT(a, r)->resume) {
+				t = r;
+				break;
+			}
+	if (t != a->next) {
 		add_waiting(a, -1);
-	mig_store_release(&a->serving, a->oldest);
+		resume_done(a, t);
+	}
+	mig_store_release(&a->serving, t);
+	return t != a->next;
 }
 
-void mig_arb_release(struct mig_arbiter *a, uint32_t t)
+bool mig_arb_release(struct mig_arbiter *a, uint32_t t, uint32_t *granted)
 {
+	bool passed = false;
+
 	lock(a);
 	if (outstanding(a, t)) {
 		retire(a, t);
 		if (t == a->serving)
-			grant_next(a);
+			passed = grant_next(a);
 		else
 			add_waiting(a, -1);
 	}
+	if (passed && granted)
+		*granted = a->serving;
 	unlock(a);
 	mig_futex_wake(&a->serving, 0x7fffffff);
+	return passed;
 }
 
 void mig_arb_abandon(struct mig_arbiter *a, uint32_t id)

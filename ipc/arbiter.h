@@ -12,11 +12,17 @@
  * enough while others wait (gpud/server.c says when).  For "sequential" the
  * daemon itself takes a ticket around each invocation.
  *
- * Tickets are served in the order they were taken: with any number of
- * servers none starves, and none waits for more than one turn of each
- * other.  (Serving the least served first instead, so that a server whose
- * turn was cut inside its GPU phase would go next, was measured on the
- * H200 and left: see docs/benchmarks.md, "Cut turns".)
+ * Tickets are served in the order they were taken, with one exception: a
+ * resume ticket.  A server that gave a young turn to a waiter (its client
+ * synchronized early in its GPU phase and went on after a short CPU gap)
+ * and asks again while the turn it gave way to is still served takes a
+ * resume ticket, served before the others when that turn ends: the cut
+ * costs it one other turn, not one of every waiter.  A turn granted on a
+ * resume ticket gives no right to another (gpud/server.c keeps to that),
+ * so with any number of servers none starves, and none waits for more
+ * than two turns of each other.  (Serving the least served first, so that
+ * a server whose turn was cut would go next, was measured on the H200 and
+ * left: see docs/benchmarks.md, "Cut turns".)
  *
  * A server that dies with a ticket (held or waiting) would stall the rest:
  * the daemon, which sees every server's exit, abandons its tickets
@@ -36,7 +42,7 @@
 #include <stdint.h>
 
 #define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
-#define MIG_ARB_VERSION 3
+#define MIG_ARB_VERSION 4
 #define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
 
 enum mig_sharing {
@@ -63,7 +69,7 @@ struct mig_arbiter {
 	uint32_t oldest;         /* the oldest outstanding ticket, or @next */
 	uint32_t waiting;        /* tickets outstanding besides the granted */
 	uint32_t holder;         /* id of the holder once it noticed, 0 none */
-	uint32_t pad;
+	uint32_t resuming;       /* resume tickets outstanding, not granted */
 	uint64_t grant_ns;       /* CLOCK_MONOTONIC of the current grant */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
@@ -72,6 +78,7 @@ struct mig_arbiter {
 		uint32_t num;    /* the ticket in the slot */
 		uint32_t live;   /* 1 while it is outstanding */
 		uint32_t owner;  /* the id that took it */
+		uint32_t resume; /* 1: a resume ticket, waiting */
 	} ticket[MIG_ARB_SLOTS]; /* ticket t at t % MIG_ARB_SLOTS */
 };
 
@@ -84,8 +91,12 @@ unsigned int mig_sharing_exclusive(int model);
 
 /* Initialize a zeroed page. */
 void mig_arb_init(struct mig_arbiter *a, int model);
-/* A ticket for @id (nonzero); ~0u when MIG_ARB_SLOTS are outstanding. */
-uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id);
+/* A ticket for @id (nonzero); ~0u when MIG_ARB_SLOTS are outstanding.
+ * @gave_way: NULL, or the ticket that @id's last turn, cut young, was
+ * given to: while that one is still served, ours is a resume ticket, and
+ * *@resumed (if not NULL) says whether it is. */
+uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, const uint32_t *gave_way,
+		      bool *resumed);
 /* Is ticket @t served?  If so, the caller holds the GPU: it records
  * itself as holder (once). */
 bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id);
@@ -95,8 +106,9 @@ bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
 		  uint64_t timeout_ns);
 /* Tickets taken and not yet served, besides the holder's. */
 uint32_t mig_arb_waiting(const struct mig_arbiter *a);
-/* Give back ticket @t (held or still waiting). */
-void mig_arb_release(struct mig_arbiter *a, uint32_t t);
+/* Give back ticket @t (held or still waiting).  true if that granted a
+ * waiting ticket; it is stored in @granted (may be NULL). */
+bool mig_arb_release(struct mig_arbiter *a, uint32_t t, uint32_t *granted);
 /* Everything @id holds or waits for is given back (its process is gone). */
 void mig_arb_abandon(struct mig_arbiter *a, uint32_t id);
 

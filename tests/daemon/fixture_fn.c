@@ -324,6 +324,45 @@ int gpu_launches(const struct mig_payload *in, struct mig_payload *out)
 }
 
 /*
+ * gpu_cut "GAP_US": a GPU phase cut early, as a framework's that checks a
+ * value on the CPU: an empty kernel, a synchronize, GAP_US of CPU work (a
+ * spin) with no call, then a kernel busy 30 ms and a synchronize.  Answers
+ * {"start": ns, "end": ns} of that second kernel, from its launch to the
+ * end of its synchronize (CLOCK_MONOTONIC).
+ */
+int gpu_cut(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUfunction empty, busy;
+	unsigned int gap_us = 0;
+	uint64_t ns = 30000000ull, until, start, end;
+	void *args[] = { &ns };
+	char buf[96];
+	CUresult r;
+
+	if (sscanf(in->data ? in->data : "", "%u", &gap_us) != 1)
+		return reply(out, "payload: GAP_US");
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if ((r = fixture_kernel("fixture_empty", &empty)) ||
+	    (r = fixture_kernel("fixture_busy", &busy)))
+		return cu_fail(out, "loading the kernels", r);
+	if ((r = cuLaunchKernel(empty, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)) ||
+	    (r = cuCtxSynchronize()))
+		return cu_fail(out, "the empty kernel", r);
+	until = clock_ns(CLOCK_MONOTONIC) + gap_us * 1000ull;
+	while (clock_ns(CLOCK_MONOTONIC) < until)
+		;
+	start = clock_ns(CLOCK_MONOTONIC);
+	if ((r = cuLaunchKernel(busy, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)) ||
+	    (r = cuCtxSynchronize()))
+		return cu_fail(out, "the busy kernel", r);
+	end = clock_ns(CLOCK_MONOTONIC);
+	snprintf(buf, sizeof(buf), "{\"start\": %llu, \"end\": %llu}",
+		 (unsigned long long)start, (unsigned long long)end);
+	return reply(out, buf);
+}
+
+/*
  * gpu_copies "N": N round trips of 1 MiB (host to device and back, each
  * synchronous), no kernel.  Answers {"ms": elapsed, "cpu_ms": the CPU
  * time the calling thread used meanwhile}.

@@ -893,6 +893,38 @@ def test_a_launcher_behind_the_gpu_keeps_the_turn_through_its_phase(harness, bui
     assert statistics.median(turns) <= 10, f"the holder gave the turn back in its gaps: {turns}"
 
 
+def test_a_turn_cut_early_resumes_next(harness, built):
+    """A holder whose client synchronizes right after its first (empty)
+    kernel and launches its real one 400 us later loses the turn in that
+    gap to the first of two waiters, and resumes right after it, before the
+    other: its 30 ms kernel ends second of the three, where in order of
+    asking it would end last.  Rounds: a hog holds the GPU for 30 ms while
+    the three ask in turn (the cut one first).  On the 2-core CI machine a
+    preempted server may keep the turn through the gap (its kernel then
+    ends first); to end last, its client would have to be held up for all
+    of the other's 30 ms turn."""
+    h = harness(sharing="overlap-cpu-copy", mem_mib=8192)
+    for key, handler in (("hog", "gpu_phases"), ("cut", "gpu_cut"),
+                         ("b", "gpu_phases"), ("c", "gpu_phases")):
+        fixture(built, h, key, handler, gpu=True, keep_alive_ms=60000)
+        assert h.invoke(key, "400" if key == "cut" else "0 30 0")["status"] == 200
+    orders = []
+    for _ in range(4):
+        h.go("hog", "hog", "1 30 0")
+        for key, at in (("cut", 0.004), ("b", 0.008), ("c", 0.008)):
+            time.sleep(at)
+            h.go(key, key, "400" if key == "cut" else "1 30 0")
+        ends = {}
+        for key in ("hog", "cut", "b", "c"):
+            r = h.wait(key)
+            assert r["status"] == 200, r
+            ends[key] = json.loads(r["body"])["end"]
+        orders.append(" ".join(sorted(("cut", "b", "c"), key=ends.get)))
+    print(f"kernels ended in the order {orders}")
+    assert "b c cut" not in orders and orders.count("b cut c") >= 2, \
+        f"the cut holder did not resume next: {orders} (b c cut: it waited for both)"
+
+
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
 def test_swap_in_waits_for_the_turn_where_copies_are_exclusive(harness, built, model, waits):
     """A lukewarm instance invoked while another holds the GPU with a kernel

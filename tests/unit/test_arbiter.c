@@ -1,6 +1,6 @@
 /*
  * test_arbiter.c - the partition's ticket lock (ipc/arbiter.c): order,
- * release of a waiting ticket, abandonment by a dead owner, a lock left by
+ * resume tickets, release of a waiting ticket, abandonment by a dead owner, a lock left by
  * a killed process, and mutual exclusion between real processes.
  */
 #define _GNU_SOURCE
@@ -50,27 +50,27 @@ static void test_order_and_release(void **state)
 	uint32_t t1, t2, t3;
 
 	(void)state;
-	t1 = mig_arb_take(a, 1);
-	t2 = mig_arb_take(a, 2);
-	t3 = mig_arb_take(a, 3);
+	t1 = mig_arb_take(a, 1, NULL, NULL);
+	t2 = mig_arb_take(a, 2, NULL, NULL);
+	t3 = mig_arb_take(a, 3, NULL, NULL);
 	assert_true(mig_arb_granted(a, t1, 1));
 	assert_false(mig_arb_granted(a, t2, 2));
 	assert_int_equal(a->holder, 1);
 	assert_int_equal(mig_arb_waiting(a), 2);
 	assert_false(mig_arb_wait(a, t2, 2, 1000000)); /* 1 ms: not yet */
 	/* A waiting ticket given back is skipped when its turn comes. */
-	mig_arb_release(a, t2);
-	mig_arb_release(a, t1);
+	mig_arb_release(a, t2, NULL);
+	mig_arb_release(a, t1, NULL);
 	assert_true(mig_arb_granted(a, t3, 3));
 	assert_int_equal(mig_arb_waiting(a), 0);
-	mig_arb_release(a, t3);
+	mig_arb_release(a, t3, NULL);
 	assert_int_equal(a->serving, a->next); /* free */
 	assert_int_equal(a->grants, 2);
 	/* Two ended turns, the first one over 1 ms (the wait above). */
 	assert_true(a->held_ns >= 1000000);
 	/* Giving back a ticket twice, or one long served, changes nothing. */
-	mig_arb_release(a, t3);
-	mig_arb_release(a, t1);
+	mig_arb_release(a, t3, NULL);
+	mig_arb_release(a, t1, NULL);
 	assert_int_equal(a->serving, a->next);
 	munmap(a, sizeof(*a));
 }
@@ -81,17 +81,17 @@ static void test_abandon(void **state)
 	uint32_t t1, t2, t3, t4;
 
 	(void)state;
-	t1 = mig_arb_take(a, 7);   /* holds */
-	t2 = mig_arb_take(a, 8);   /* waits: dies */
-	t3 = mig_arb_take(a, 7);   /* a second ticket of the dead holder */
-	t4 = mig_arb_take(a, 9);
+	t1 = mig_arb_take(a, 7, NULL, NULL);   /* holds */
+	t2 = mig_arb_take(a, 8, NULL, NULL);   /* waits: dies */
+	t3 = mig_arb_take(a, 7, NULL, NULL);   /* a second ticket of the dead holder */
+	t4 = mig_arb_take(a, 9, NULL, NULL);
 	assert_true(mig_arb_granted(a, t1, 7));
 	mig_arb_abandon(a, 7);     /* its turn and its waiting ticket pass on */
 	assert_true(mig_arb_granted(a, t2, 8));
 	mig_arb_abandon(a, 8);
 	assert_true(mig_arb_granted(a, t4, 9));
 	(void)t3;
-	mig_arb_release(a, t4);
+	mig_arb_release(a, t4, NULL);
 	assert_int_equal(a->serving, a->next);
 	munmap(a, sizeof(*a));
 }
@@ -105,24 +105,108 @@ static void test_ticket_numbers_wrap(void **state)
 
 	(void)state;
 	a->next = a->serving = a->oldest = 0xfffffffdu;
-	t1 = mig_arb_take(a, 1);
-	t2 = mig_arb_take(a, 2);
-	t3 = mig_arb_take(a, 3);   /* 2^32 - 1: its owner dies */
-	t4 = mig_arb_take(a, 4);   /* 0 */
+	t1 = mig_arb_take(a, 1, NULL, NULL);
+	t2 = mig_arb_take(a, 2, NULL, NULL);
+	t3 = mig_arb_take(a, 3, NULL, NULL);   /* 2^32 - 1: its owner dies */
+	t4 = mig_arb_take(a, 4, NULL, NULL);   /* 0 */
 	assert_int_equal(t3, 0xffffffffu);
 	assert_int_equal(t4, 0);
 	assert_true(mig_arb_granted(a, t1, 1));
 	assert_int_equal(mig_arb_waiting(a), 3);
-	mig_arb_release(a, t1);
+	mig_arb_release(a, t1, NULL);
 	assert_true(mig_arb_granted(a, t2, 2));
 	mig_arb_abandon(a, 3);
 	assert_int_equal(mig_arb_waiting(a), 1);
-	mig_arb_release(a, t2);
+	mig_arb_release(a, t2, NULL);
 	assert_true(mig_arb_granted(a, t4, 4));
-	mig_arb_release(a, t4);
+	mig_arb_release(a, t4, NULL);
 	assert_int_equal(a->serving, a->next);
 	assert_int_equal(a->oldest, a->next);
 	assert_int_equal(mig_arb_waiting(a), 0);
+	munmap(a, sizeof(*a));
+}
+
+/* A resume ticket, taken while the turn its owner gave way to is served,
+ * goes next when that turn ends, before older tickets; several in the
+ * order taken; then the rest in order.  Taken after that turn ended, or
+ * when nobody holds the GPU, a ticket is an ordinary one. */
+static void test_resume_ticket_goes_next(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU_COPY);
+	uint32_t hold, b, c, d, r1, r2, gave = 12345;
+	bool resumed = true;
+
+	(void)state;
+	hold = mig_arb_take(a, 1, &gave, &resumed);  /* granted at once */
+	assert_false(resumed);
+	assert_true(mig_arb_granted(a, hold, 1));
+	assert_int_equal(a->resuming, 0);
+	b = mig_arb_take(a, 2, NULL, NULL);
+	c = mig_arb_take(a, 3, NULL, NULL);
+	assert_false(mig_arb_release(a, c, &gave)); /* a waiting one: no grant */
+	assert_int_equal(gave, 12345);
+	c = mig_arb_take(a, 3, NULL, NULL);
+	assert_true(mig_arb_release(a, hold, &gave)); /* cut: b goes */
+	assert_int_equal(gave, b);
+	assert_true(mig_arb_granted(a, b, 2));
+	r1 = mig_arb_take(a, 1, &gave, &resumed); /* the cut holder, back during b */
+	assert_true(resumed);
+	r2 = mig_arb_take(a, 4, &gave, NULL);
+	assert_int_equal(a->resuming, 2);
+	assert_int_equal(mig_arb_waiting(a), 3);
+	assert_true(mig_arb_release(a, b, NULL));
+	assert_true(mig_arb_granted(a, r1, 1)); /* before c, which is older */
+	assert_false(mig_arb_granted(a, c, 3));
+	assert_int_equal(a->resuming, 1);
+	assert_int_equal(mig_arb_waiting(a), 2);
+	d = mig_arb_take(a, 5, &b, &resumed);     /* b's turn is over: in order */
+	assert_false(resumed);
+	assert_int_equal(a->resuming, 1);
+	mig_arb_release(a, r1, NULL);
+	assert_true(mig_arb_granted(a, r2, 4));
+	mig_arb_release(a, r2, NULL);
+	assert_true(mig_arb_granted(a, c, 3));
+	mig_arb_release(a, c, NULL);
+	assert_true(mig_arb_granted(a, d, 5));
+	assert_int_equal(a->resuming, 0);
+	assert_int_equal(mig_arb_waiting(a), 0);
+	assert_false(mig_arb_release(a, d, &gave)); /* nobody waits */
+	assert_int_equal(a->serving, a->next);
+	assert_int_equal(a->oldest, a->next);
+	munmap(a, sizeof(*a));
+}
+
+/* A resume ticket given back or abandoned while it waits is forgotten:
+ * the turn goes to the oldest; and the order holds across the wrap. */
+static void test_resume_ticket_given_back_or_abandoned(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU_COPY);
+	uint32_t hold, b, r1, r2;
+
+	(void)state;
+	a->next = a->serving = a->oldest = 0xfffffffeu;
+	hold = mig_arb_take(a, 1, NULL, NULL);
+	b = mig_arb_take(a, 2, NULL, NULL);       /* 2^32 - 1 */
+	r1 = mig_arb_take(a, 3, &hold, NULL);     /* 0 */
+	r2 = mig_arb_take(a, 4, &hold, NULL);
+	assert_int_equal(r1, 0);
+	assert_int_equal(a->resuming, 2);
+	assert_true(mig_arb_granted(a, hold, 1));
+	mig_arb_release(a, r1, NULL);       /* given back while waiting */
+	mig_arb_abandon(a, 4);              /* its owner died */
+	assert_int_equal(a->resuming, 0);
+	assert_int_equal(mig_arb_waiting(a), 1);
+	mig_arb_release(a, hold, NULL);
+	assert_true(mig_arb_granted(a, b, 2));
+	r1 = mig_arb_take(a, 3, &b, NULL);
+	mig_arb_abandon(a, 2);              /* the holder died: the resume goes */
+	assert_true(mig_arb_granted(a, r1, 3));
+	mig_arb_release(a, r1, NULL);
+	assert_int_equal(a->serving, a->next);
+	assert_int_equal(a->oldest, a->next);
+	assert_int_equal(a->resuming, 0);
+	assert_int_equal(mig_arb_waiting(a), 0);
+	(void)r2;
 	munmap(a, sizeof(*a));
 }
 
@@ -139,7 +223,7 @@ static void test_lock_of_a_killed_process_is_taken_over(void **state)
 	}
 	waitpid(pid, &st, 0);
 	assert_int_equal(a->lock, (uint32_t)pid);
-	assert_int_equal(mig_arb_take(a, 1), 0); /* returns: taken over */
+	assert_int_equal(mig_arb_take(a, 1, NULL, NULL), 0); /* returns: taken over */
 	assert_int_equal(a->lock, 0);
 	munmap(a, sizeof(*a));
 }
@@ -158,8 +242,15 @@ static void test_exclusion_between_processes(void **state)
 	for (int p = 0; p < 4; p++) {
 		pids[p] = fork();
 		if (pids[p] == 0) {
+			uint32_t gave = 0;
+			bool cut = false;
+
 			for (int i = 0; i < 200; i++) {
-				uint32_t t = mig_arb_take(a, (uint32_t)p + 1);
+				/* Every third turn, if the last one passed to a
+				 * waiter, asks to resume (after it, if still on). */
+				uint32_t t = mig_arb_take(a, (uint32_t)p + 1,
+							  cut && i % 3 == 1 ? &gave : NULL,
+							  NULL);
 
 				while (!mig_arb_wait(a, t, (uint32_t)p + 1, 100000000))
 					;
@@ -167,7 +258,7 @@ static void test_exclusion_between_processes(void **state)
 					_exit(2);
 				usleep(50);
 				__atomic_fetch_sub(inside, 1, __ATOMIC_SEQ_CST);
-				mig_arb_release(a, t);
+				cut = mig_arb_release(a, t, &gave);
 			}
 			_exit(0);
 		}
@@ -179,6 +270,8 @@ static void test_exclusion_between_processes(void **state)
 	assert_false(bad);
 	assert_int_equal(a->grants, 800);
 	assert_int_equal(a->serving, a->next);
+	assert_int_equal(a->resuming, 0);
+	assert_int_equal(mig_arb_waiting(a), 0);
 	munmap(inside, 4096);
 	munmap(a, sizeof(*a));
 }
@@ -190,6 +283,8 @@ int main(void)
 		cmocka_unit_test(test_order_and_release),
 		cmocka_unit_test(test_abandon),
 		cmocka_unit_test(test_ticket_numbers_wrap),
+		cmocka_unit_test(test_resume_ticket_goes_next),
+		cmocka_unit_test(test_resume_ticket_given_back_or_abandoned),
 		cmocka_unit_test(test_lock_of_a_killed_process_is_taken_over),
 		cmocka_unit_test(test_exclusion_between_processes),
 	};
