@@ -267,6 +267,7 @@ struct gpud {
 	bool arb_cut;          /* our last turn, young, went to a waiter: */
 	uint32_t arb_gave_way; /* ... to this ticket */
 	bool arb_resumed;      /* our ticket or turn is a resume one */
+	bool arb_no_resume;    /* MIG_GPUD_RESUME=0: never take one */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
 	uint64_t arb_resumes;  /* statistics: resume tickets taken */
 	/* Swapped out to host memory (swap.c). */

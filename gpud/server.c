@@ -2324,7 +2324,7 @@ static void prof_turn_back(struct gpud *g, uint64_t now, bool asked)
 static void arb_release(struct gpud *g)
 {
 	uint64_t now = mig_now_ns();
-	bool young = g->arb_held && !g->arb_resumed &&
+	bool young = g->arb_held && !g->arb_resumed && !g->arb_no_resume &&
 		     now - g->arb_held_since < ARB_YOUNG_NS;
 
 	if (g->profile && g->arb_held)
