@@ -202,6 +202,12 @@ struct gpud {
 	struct gpud_vaspace vs;
 	uint64_t granularity;
 	struct gpud_handles h;
+	uint64_t mem_handle_bytes; /* sizes of the client's live H_MEM handles */
+	struct gpud_map_mem {      /* client_bytes()'s scratch: an allocation */
+		unsigned long long mem;  /* held only by its mappings */
+		uint64_t size;
+	} *map_mems;
+	uint32_t cap_map_mems;
 
 	/* Streams per client thread (reply slot) for CU_STREAM_PER_THREAD. */
 	CUstream ptds[MIG_REPLY_SLOTS];

@@ -545,33 +545,54 @@ static void op_ctx_set_limit(struct gpud *g, const struct mig_msg_hdr *m,
 	      NULL, 0);
 }
 
+static int by_mem(const void *x, const void *y)
+{
+	unsigned long long a = ((const struct gpud_map_mem *)x)->mem;
+	unsigned long long b = ((const struct gpud_map_mem *)y)->mem;
+
+	return (a > b) - (a < b);
+}
+
 /*
  * Device memory the client holds: our allocations for its cuMemAlloc and
  * its own physical allocations (virtual memory API), each counted once
  * however often it is mapped, whether its handle is kept or only its
- * mappings hold it.  A scan, O(handles x mappings): allocations are rare
- * calls (frameworks cache), and so is cuMemGetInfo.
+ * mappings hold it.  Kept handles are a running sum; an allocation whose
+ * handle was released (PyTorch releases each right after mapping it)
+ * lives in its mappings, which are sorted by their allocation to count
+ * each once: O(mappings log mappings), whatever the client's number of
+ * other handles.
  */
-static uint64_t client_bytes(const struct gpud *g)
+static uint64_t client_bytes(struct gpud *g)
 {
-	uint64_t n = g->vs.mapped;
-	uint32_t i, j;
+	uint64_t n = g->vs.mapped + g->mem_handle_bytes;
+	uint32_t i, k = 0;
 
-	for (i = 0; i < g->h.n; i++)
-		if (g->h.v[i].type == H_MEM)
-			n += g->h.v[i].owner;
+	if (g->vs.nmaps > g->cap_map_mems) {
+		struct gpud_map_mem *v = realloc(g->map_mems, g->vs.nmaps * sizeof(*v));
+
+		if (v) {
+			g->map_mems = v;
+			g->cap_map_mems = g->vs.nmaps;
+		}
+	}
 	for (i = 0; i < g->vs.nmaps; i++) {
 		const struct gpud_map *mp = &g->vs.maps[i];
-		bool seen = false;
+		struct gpud_handle *h = handles_get(&g->h, mp->handle, H_MEM);
 
-		for (j = 0; j < g->h.n && !seen; j++)
-			seen = g->h.v[j].type == H_MEM &&
-			       (uintptr_t)g->h.v[j].ptr == (uintptr_t)mp->mem;
-		for (j = 0; j < i && !seen; j++)
-			seen = g->vs.maps[j].mem == mp->mem;
-		if (!seen) /* a mapping always covers its whole allocation */
-			n += mp->size;
+		if (h && (uintptr_t)h->ptr == (uintptr_t)mp->mem)
+			continue; /* its handle is counted */
+		if (k < g->cap_map_mems) /* a mapping covers its allocation */
+			g->map_mems[k++] = (struct gpud_map_mem){ mp->mem, mp->size };
+		else
+			n += mp->size; /* no memory for the scratch: counted
+					  per mapping, never less than held */
 	}
+	if (k > 1)
+		qsort(g->map_mems, k, sizeof(*g->map_mems), by_mem);
+	for (i = 0; i < k; i++)
+		if (!i || g->map_mems[i].mem != g->map_mems[i - 1].mem)
+			n += g->map_mems[i].size;
 	return n;
 }
 
@@ -1845,6 +1866,7 @@ static void op_mem_create(struct gpud *g, const struct mig_msg_hdr *m,
 	h = handles_get(&g->h, id, H_MEM);
 	h->owner = a.size;
 	h->flags = a.handle_types;
+	g->mem_handle_bytes += a.size;
 	reply(g, m, CUDA_SUCCESS, &id, sizeof(id));
 }
 
@@ -1862,6 +1884,7 @@ static void op_mem_release(struct gpud *g, const struct mig_msg_hdr *m,
 		return;
 	}
 	r = g->b->cuMemRelease((CUmemGenericAllocationHandle)(uintptr_t)h->ptr);
+	g->mem_handle_bytes -= h->owner;
 	handles_del(&g->h, a.handle);
 	reply(g, m, r, NULL, 0);
 }

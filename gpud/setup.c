@@ -242,6 +242,10 @@ void gpud_teardown(struct gpud *g)
 			g->b->cuMemRelease((CUmemGenericAllocationHandle)(
 				uintptr_t)g->h.v[i].ptr);
 	handles_free_all(&g->h);
+	g->mem_handle_bytes = 0;
+	free(g->map_mems);
+	g->map_mems = NULL;
+	g->cap_map_mems = 0;
 	for (i = 0; i < g->vs.n; i++) {
 		if (g->vs.v[i].kind != VA_ALLOC || !g->vs.v[i].mem)
 			continue; /* a reservation, or swapped out */

@@ -567,6 +567,59 @@ int mem_cap(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, msg);
 }
 
+/*
+ * mem_count: what the instance's memory limit counts of physical
+ * allocations (virtual memory API) that are mapped several times or held
+ * only by their mappings.  In granules: X (2) held and mapped twice, Y (1)
+ * mapped once and released, Z (1) mapped twice and released.  Answers
+ * {"gran", "free0", "mapped" (free after all that), "one_z" (after one of
+ * Z's mappings went), "no_z" (after both)}; everything is freed.
+ */
+int mem_count(const struct mig_payload *in, struct mig_payload *out)
+{
+	CUmemAllocationProp prop = { 0 };
+	CUmemAccessDesc acc = { 0 };
+	CUmemGenericAllocationHandle hx, hy, hz;
+	CUdeviceptr va;
+	size_t gran = 0, t, free0, mapped, one_z, no_z;
+	char msg[192];
+	CUresult r;
+
+	(void)in;
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location = prop.location;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if ((r = cuMemGetAllocationGranularity(&gran, &prop,
+					       CU_MEM_ALLOC_GRANULARITY_MINIMUM)) ||
+	    (r = cuMemGetInfo(&free0, &t)) ||
+	    (r = cuMemAddressReserve(&va, 8 * gran, 0, 0, 0)) ||
+	    (r = cuMemCreate(&hx, 2 * gran, &prop, 0)) ||
+	    (r = cuMemCreate(&hy, gran, &prop, 0)) ||
+	    (r = cuMemCreate(&hz, gran, &prop, 0)) ||
+	    (r = cuMemMap(va, 2 * gran, 0, hx, 0)) ||
+	    (r = cuMemMap(va + 2 * gran, 2 * gran, 0, hx, 0)) ||
+	    (r = cuMemMap(va + 4 * gran, gran, 0, hy, 0)) ||
+	    (r = cuMemMap(va + 5 * gran, gran, 0, hz, 0)) ||
+	    (r = cuMemMap(va + 6 * gran, gran, 0, hz, 0)) ||
+	    (r = cuMemSetAccess(va, 7 * gran, &acc, 1)) ||
+	    (r = cuMemRelease(hy)) || (r = cuMemRelease(hz)) ||
+	    (r = cuMemGetInfo(&mapped, &t)) ||
+	    (r = cuMemUnmap(va + 5 * gran, gran)) ||
+	    (r = cuMemGetInfo(&one_z, &t)) ||
+	    (r = cuMemUnmap(va + 6 * gran, gran)) ||
+	    (r = cuMemGetInfo(&no_z, &t)) ||
+	    (r = cuMemUnmap(va, 5 * gran)) || (r = cuMemRelease(hx)) ||
+	    (r = cuMemAddressFree(va, 8 * gran)))
+		return cu_fail(out, "mem_count", r);
+	snprintf(msg, sizeof(msg),
+		 "{\"gran\": %zu, \"free0\": %zu, \"mapped\": %zu, \"one_z\": %zu, \"no_z\": %zu}",
+		 gran, free0, mapped, one_z, no_z);
+	return reply(out, msg);
+}
+
 /* A kernel that never ends (the test double's stays busy for a minute). */
 static const char hang_ptx[] =
 	".version 8.0\n"

@@ -645,6 +645,23 @@ def test_gpu_memory_is_the_instances_limit(harness, built):
     assert (o["total"], o["free0"]) == (128 << 20, 8 << 20), o  # it still holds 120
 
 
+def test_memory_limit_counts_each_physical_allocation_once(harness, built):
+    """Under an instance's limit, a physical allocation counts once however
+    often it is mapped, and while only its mappings hold it (its handle
+    released): X (2 granules, held, mapped twice), Y (1, released, mapped)
+    and Z (1, released, mapped twice) use 4 granules; Z's memory comes back
+    with its last mapping, not its first."""
+    h = harness()
+    fixture(built, h, "count", "mem_count", gpu=True, gpu_mib=64)
+    r = h.invoke("count")
+    assert r["status"] == 200, r
+    m = json.loads(r["body"])
+    g = m["gran"]
+    assert m["free0"] == 64 << 20, m
+    assert (m["free0"] - m["mapped"], m["free0"] - m["one_z"], m["free0"] - m["no_z"]) == \
+        (4 * g, 4 * g, 3 * g), m
+
+
 def test_idle_instance_goes_lukewarm_and_comes_back(harness, built):
     """lukewarm.swap_after_ms: an idle instance is swapped out by itself; the
     next invocation brings it back (same answer, swap-in timed)."""
