@@ -442,6 +442,18 @@ int swap_check(const struct mig_payload *in, struct mig_payload *out)
 	return reply(out, msg);
 }
 
+/* Physical allocations of the virtual memory API on the device, and
+ * (@acc not NULL) read-write access to their mappings. */
+static void device_memory(CUmemAllocationProp *prop, CUmemAccessDesc *acc)
+{
+	prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop->location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	if (acc) {
+		acc->location = prop->location;
+		acc->flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	}
+}
+
 /*
  * swap_check_vmm: the client's own physical allocations (the virtual memory
  * API, as PyTorch's expandable segments use it), made on the first call in
@@ -471,10 +483,7 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	acc.location = prop.location;
-	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	device_memory(&prop, &acc);
 	if (!va) {
 		if ((r = cuMemGetAllocationGranularity(&gran, &prop,
 						       CU_MEM_ALLOC_GRANULARITY_MINIMUM)) ||
@@ -545,8 +554,7 @@ int mem_cap(const struct mig_payload *in, struct mig_payload *out)
 		return reply(out, "payload: A B C (MiB) [keep]");
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	device_memory(&prop, NULL);
 	if ((r = cuMemGetInfo(&free0, &total)) || (r = cuDeviceTotalMem(&dev_total, 0)))
 		return cu_fail(out, "cuMemGetInfo/cuDeviceTotalMem", r);
 	ra = cuMemAlloc(&p, (size_t)a << 20);
@@ -588,10 +596,7 @@ int mem_count(const struct mig_payload *in, struct mig_payload *out)
 	(void)in;
 	if ((r = context()))
 		return cu_fail(out, "context", r);
-	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	acc.location = prop.location;
-	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	device_memory(&prop, &acc);
 	if ((r = cuMemGetAllocationGranularity(&gran, &prop,
 					       CU_MEM_ALLOC_GRANULARITY_MINIMUM)) ||
 	    (r = cuMemGetInfo(&free0, &t)) ||

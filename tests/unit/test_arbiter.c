@@ -29,6 +29,15 @@ static struct mig_arbiter *page(int model)
 	return a;
 }
 
+/* Nobody holds the GPU, nobody waits, nothing is left of any ticket. */
+static void assert_free(const struct mig_arbiter *a)
+{
+	assert_int_equal(a->serving, a->next);
+	assert_int_equal(a->oldest, a->next);
+	assert_int_equal(mig_arb_waiting(a), 0);
+	assert_int_equal(a->resuming, 0);
+}
+
 static void test_models(void **state)
 {
 	(void)state;
@@ -64,14 +73,14 @@ static void test_order_and_release(void **state)
 	assert_true(mig_arb_granted(a, t3, 3));
 	assert_int_equal(mig_arb_waiting(a), 0);
 	mig_arb_release(a, t3, NULL);
-	assert_int_equal(a->serving, a->next); /* free */
+	assert_free(a);
 	assert_int_equal(a->grants, 2);
 	/* Two ended turns, the first one over 1 ms (the wait above). */
 	assert_true(a->held_ns >= 1000000);
 	/* Giving back a ticket twice, or one long served, changes nothing. */
 	mig_arb_release(a, t3, NULL);
 	mig_arb_release(a, t1, NULL);
-	assert_int_equal(a->serving, a->next);
+	assert_free(a);
 	munmap(a, sizeof(*a));
 }
 
@@ -92,7 +101,7 @@ static void test_abandon(void **state)
 	assert_true(mig_arb_granted(a, t4, 9));
 	(void)t3;
 	mig_arb_release(a, t4, NULL);
-	assert_int_equal(a->serving, a->next);
+	assert_free(a);
 	munmap(a, sizeof(*a));
 }
 
@@ -120,9 +129,7 @@ static void test_ticket_numbers_wrap(void **state)
 	mig_arb_release(a, t2, NULL);
 	assert_true(mig_arb_granted(a, t4, 4));
 	mig_arb_release(a, t4, NULL);
-	assert_int_equal(a->serving, a->next);
-	assert_int_equal(a->oldest, a->next);
-	assert_int_equal(mig_arb_waiting(a), 0);
+	assert_free(a);
 	munmap(a, sizeof(*a));
 }
 
@@ -168,11 +175,8 @@ static void test_resume_ticket_goes_next(void **state)
 	assert_true(mig_arb_granted(a, c, 3));
 	mig_arb_release(a, c, NULL);
 	assert_true(mig_arb_granted(a, d, 5));
-	assert_int_equal(a->resuming, 0);
-	assert_int_equal(mig_arb_waiting(a), 0);
 	assert_false(mig_arb_release(a, d, &gave)); /* nobody waits */
-	assert_int_equal(a->serving, a->next);
-	assert_int_equal(a->oldest, a->next);
+	assert_free(a);
 	munmap(a, sizeof(*a));
 }
 
@@ -202,10 +206,7 @@ static void test_resume_ticket_given_back_or_abandoned(void **state)
 	mig_arb_abandon(a, 2);              /* the holder died: the resume goes */
 	assert_true(mig_arb_granted(a, r1, 3));
 	mig_arb_release(a, r1, NULL);
-	assert_int_equal(a->serving, a->next);
-	assert_int_equal(a->oldest, a->next);
-	assert_int_equal(a->resuming, 0);
-	assert_int_equal(mig_arb_waiting(a), 0);
+	assert_free(a);
 	(void)r2;
 	munmap(a, sizeof(*a));
 }
@@ -269,9 +270,7 @@ static void test_exclusion_between_processes(void **state)
 	}
 	assert_false(bad);
 	assert_int_equal(a->grants, 800);
-	assert_int_equal(a->serving, a->next);
-	assert_int_equal(a->resuming, 0);
-	assert_int_equal(mig_arb_waiting(a), 0);
+	assert_free(a);
 	munmap(inside, 4096);
 	munmap(a, sizeof(*a));
 }
