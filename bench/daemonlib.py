@@ -19,6 +19,31 @@ def percentile(values, q):
     """The @q quantile (0..1) of @values, the nearest rank."""
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def tree_cpu_s(pid):
+    """The CPU seconds (user and system) that process @pid and its
+    descendants used, those of exited descendants included once their
+    parent in the tree reaped them, as /proc says (0 for processes gone).
+    Differences over an interval are what the tree spent in it."""
+    tick, total, todo, seen = os.sysconf("SC_CLK_TCK"), 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return total / tick
+
+
 START_TIMEOUT = 30
 
 
@@ -99,6 +124,11 @@ class Daemon:
         devs = json.loads(body)
         names = sorted({p.get("gpu_name", "?") for p in devs.get("partitions", [])})
         return f"{', '.join(names) or '-'}, driver {devs.get('driver_version', '?')}"
+
+    def cpu_s(self):
+        """CPU seconds used so far by the daemon and everything it runs (the
+        instances' executors and sandboxes, the GPU servers)."""
+        return tree_cpu_s(self.p.pid)
 
     def metric(self, name):
         """The sum of metric @name's series in GET /metrics (0.0 if none)."""

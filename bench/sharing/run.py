@@ -52,13 +52,18 @@ then the ratios the issue's targets are about:
              times sequential's requests ("allows"); where that is under
              2, the target is taken as 0.95 x allows (1.9 is 0.95 x 2)
   mean request, overlap-cpu-copy vs native     (target <= 1.10)
+  CPU per request, overlap-cpu-copy vs native: the CPU time the daemon,
+             the instances and their GPU servers used over the cell's
+             requests, against the native processes' (what waiting and
+             forwarding cost the node's CPUs; no target)
   4 clients: max/min per-client throughput     (target <= 1.2)
 
 Each cell also says, on stderr, its 99th percentile and longest request
 (where waits for the GPU's turn show first) and, for an exclusive model,
 the GPU turns' time and number per request: more than one turn per
 request means its GPU phase was cut, each cut costing it a turn of every
-waiter.
+waiter (one other turn since resume tickets), and every cell its CPU time
+per request.
 
 --json FILE keeps every round's cells with each client's requests on a
 timeline (start, latency, time in the instance, the function's phases);
@@ -309,6 +314,10 @@ class NativeClients:
             self._failed(ps[errors[0][0]])
         return res
 
+    def cpu_s(self, clients):
+        """CPU seconds used so far by the first @clients processes."""
+        return sum(daemonlib.tree_cpu_s(p.pid) for p in self.ps[:clients])
+
     def close(self):
         for p in self.ps:
             if p.poll() is None:
@@ -320,10 +329,13 @@ class NativeClients:
                     p.wait()
 
 
-def summary(runs, held_s=None, turns=None):
+def summary(runs, held_s=None, turns=None, cpu_s=None):
     """A cell's figures from its clients' runs; @held_s and @turns: the GPU
     turns' time and number over them (exclusive models), kept per request
-    as gpu_ms and turns (more than one: a request's GPU phase was cut)."""
+    as gpu_ms and turns (more than one: a request's GPU phase was cut);
+    @cpu_s: the CPU time the side's processes used, kept per request as
+    cpu_ms (native: the function's processes; ours: the daemon, the
+    instances and their GPU servers)."""
     lat = [x for r in runs for x in r["ms"]]
     span = (max(r["end"] for r in runs) - min(r["start"] for r in runs)) / 1e9
     per_client = [len(r["ms"]) / ((r["end"] - r["start"]) / 1e9) for r in runs]
@@ -336,6 +348,8 @@ def summary(runs, held_s=None, turns=None):
         out["gpu_ms"] = held_s * 1e3 / len(lat)
     if turns:
         out["turns"] = turns / len(lat)
+    if cpu_s is not None:
+        out["cpu_ms"] = cpu_s * 1e3 / len(lat)
     ph = [p for r in runs for p in r.get("timings", ())]
     if ph:  # the function's own phases (ML functions)
         out["input_ms"] = statistics.mean(p[0] for p in ph)
@@ -416,7 +430,8 @@ def tables(results, args, header):
         text.append("")
         md.append("")
         head = ("workload", "thr. occ / seq", "GPU share", "allows", ">= 1.9 or 0.95x allows",
-                "thr. native / seq", "mean occ / native", "<= 1.10", "max/min client thr.",
+                "thr. native / seq", "mean occ / native", "<= 1.10", "CPU occ / native",
+                "max/min client thr.",
                 "if alike (p90)", "native's", "<= 1.2")
         text.append("  ".join(f"{h:>17}" for h in head))
         md.append("| " + " | ".join(head) + " |")
@@ -429,6 +444,8 @@ def tables(results, args, header):
             nthr = nat["throughput"] / seq["throughput"] if nat and seq else None
             lat = occ["mean"] / nat["mean"] if occ and nat else None
             fair = occ["fairness"] if occ else None
+            cpu = (occ["cpu_ms"] / nat["cpu_ms"] if occ and nat and occ.get("cpu_ms")
+                   and nat.get("cpu_ms") else None)
             cells = [w, f"{thr:.2f}x" if thr else "-",
                      f"{100 * share:.{0 if share >= 0.1 else 1}f}%" if share else "-",
                      f"{allows:.2f}x" if allows else "-",
@@ -436,6 +453,7 @@ def tables(results, args, header):
                      if thr else "-",
                      f"{nthr:.2f}x" if nthr else "-",
                      f"{lat:.2f}x" if lat else "-", ("yes" if lat <= 1.10 else "NO") if lat else "-",
+                     f"{cpu:.2f}x" if cpu else "-",
                      f"{fair:.2f}" if fair else "-",
                      f"{occ['alike']:.2f} ({occ['alike_p90']:.2f})" if occ and "alike" in occ
                      else "-",
@@ -585,10 +603,10 @@ def main(argv):
                    f"{threads} CPU threads each"
                    if any(w in ML for w in args.workloads) else ""))
 
-    def record(c, w, side, runs, held_s=None, turns=None):
+    def record(c, w, side, runs, held_s=None, turns=None, cpu_s=None):
         """Keep a result, say it, and save what we have (a run cut short
         still leaves its numbers)."""
-        r = summary(runs, held_s, turns)
+        r = summary(runs, held_s, turns, cpu_s)
         rounds[c][w].setdefault(side, []).append(r)
         results[c][w][side] = combine(rounds[c][w][side])
         inside = [x for run in runs for x in run.get("run_ms", ())]
@@ -598,6 +616,7 @@ def main(argv):
               + (f", GPU turns {r['gpu_ms']:.1f}" if "gpu_ms" in r else "")
               + (f" ms, {r['turns']:.2f} per request" if "turns" in r else "")
               + (")" if inside else "")
+              + (f", CPU {r['cpu_ms']:.1f} ms per request" if "cpu_ms" in r else "")
               + (f" [input {r['input_ms']:.1f}, inference {r['infer_ms']:.1f}]"
                  if "input_ms" in r else "")
               + ", "
@@ -621,13 +640,18 @@ def main(argv):
         for c in order:
             print(f"{side}: {w}, {c} clients", file=sys.stderr, flush=True)
             if side == "native":
-                record(c, w, side, native.run(c, args.n, args.native == "served"))
+                cpu0 = native.cpu_s(c)
+                runs = native.run(c, args.n, args.native == "served")
+                record(c, w, side, runs, cpu_s=native.cpu_s(c) - cpu0)
                 continue
             d, held = daemons[side], []
             runs = mig_clients(d, w, specs[w].get("body", b""), c, args.n, args.warmup,
-                               lambda: held.append((d.metric(HELD), d.metric(TURNS))))
+                               lambda: held.append((d.metric(HELD), d.metric(TURNS),
+                                                    d.cpu_s())))
+            cpu = d.cpu_s() - held[0][2]
             time.sleep(0.05)  # the last turn ends when its server sleeps
-            record(c, w, side, runs, d.metric(HELD) - held[0][0], d.metric(TURNS) - held[0][1])
+            record(c, w, side, runs, d.metric(HELD) - held[0][0], d.metric(TURNS) - held[0][1],
+                   cpu)
 
     # One daemon per model for the whole run, each with a uid range of its
     # own; per workload, every side's clients are set up once (instances,

@@ -3,8 +3,10 @@ bench/isolation): smoke runs on the host test double, so that a change that
 breaks their driver code is seen in CI.  Nothing here looks at a number."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -38,9 +40,35 @@ def test_sharing_benchmark_runs(tmp_path):
     assert "GPU share" in out and "allows" in out, out
     for c in cells.values():  # the tail: medians of the rounds' p99 and longest
         assert 0 < c["p99"] <= c["max"], c
+        assert c["cpu_ms"] >= 0, c  # the daemon's tree (a tick is 10 ms: may be 0)
+    assert "CPU occ / native" in out, out
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert logs == {f"{m}.log" for m in cells}, logs
     assert "listening on" in (tmp_path / "logs" / "sequential.log").read_text()
+
+
+BUSY = "import time\nt = time.time()\nwhile time.time() - t < {}: pass\n"
+
+
+def test_tree_cpu_counts_live_and_reaped_descendants():
+    """bench/daemonlib.tree_cpu_s: a grandchild's CPU counts while it runs
+    (a live descendant) and after its parent reaped it (the parent's
+    children's time)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import daemonlib
+    busy = f"{sys.executable} -c '{BUSY.format(0.4)}'"
+    reaped = subprocess.Popen(["sh", "-c", f"{busy}; sleep 30"], start_new_session=True)
+    live = subprocess.Popen(["sh", "-c", f"{sys.executable} -c '{BUSY.format(30)}' & wait"],
+                            start_new_session=True)
+    try:
+        time.sleep(1.5)
+        assert daemonlib.tree_cpu_s(reaped.pid) >= 0.3
+        assert daemonlib.tree_cpu_s(live.pid) >= 0.8
+        assert daemonlib.tree_cpu_s(2 ** 22 + 12345) == 0  # no such process
+    finally:
+        for p in (reaped, live):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def test_lukewarm_benchmark_runs(tmp_path):
