@@ -917,10 +917,11 @@ def test_a_turn_cut_early_resumes_next(harness, built, resume):
     gap to the first of two waiters, and resumes right after it, before the
     other: its 30 ms kernel ends second of the three; with MIG_GPUD_RESUME=0
     it waits in order of asking and ends last.  Rounds: a hog holds the GPU
-    for 30 ms while the three ask in turn (the cut one first).  On the
-    2-core CI machine a preempted server may keep the turn through the gap
-    (its kernel then ends first); to end last with resume tickets, its
-    client would have to be held up for all of the other's 30 ms turn."""
+    for 30 ms while the three ask in turn (the cut one first).  On 2 busy
+    cores a preempted server may keep the turn through the gap (its kernel
+    then ends first), or a preempted client ask again only after the
+    other's whole 30 ms turn (with two CPU hogs beside the test: now and
+    then), so the order asked for must win a clear majority of the rounds."""
     h = harness(sharing="overlap-cpu-copy", mem_mib=8192,
                 env=None if resume else {"MIG_GPUD_RESUME": "0"})
     for key, handler in (("hog", "gpu_phases"), ("cut", "gpu_cut"),
@@ -928,7 +929,7 @@ def test_a_turn_cut_early_resumes_next(harness, built, resume):
         fixture(built, h, key, handler, gpu=True, keep_alive_ms=60000)
         assert h.invoke(key, "400" if key == "cut" else "0 30 0")["status"] == 200
     orders = []
-    for _ in range(4):
+    for _ in range(6):
         h.go("hog", "hog", "1 30 0")
         for key, at in (("cut", 0.004), ("b", 0.008), ("c", 0.008)):
             time.sleep(at)
@@ -941,7 +942,7 @@ def test_a_turn_cut_early_resumes_next(harness, built, resume):
         orders.append(" ".join(sorted(("cut", "b", "c"), key=ends.get)))
     print(f"kernels ended in the order {orders}")
     won, lost = ("b cut c", "b c cut") if resume else ("b c cut", "b cut c")
-    assert lost not in orders and orders.count(won) >= 2, \
+    assert orders.count(won) >= 3 and orders.count(won) > 2 * orders.count(lost), \
         f"resume {resume}: the cut holder's kernel should end as in {won!r}: {orders}"
 
 
