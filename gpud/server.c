@@ -2347,14 +2347,15 @@ static void prof_turn_back(struct gpud *g, uint64_t now, bool asked)
 static void arb_release(struct gpud *g)
 {
 	uint64_t now = mig_now_ns();
-	bool young = g->arb_held && !g->arb_resumed && !g->arb_no_resume &&
-		     now - g->arb_held_since < ARB_YOUNG_NS;
+	/* Young, not itself resumed, and given to a waiter: a cut (asked
+	 * for again during the turn it went to, it resumes). */
+	bool may_resume = g->arb_held && !g->arb_resumed && !g->arb_no_resume &&
+			  now - g->arb_held_since < ARB_YOUNG_NS;
 
 	if (g->profile && g->arb_held)
 		prof_turn_back(g, now, false);
-	/* Young, to a waiter: asked for again during that turn, it resumes. */
 	g->arb_cut = mig_arb_release(g->arb, g->arb_ticket, &g->arb_gave_way) &&
-		     young;
+		     may_resume;
 	g->arb_held = g->arb_ticket_taken = false;
 }
 
