@@ -317,10 +317,15 @@ struct hb_func {
 	int sched;
 };
 
-/* A physical allocation (cuMemCreate). */
+/*
+ * A physical allocation (cuMemCreate).  Its handle is 1 + its slot: like
+ * the driver's (addresses of its heap objects), a handle's value comes
+ * back for a later allocation once its allocation is gone, the slot freed
+ * last first.
+ */
 struct hb_mem {
 	int fd;          /* -1: slot free */
-	uint32_t gen;
+	uint64_t freed;  /* when the slot was freed (hb.mem_frees) */
 	uint64_t size;
 	uint32_t refs;   /* 1 until released, +1 per mapping */
 	int released;
@@ -372,6 +377,7 @@ static struct hb {
 	unsigned int nmaps, cap_maps;
 	struct hb_mem *mems;
 	unsigned int nmems, cap_mems;
+	uint64_t mem_frees;     /* slots freed so far (hb_mem.freed) */
 	struct hb_hostrange *host;
 	unsigned int nhost, cap_host;
 
@@ -679,13 +685,13 @@ static int map_overlaps(uint64_t p, uint64_t n)
 
 static struct hb_mem *mem_get(CUmemGenericAllocationHandle h)
 {
-	uint64_t idx = (h & 0xffffffffull);
+	uint64_t idx = h;
 	struct hb_mem *m;
 
 	if (!idx || idx > hb.nmems)
 		return NULL;
 	m = &hb.mems[idx - 1];
-	if (m->fd < 0 || m->gen != (uint32_t)(h >> 32))
+	if (m->fd < 0)
 		return NULL;
 	return m;
 }
@@ -696,7 +702,7 @@ static void mem_unref(struct hb_mem *m)
 		return;
 	close(m->fd);
 	m->fd = -1;
-	m->gen++;
+	m->freed = ++hb.mem_frees;
 	hb.phys_used -= m->size;
 }
 
@@ -1791,8 +1797,9 @@ static CUresult CUDAAPI h_cuMemGetAllocationGranularity(
 }
 
 /*
- * Physical memory is a memfd; the handle is (generation << 32 | slot + 1)
- * so a released handle does not name its slot's next tenant.
+ * Physical memory is a memfd; the handle is slot + 1, and names the
+ * slot's next tenant once this one is gone, as a driver's handle may
+ * (struct hb_mem).
  */
 static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 				      size_t size,
@@ -1800,7 +1807,7 @@ static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 				      unsigned long long flags)
 {
 	struct hb_mem *m = NULL;
-	unsigned int i;
+	unsigned int i, j;
 	CUresult r;
 	int fd;
 
@@ -1822,9 +1829,10 @@ static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
-	for (i = 0; i < hb.nmems; i++)
-		if (hb.mems[i].fd < 0)
-			break;
+	for (i = hb.nmems, j = 0; j < hb.nmems; j++)
+		if (hb.mems[j].fd < 0 &&
+		    (i == hb.nmems || hb.mems[j].freed > hb.mems[i].freed))
+			i = j;
 	if (i == hb.nmems) {
 		if (hb.nmems == UINT32_MAX - 1 ||
 		    grow(&hb.mems, &hb.cap_mems, hb.nmems, sizeof(*m))) {
@@ -1832,7 +1840,6 @@ static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 			goto out;
 		}
 		hb.mems[hb.nmems].fd = -1;
-		hb.mems[hb.nmems].gen = 1;
 		hb.nmems++;
 	}
 	fd = memfd_create("mig-host-devmem", MFD_CLOEXEC);
@@ -1848,7 +1855,7 @@ static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 	m->refs = 1;
 	m->released = 0;
 	hb.phys_used += size;
-	*handle = (uint64_t)m->gen << 32 | (i + 1);
+	*handle = i + 1;
 out:
 	hb_unlock();
 	return r;

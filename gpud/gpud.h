@@ -86,6 +86,17 @@ struct gpud_swap_phys {
 	bool ok;                /* it can go: see swap.c */
 };
 
+/*
+ * A mapping's part in a swap: where its bytes wait, and its allocation by
+ * index, never by the driver's handle, whose value a new allocation may
+ * take once the old one is gone (swap-in makes new ones while old values
+ * are still being matched).
+ */
+struct gpud_swap_map {
+	uint64_t at;   /* 1 + its place in the pool if it went, else 0 */
+	uint32_t phys; /* its allocation in swap.phys */
+};
+
 struct gpud_vaspace {
 	uint64_t base, size;
 	struct gpud_alloc *v; /* sorted by addr, disjoint */
@@ -287,8 +298,7 @@ struct gpud {
 		 * went, and which of vs.maps were theirs. */
 		struct gpud_swap_phys *phys;
 		uint32_t nphys, cap_phys;
-		uint64_t *map_out;     /* per vs.maps entry: 1 + its place in
-					  the pool if swapped, else 0 */
+		struct gpud_swap_map *map_out; /* per vs.maps entry */
 		uint32_t cap_map_out;
 	} swap;
 	struct gpud_modcache mc;

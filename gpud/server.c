@@ -2486,7 +2486,7 @@ bool gpud_drain(struct gpud *g)
 			return progress;
 		}
 		/* Swapped out: the client's memory comes back first. */
-		if (g->swap.out) {
+		if (g->swap.out && g->sticky_error == CUDA_SUCCESS) {
 			struct mig_swap_report rep;
 
 			if (gpud_swap_in(g, &rep) != CUDA_SUCCESS)

@@ -72,8 +72,10 @@ static struct gpud_swap_phys *phys_of(struct gpud *g, unsigned long long mem)
 
 /*
  * The client's physical allocations behind its mappings, which of them can
- * go (g->swap.phys; g->swap.map_out nonzero for their mappings) and the
- * bytes that then move.
+ * go (g->swap.phys; each mapping's g->swap.map_out names its allocation,
+ * .at nonzero if it goes) and the bytes that then move.  Allocations are
+ * told apart by their handles' values here, while all are alive and so
+ * distinct, and by index from then on.
  */
 static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 {
@@ -83,7 +85,8 @@ static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 	g->swap.nphys = 0;
 	*bytes = 0;
 	if (vs->nmaps > g->swap.cap_map_out) {
-		uint64_t *m = realloc(g->swap.map_out, vs->nmaps * sizeof(*m));
+		struct gpud_swap_map *m = realloc(g->swap.map_out,
+						  vs->nmaps * sizeof(*m));
 
 		if (!m)
 			return CUDA_ERROR_OUT_OF_MEMORY;
@@ -110,6 +113,7 @@ static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 			p->size = mp->size; /* the whole allocation */
 			p->ok = true;
 		}
+		g->swap.map_out[i].phys = (uint32_t)(p - g->swap.phys);
 		/* (a part of one, which no driver allowed so far, stays) */
 		if (mp->access != CU_MEM_ACCESS_FLAGS_PROT_READWRITE || mp->offset ||
 		    mp->size != p->size)
@@ -126,8 +130,10 @@ static CUresult phys_collect(struct gpud *g, uint64_t *bytes)
 		}
 	}
 	for (i = 0; i < vs->nmaps; i++) {
-		g->swap.map_out[i] = phys_of(g, vs->maps[i].mem)->ok;
-		if (g->swap.map_out[i])
+		const struct gpud_swap_phys *p = &g->swap.phys[g->swap.map_out[i].phys];
+
+		g->swap.map_out[i].at = p->ok;
+		if (p->ok)
 			*bytes += vs->maps[i].size;
 	}
 	return CUDA_SUCCESS;
@@ -251,32 +257,49 @@ static CUresult remap(struct gpud *g, struct gpud_alloc *a)
 }
 
 /*
- * The client's physical allocation @p back: created anew, mapped where it
+ * The client's physical allocation @j back: created anew, mapped where it
  * was (its mappings' copies queued), its handle naming the new memory.
+ * On failure nothing of it is mapped and the new memory is gone.
  */
-static CUresult phys_back(struct gpud *g, struct gpud_swap_phys *p, unsigned int *k,
+static CUresult phys_back(struct gpud *g, uint32_t j, unsigned int *k,
 			  struct mig_swap_report *rep)
 {
-	unsigned long long mem, old = p->mem;
+	struct gpud_swap_phys *p = &g->swap.phys[j];
+	unsigned long long mem;
 	CUresult r = create(g, p->size, &mem);
+	uint32_t i;
 
 	if (r != CUDA_SUCCESS) {
 		gpud_log(g, 0, "swap-in: cuMemCreate(%llu) failed (%d)",
 			 (unsigned long long)p->size, r);
 		return r;
 	}
-	for (uint32_t i = 0; i < g->vs.nmaps && r == CUDA_SUCCESS; i++) {
-		struct gpud_map *mp = &g->vs.maps[i];
+	/* Afterwards [0, i) holds every mapping of it that was made. */
+	for (i = 0; i < g->vs.nmaps; i++) {
+		const struct gpud_map *mp = &g->vs.maps[i];
+		const struct gpud_swap_map *sm = &g->swap.map_out[i];
 
-		if (!g->swap.map_out[i] || mp->mem != old)
+		if (!sm->at || sm->phys != j)
 			continue;
-		r = map_rw(g, mp->addr, mp->size, mem);
-		if (r == CUDA_SUCCESS) {
-			mp->mem = mem;
-			r = copy_queue(g, mp->addr, mp->size, g->swap.map_out[i] - 1, false, k);
+		if ((r = map_rw(g, mp->addr, mp->size, mem)) != CUDA_SUCCESS)
+			break;
+		if ((r = copy_queue(g, mp->addr, mp->size, sm->at - 1, false, k))) {
+			i++;
+			break;
 		}
-		rep->bytes += mp->size;
 	}
+	if (r != CUDA_SUCCESS) {
+		for (uint32_t u = 0; u < i; u++)
+			if (g->swap.map_out[u].at && g->swap.map_out[u].phys == j)
+				g->b->cuMemUnmap(g->vs.maps[u].addr, g->vs.maps[u].size);
+		g->b->cuMemRelease(mem);
+		return r;
+	}
+	for (i = 0; i < g->vs.nmaps; i++)
+		if (g->swap.map_out[i].at && g->swap.map_out[i].phys == j) {
+			g->vs.maps[i].mem = mem;
+			rep->bytes += g->vs.maps[i].size;
+		}
 	if (p->handle_idx) /* the client's handle holds it, as before */
 		g->h.v[p->handle_idx - 1].ptr = (void *)(uintptr_t)mem;
 	else /* released by the client: it lives as long as its mappings */
@@ -309,8 +332,8 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 		}
 	}
 	for (uint32_t i = 0; i < g->vs.nmaps && r == CUDA_SUCCESS; i++) {
-		if (g->swap.map_out[i]) {
-			g->swap.map_out[i] = off + 1; /* where swap-in finds it */
+		if (g->swap.map_out[i].at) {
+			g->swap.map_out[i].at = off + 1; /* where swap-in finds it */
 			r = copy_queue(g, g->vs.maps[i].addr, g->vs.maps[i].size, off, true, &k);
 			off += g->vs.maps[i].size;
 		}
@@ -332,7 +355,7 @@ CUresult gpud_swap_out(struct gpud *g, struct mig_swap_report *rep)
 	for (uint32_t i = 0; i < g->vs.nmaps; i++) {
 		CUresult e;
 
-		if (g->swap.map_out[i] &&
+		if (g->swap.map_out[i].at &&
 		    (e = g->b->cuMemUnmap(g->vs.maps[i].addr, g->vs.maps[i].size)))
 			gpud_log(g, 0, "swap-out: cuMemUnmap(0x%llx, %llu) failed (%d)",
 				 (unsigned long long)g->vs.maps[i].addr,
@@ -366,6 +389,8 @@ CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 	memset(rep, 0, sizeof(*rep));
 	if (!g->swap.out)
 		return CUDA_SUCCESS;
+	if (g->sticky_error != CUDA_SUCCESS)
+		return g->sticky_error; /* lost, by an earlier try or otherwise */
 	/* The copies are the client's work done early: under a model that
 	 * makes copies exclusive they wait for the partition's turn. */
 	gpud_arbiter_hold(g, MIG_CLASS_COPY);
@@ -387,7 +412,7 @@ CUresult gpud_swap_in(struct gpud *g, struct mig_swap_report *rep)
 	}
 	for (uint32_t j = 0; j < g->swap.nphys && r == CUDA_SUCCESS; j++)
 		if (g->swap.phys[j].ok)
-			r = phys_back(g, &g->swap.phys[j], &k, rep);
+			r = phys_back(g, j, &k, rep);
 	r = copies_done(g, r);
 	if (r != CUDA_SUCCESS) {
 		/* Its memory is lost: nothing the client holds can be trusted
