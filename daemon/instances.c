@@ -2125,6 +2125,8 @@ enum run_end {
 	RUN_RETRY,    /* it was dead before the invocation reached it */
 	RUN_NO_ROOM,  /* lukewarm, and its memory has no room to come back:
 			 stop it; the invocation starts anew (queued for room) */
+	RUN_LOST,     /* lukewarm, and its memory did not come back: stop
+			 it; the invocation starts anew on another instance */
 };
 
 static void set_result(struct mig_invoke_result *r, char *body, uint32_t len,
@@ -2167,19 +2169,25 @@ static bool take_back(struct im *im, struct inst *in)
 	return true;
 }
 
-/* A lukewarm instance: its memory back before the invocation, timed.
- * false: no room for it on the partition (nothing was done). */
-static bool swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result *r)
+enum swap_in {
+	SWAP_IN_DONE,    /* in, or the server's business at its first call */
+	SWAP_IN_NO_ROOM, /* no room for it on the partition: nothing done */
+	SWAP_IN_LOST,    /* it failed: the server cannot serve it any more */
+};
+
+/* A lukewarm instance: its memory back before the invocation, timed. */
+static enum swap_in swap_in_for(struct im *im, struct inst *in,
+				struct mig_invoke_result *r)
 {
 	struct mig_swap_report rep;
 	int32_t status = 0;
 	uint64_t t0;
-	int fd = -1;
+	int fd = -1, rc;
 
 	pthread_mutex_lock(&im->lock);
 	if (in->swapped && !take_back(im, in)) {
 		pthread_mutex_unlock(&im->lock);
-		return false;
+		return SWAP_IN_NO_ROOM;
 	}
 	if (in->swapped && !in->swapping && in->srv && in->srv->ctl_w >= 0) {
 		in->swapping = true;
@@ -2187,17 +2195,16 @@ static bool swap_in_for(struct im *im, struct inst *in, struct mig_invoke_result
 	}
 	pthread_mutex_unlock(&im->lock);
 	if (fd < 0)
-		return true; /* the server swaps in by itself at the first call */
+		return SWAP_IN_DONE; /* the server swaps in by itself at the first call */
 	t0 = now_ns();
-	if (swap_claimed(im, in, fd, false, &rep, &status) || status)
-		daemon_log(0, "instance %s: swap-in failed (%d); its server retries at the first call",
-			   in->id, (int)status);
+	rc = swap_claimed(im, in, fd, false, &rep, &status);
 	r->swap_in_us = (now_ns() - t0) / 1000;
-	pthread_mutex_lock(&im->lock);
-	in->swapped = false; /* in now, or the server's business at its first call */
-	in->swapped_bytes = 0;
-	pthread_mutex_unlock(&im->lock);
-	return true;
+	if (rc || status) {
+		daemon_log(0, "instance %s: swap-in failed (%s %d): its GPU memory is lost",
+			   in->id, rc ? "no answer," : "CUDA error", rc ? rc : (int)status);
+		return SWAP_IN_LOST;
+	}
+	return SWAP_IN_DONE;
 }
 
 static enum run_end run(struct im *im, struct inst *in,
@@ -2230,10 +2237,17 @@ static enum run_end run(struct im *im, struct inst *in,
 			return RUN_KEEP;
 		}
 	}
-	if (!swap_in_for(im, in, r)) {
+	switch (swap_in_for(im, in, r)) {
+	case SWAP_IN_DONE:
+		break;
+	case SWAP_IN_NO_ROOM:
 		if (seq)
 			mig_arb_release(seq, ticket, NULL);
 		return RUN_NO_ROOM;
+	case SWAP_IN_LOST:
+		if (seq)
+			mig_arb_release(seq, ticket, NULL);
+		return RUN_LOST;
 	}
 	rc = ctl_send(in->ctl, MIG_CTL_INVOKE, id, payload, len, ctype, deadline);
 	if (rc == -EPIPE && in->invocations && !r->cold) {
@@ -2468,8 +2482,12 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 		case RUN_NO_ROOM:
 			doom(im, in, false, "lukewarm, and its partition has no room for its memory now");
 			break;
+		case RUN_LOST:
+			doom(im, in, true, "its GPU memory did not come back from host memory");
+			break;
 		}
-		if ((end != RUN_RETRY && end != RUN_NO_ROOM) || attempt >= 2)
+		if ((end != RUN_RETRY && end != RUN_NO_ROOM && end != RUN_LOST) ||
+		    attempt >= 2)
 			break;
 		free(r->body);
 		memset(r, 0, sizeof(*r));
@@ -2663,6 +2681,11 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 		}
 	} else {
 		im->swaps.failures++;
+		/* A failed swap-in leaves the server without the client's
+		 * memory for good (gpud/swap.c): an idle instance goes now,
+		 * an invoked one when its invocation starts anew (RUN_LOST). */
+		if (!out && in->state == ST_IDLE)
+			doom(im, in, true, "its GPU memory did not come back from host memory");
 	}
 	pthread_mutex_unlock(&im->lock);
 	return rc;

@@ -378,6 +378,8 @@ static struct hb {
 	struct hb_mem *mems;
 	unsigned int nmems, cap_mems;
 	uint64_t mem_frees;     /* slots freed so far (hb_mem.freed) */
+	uint64_t creates_left;  /* cuMemCreate calls that may succeed
+				   (MIG_HOST_MEM_CREATES; test faults) */
 	struct hb_hostrange *host;
 	unsigned int nhost, cap_host;
 
@@ -1825,7 +1827,7 @@ static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 		r = CUDA_ERROR_INVALID_VALUE;
 		goto out;
 	}
-	if (size > hb.total_mem - hb.phys_used) {
+	if (size > hb.total_mem - hb.phys_used || !hb.creates_left) {
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
@@ -1855,6 +1857,7 @@ static CUresult CUDAAPI h_cuMemCreate(CUmemGenericAllocationHandle *handle,
 	m->refs = 1;
 	m->released = 0;
 	hb.phys_used += size;
+	hb.creates_left--;
 	*handle = i + 1;
 out:
 	hb_unlock();
@@ -3223,10 +3226,16 @@ fail:
 	return -1;
 }
 
+/*
+ * MIG_HOST_MEM_MIB: the device's memory.  MIG_HOST_MEM_CREATES=N (a fault
+ * for tests): cuMemCreate succeeds N times, then answers out of memory, as
+ * when memory the server gave back was taken before it could come back.
+ */
 int gpud_backend_host_open(struct gpud_backend *b, char *err, size_t errlen)
 {
 	const char *mib = getenv("MIG_HOST_MEM_MIB");
-	uint64_t mem = HB_DEFAULT_MEM_MIB;
+	const char *creates = getenv("MIG_HOST_MEM_CREATES");
+	uint64_t mem = HB_DEFAULT_MEM_MIB, ncreates = UINT64_MAX;
 	int ret = 0;
 
 	if (mib && *mib) {
@@ -3241,6 +3250,18 @@ int gpud_backend_host_open(struct gpud_backend *b, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (creates && *creates) {
+		char *end;
+
+		errno = 0;
+		ncreates = strtoull(creates, &end, 10);
+		if (errno || *end || *creates == '-') {
+			snprintf(err, errlen,
+				 "host backend: MIG_HOST_MEM_CREATES=%s is not a count",
+				 creates);
+			return -1;
+		}
+	}
 	hb_lock();
 	/* One device per process: a second open shares the first's state. */
 	if (!hb.opened) {
@@ -3249,6 +3270,7 @@ int gpud_backend_host_open(struct gpud_backend *b, char *err, size_t errlen)
 			goto out;
 		}
 		hb.total_mem = mem << 20;
+		hb.creates_left = ncreates;
 		hb.ctx.type = T_CTX;
 		hb.legacy.h.type = T_STREAM;
 		hb.ptds.h.type = T_STREAM;

@@ -28,6 +28,11 @@
  * copies exclusive (overlap-cpu; under sequential the daemon swaps in
  * within the invocation's turn); swap-out does not: it runs on an idle
  * instance, often because another one needs the memory now.
+ *
+ * A swap-in that fails (no memory to create, a copy that failed) is final:
+ * what it had made of an allocation is undone, the context's error turns
+ * sticky, every later call answers it, and the daemon stops the instance
+ * (an invocation that found it so starts anew on another).
  */
 #include <stdlib.h>
 #include <string.h>

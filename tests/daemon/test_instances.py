@@ -619,6 +619,33 @@ def test_swap_takes_the_clients_own_physical_allocations(harness, built):
     h.until("stopped", lambda: not h.list() and not h.children())
 
 
+@pytest.mark.skipif(BACKEND != "host", reason="a fault of the host double")
+@pytest.mark.parametrize("by", ["invocation", "request"])
+def test_swap_in_that_fails_retires_the_instance(harness, built, by):
+    """The test double's memory runs out under a swap-in
+    (MIG_HOST_MEM_CREATES=6: the client makes five physical allocations,
+    swap-in gets one of its four back, the next fails): the instance's
+    memory is lost, so it is stopped, and an invocation that found it so
+    runs on a fresh instance with the right answer; a swap-in asked for
+    by request fails with the CUDA error and the instance goes."""
+    h = harness(env={"MIG_HOST_MEM_CREATES": "6"})  # each GPU server's
+    fixture(built, h, "vmm", "swap_check_vmm", gpu=True, keep_alive_ms=60000)
+    first = h.invoke("vmm")
+    assert first["status"] == 200 and json.loads(first["body"])["ok"] is True, first
+    inst = first["instance"]
+    assert h.cmd(f"swap {inst} out")["rc"] == 0
+    if by == "request":
+        s = h.cmd(f"swap {inst} in")
+        assert s["rc"] == -5, s  # EIO: the server's CUDA error
+        h.until("the instance stopped", lambda: not h.list() and not h.children())
+    r = h.invoke("vmm")
+    assert r["status"] == 200 and r["instance"] != inst and r["cold"] == 1, r
+    got, want = json.loads(r["body"]), json.loads(first["body"])
+    assert got["ok"] is True and got["swappable"] == want["swappable"], got
+    h.until("only the fresh instance left",
+            lambda: [i["id"] for i in h.list()] == [r["instance"]])
+
+
 def test_gpu_memory_is_the_instances_limit(harness, built):
     """An instance may hold its reservation (gpu_memory) and no more, with
     cuMemAlloc and with the virtual memory API alike, and cuMemGetInfo and
