@@ -2660,12 +2660,15 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 	in->swapping = false;
 	if (!rc && !*status) {
 		bool moved = in->swapped != out; /* (or it was there already) */
+		/* Taken by an invocation while the swap-out ran: its server
+		 * swaps in at the first call, within the memory it kept. */
+		bool taken = out && in->state == ST_BUSY;
 
-		in->swapped = out;
-		in->swapped_bytes = out ? rep->bytes : 0;
+		in->swapped = out && !taken;
+		in->swapped_bytes = in->swapped ? rep->bytes : 0;
 		if (moved && out && rep->bytes > in->pool_bytes)
 			in->pool_bytes = rep->bytes;
-		if (moved && out && in->state != ST_DYING) {
+		if (moved && out && !taken && in->state != ST_DYING) {
 			/* What the swap freed is the partition's again. */
 			in->released = rep->bytes < in->mem ? rep->bytes : in->mem;
 			in->mem -= in->released;

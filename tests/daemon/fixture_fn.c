@@ -636,6 +636,34 @@ static const char hang_ptx[] =
 	"	bra LOOP;\n"
 	"}\n";
 
+/*
+ * gpu_leave "MIB N": holds MIB MiB of device memory (allocated on the first
+ * call) and returns with N launches of fixture_busy still queued (30 ms
+ * each on the test double): its GPU work outlives the invocation.
+ */
+int gpu_leave(const struct mig_payload *in, struct mig_payload *out)
+{
+	static CUdeviceptr held;
+	unsigned int mib = 0, n = 0;
+	uint64_t ns = 30000000ull;
+	void *args[] = { &ns };
+	CUfunction fn;
+	CUresult r;
+
+	if (sscanf(in->data ? in->data : "", "%u %u", &mib, &n) != 2 || !mib)
+		return reply(out, "payload: MIB N");
+	if ((r = context()))
+		return cu_fail(out, "context", r);
+	if (!held && (r = cuMemAlloc(&held, (size_t)mib << 20)))
+		return cu_fail(out, "cuMemAlloc", r);
+	if ((r = fixture_kernel("fixture_busy", &fn)))
+		return cu_fail(out, "loading fixture_busy", r);
+	for (unsigned int i = 0; i < n; i++)
+		if ((r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL)))
+			return cu_fail(out, "cuLaunchKernel", r);
+	return reply(out, "left");
+}
+
 int gpu_hang(const struct mig_payload *in, struct mig_payload *out)
 {
 	(void)in;

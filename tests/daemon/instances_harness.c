@@ -23,6 +23,8 @@
  *                          (with done_ms: when it finished, since start)
  *   echo KEY BYTES         send BYTES bytes of a pattern, check the answer
  *   list [TENANT] | kill TENANT ID | retire TENANT NAME
+ *   swap ID out|in         instances_swap(); goswap TAG ID out|in: the
+ *                          same in the background (`wait TAG` answers)
  *   turns [PARTITION]      its arbiter's model, grants, held_ms, waiting
  *                          (default: the first partition)
  *   fds                    this process's open file descriptors
@@ -64,8 +66,11 @@ static int nfns;
 struct go {
 	char tag[64];
 	pthread_t thread;
-	const struct mig_function *f;
+	const struct mig_function *f; /* an invocation, or */
 	char *payload;
+	char *swap_id;                /* a swap (goswap) */
+	bool swap_out;
+	json_t *swap_answer;
 	struct mig_invoke_result r;
 	uint64_t done_ns;
 	bool used;
@@ -206,16 +211,20 @@ static int set(const char *key, const char *val)
 }
 
 /* swap ID out|in: instances_swap(). */
-static void cmd_swap(const char *id, const char *dir)
+static json_t *swap_json(const char *id, bool out)
 {
 	struct mig_swap_report rep = { 0 };
 	char err[300] = "";
-	int rc = instances_swap(&daemon_, NULL, id, !strcmp(dir, "out"), &rep, err,
-				sizeof(err));
+	int rc = instances_swap(&daemon_, NULL, id, out, &rep, err, sizeof(err));
 
-	answer(json_pack("{s:i,s:I,s:i,s:f,s:s}", "rc", rc, "bytes",
+	return json_pack("{s:i,s:I,s:i,s:f,s:s}", "rc", rc, "bytes",
 			 (json_int_t)rep.bytes, "allocations", (int)rep.allocations,
-			 "ms", rep.ns / 1e6, "error", err));
+			 "ms", rep.ns / 1e6, "error", err);
+}
+
+static void cmd_swap(const char *id, const char *dir)
+{
+	answer(swap_json(id, !strcmp(dir, "out")));
 }
 
 static void cmd_set(const char *key, const char *val)
@@ -303,9 +312,28 @@ static void *go_thread(void *arg)
 {
 	struct go *g = arg;
 
-	instances_invoke(&daemon_, g->f, g->payload, strlen(g->payload),
-			 "text/plain", &g->r);
+	if (g->swap_id)
+		g->swap_answer = swap_json(g->swap_id, g->swap_out);
+	else
+		instances_invoke(&daemon_, g->f, g->payload, strlen(g->payload),
+				 "text/plain", &g->r);
 	g->done_ns = now_ns();
+	return NULL;
+}
+
+/* A free background slot named @tag, or NULL (answered). */
+static struct go *go_slot(const char *tag)
+{
+	for (int i = 0; i < MAX_GO; i++)
+		if (!gos[i].used) {
+			struct go *g = &gos[i];
+
+			memset(g, 0, sizeof(*g));
+			g->used = true;
+			snprintf(g->tag, sizeof(g->tag), "%s", tag);
+			return g;
+		}
+	answer(json_pack("{s:s}", "error", "too many background invocations"));
 	return NULL;
 }
 
@@ -313,7 +341,7 @@ static void cmd_invoke(char *key, char *payload, const char *tag)
 {
 	struct fn_entry *e = fn_lookup(key);
 	struct mig_invoke_result r;
-	struct go *g = NULL;
+	struct go *g;
 
 	if (!e) {
 		answer(json_pack("{s:s}", "error", "no such function"));
@@ -325,20 +353,23 @@ static void cmd_invoke(char *key, char *payload, const char *tag)
 		answer(result_json(&r));
 		return;
 	}
-	for (int i = 0; i < MAX_GO; i++)
-		if (!gos[i].used) {
-			g = &gos[i];
-			break;
-		}
-	if (!g) {
-		answer(json_pack("{s:s}", "error", "too many background invocations"));
+	if (!(g = go_slot(tag)))
 		return;
-	}
-	memset(g, 0, sizeof(*g));
-	g->used = true;
-	snprintf(g->tag, sizeof(g->tag), "%s", tag);
 	g->f = &e->f;
 	g->payload = strdup(payload);
+	pthread_create(&g->thread, NULL, go_thread, g);
+	answer(json_pack("{s:b}", "ok", 1));
+}
+
+/* goswap TAG ID out|in: a swap in the background; `wait TAG` answers it. */
+static void cmd_goswap(const char *tag, const char *id, const char *dir)
+{
+	struct go *g = go_slot(tag);
+
+	if (!g)
+		return;
+	g->swap_id = strdup(id);
+	g->swap_out = !strcmp(dir, "out");
 	pthread_create(&g->thread, NULL, go_thread, g);
 	answer(json_pack("{s:b}", "ok", 1));
 }
@@ -352,9 +383,10 @@ static void cmd_wait(const char *tag)
 			json_t *j;
 
 			pthread_join(g->thread, NULL);
+			j = g->swap_id ? g->swap_answer : result_json(&g->r);
 			free(g->payload);
+			free(g->swap_id);
 			g->used = false;
-			j = result_json(&g->r);
 			json_object_set_new(j, "done_ms",
 					    json_real((g->done_ns - start_ns) / 1e6));
 			answer(j);
@@ -568,6 +600,14 @@ int main(void)
 		} else if (!strcmp(cmd, "swap") && a1) {
 			a2 = strtok_r(NULL, " ", &save);
 			cmd_swap(a1, a2 ? a2 : "");
+		} else if (!strcmp(cmd, "goswap") && a1) {
+			char *id = strtok_r(NULL, " ", &save);
+
+			a2 = strtok_r(NULL, " ", &save);
+			if (id)
+				cmd_goswap(a1, id, a2 ? a2 : "");
+			else
+				answer(json_pack("{s:s}", "error", "goswap TAG ID out|in"));
 		} else if (!strcmp(cmd, "turns")) {
 			struct mig_gpu_turns t;
 

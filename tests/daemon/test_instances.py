@@ -646,6 +646,37 @@ def test_swap_in_that_fails_retires_the_instance(harness, built, by):
             lambda: [i["id"] for i in h.list()] == [r["instance"]])
 
 
+def test_instance_invoked_during_its_swap_out_stays_in(harness, built):
+    """An invocation may take an idle instance while a swap-out of it is
+    under way (here: waiting 600 ms for GPU work the last invocation left
+    queued). Its server swaps in at the invocation's first call, so the
+    daemon must not count the instance as swapped out, nor hand the memory
+    it holds to others: the instance is listed in, and a function needing
+    that memory starts only by stopping it (lukewarm.on_pressure off)."""
+    h = harness(mem_mib=64)
+    assert h.cmd("set lukewarm_on_pressure 0")["ok"]
+    fixture(built, h, "lv", "gpu_leave", gpu=True, gpu_mib=40, keep_alive_ms=60000)
+    fixture(built, h, "other", "gpu_leave", gpu=True, gpu_mib=40)
+    first = h.invoke("lv", "24 0")
+    assert first["status"] == 200, first
+    inst = first["instance"]
+    assert h.invoke("lv", "24 20")["status"] == 200  # 20 x 30 ms left queued
+    assert h.cmd(f"goswap s {inst} out")["ok"]
+    time.sleep(0.15)  # the swap-out is draining the GPU now
+    r = h.invoke("lv", "24 0")
+    assert r["status"] == 200 and r["instance"] == inst, r
+    s = h.cmd("wait s")
+    assert s["rc"] == 0 and s["bytes"] >= 24 << 20, s
+    [listed] = h.list()
+    assert listed["swapped"] is False and listed["gpu_memory"] == 40 << 20, listed
+    # 40 + 40 > 64: "other" starts only by stopping the idle one (had 24
+    # MiB been handed back, 16 + 40 would fit beside it).
+    o = h.invoke("other", "8 0")
+    assert o["status"] == 200, o
+    assert [i["function"] for i in h.list()] == ["other"]
+    assert "its memory is needed by another function" in h.stderr()
+
+
 def test_gpu_memory_is_the_instances_limit(harness, built):
     """An instance may hold its reservation (gpu_memory) and no more, with
     cuMemAlloc and with the virtual memory API alike, and cuMemGetInfo and
