@@ -319,6 +319,10 @@ struct gpud {
 	uint64_t prof_turn_back[3][4];
 	uint64_t prof_turn_back_ns;  /* when the last one was given back */
 	int prof_turn_back_len;      /* and its length's row, -1: none */
+	/* The turn kept through its client's gaps (launch grace, GPU idle)
+	 * while others waited: what exclusivity costs a launch-bound client
+	 * (prof_gap_since: when the current such gap began, 0: none). */
+	uint64_t prof_gaps, prof_gap_ns, prof_gap_since;
 };
 
 int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,

@@ -2184,6 +2184,8 @@ void gpud_profile_report(const struct gpud *g)
 		mig_sharing_name((int)g->arb->model),
 		(unsigned long long)g->arb_grants,
 		(unsigned long long)g->arb_resumes, g->arb_wait_ns / 1e6);
+	fprintf(stderr, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
+		(unsigned long long)g->prof_gaps, g->prof_gap_ns / 1e6);
 	fprintf(stderr, "  turns given back, by length (rows) and how soon asked for again: <100us <250us <1ms later\n");
 	for (int i = 0; i < 3; i++)
 		fprintf(stderr, "    %-7s %6llu %6llu %6llu %6llu\n",
@@ -2344,6 +2346,19 @@ static void prof_turn_back(struct gpud *g, uint64_t now, bool asked)
 	g->prof_turn_back_ns = now;
 }
 
+/* Profile: a gap the turn was kept through ends: the client's next call
+ * or the turn's end.  One begins when the holder's client goes quiet with
+ * the GPU idle and others waiting (gpud_serve), or when the GPU becomes
+ * idle in such a quiet spell (arb_sleep_slice). */
+static void prof_gap_end(struct gpud *g, uint64_t now)
+{
+	if (!g->prof_gap_since)
+		return;
+	g->prof_gaps++;
+	g->prof_gap_ns += now - g->prof_gap_since;
+	g->prof_gap_since = 0;
+}
+
 static void arb_release(struct gpud *g)
 {
 	uint64_t now = mig_now_ns();
@@ -2352,8 +2367,10 @@ static void arb_release(struct gpud *g)
 	bool may_resume = g->arb_held && !g->arb_resumed && !g->arb_no_resume &&
 			  now - g->arb_held_since < ARB_YOUNG_NS;
 
-	if (g->profile && g->arb_held)
+	if (g->profile && g->arb_held) {
 		prof_turn_back(g, now, false);
+		prof_gap_end(g, now);
+	}
 	g->arb_cut = mig_arb_release(g->arb, g->arb_ticket, &g->arb_gave_way) &&
 		     may_resume;
 	g->arb_held = g->arb_ticket_taken = false;
@@ -2419,8 +2436,11 @@ static uint64_t arb_sleep_slice(struct gpud *g)
 	if (!gpud_streams_idle(g))
 		return mig_arb_waiting(g->arb) ? SLEEP_POLL_NS : ARB_LOOK_NS;
 	quiet = mig_now_ns() - g->arb_last_call_ns;
-	if (g->arb_last_call_queued && quiet < ARB_LAUNCH_GRACE_NS)
+	if (g->arb_last_call_queued && quiet < ARB_LAUNCH_GRACE_NS) {
+		if (g->profile && !g->prof_gap_since && mig_arb_waiting(g->arb))
+			g->prof_gap_since = mig_now_ns();
 		return ARB_LAUNCH_GRACE_NS - quiet; /* or the client's next call */
+	}
 	arb_release(g);
 	return SLEEP_IDLE_NS;
 }
@@ -2510,8 +2530,11 @@ bool gpud_drain(struct gpud *g)
 		mig_seqword_publish(&g->hdr->req_head, head);
 		progress = true;
 	}
-	if (progress && g->arb_held)
+	if (progress && g->arb_held) {
 		g->arb_last_call_ns = mig_now_ns();
+		if (g->profile)
+			prof_gap_end(g, g->arb_last_call_ns);
+	}
 	return progress;
 }
 
@@ -2624,6 +2647,9 @@ int gpud_serve(struct gpud *g)
 		}
 		if (!idle_since) {
 			idle_since = mig_now_ns();
+			if (g->profile && g->arb_held && !g->prof_gap_since &&
+			    !g->npend && mig_arb_waiting(g->arb) && gpud_streams_idle(g))
+				g->prof_gap_since = idle_since; /* (prof_gap_end) */
 			continue;
 		}
 		/* Waiting for the GPU: on the arbiter, not the doorbell (the

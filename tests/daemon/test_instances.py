@@ -14,6 +14,7 @@ descriptors it had before instances_init.
 import json
 import os
 import queue
+import re
 import signal
 import statistics
 import subprocess
@@ -966,6 +967,54 @@ def test_a_launcher_behind_the_gpu_keeps_the_turn_through_its_phase(harness, bui
         turns.append(h.cmd("turns")["grants"] - before)
     print(f"turns per phase of 500 launches: {turns}")
     assert statistics.median(turns) <= 10, f"the holder gave the turn back in its gaps: {turns}"
+
+
+def _kept_gaps(h):
+    """Each GPU server's profile line on the gaps its turn was kept through
+    while others waited: {server name: (gaps, ms)} (after shutdown)."""
+    h.log.flush()
+    h.log.seek(0)
+    name, out = None, {}
+    for line in h.log.read().splitlines():
+        m = re.search(r"mig-gpud (\S+): profile:", line)
+        if m:
+            name = m.group(1)
+        m = re.search(r"through its client's gaps while others waited: (\d+) gaps, ([\d.]+) ms", line)
+        if m and name:
+            out[name] = (int(m.group(1)), float(m.group(2)))
+    return out
+
+
+def test_profile_counts_the_gaps_a_turn_is_kept_through_while_others_wait(harness, built):
+    """MIG_GPUD_PROFILE=1: a launcher behind the GPU (50 us between empty
+    kernels, under the launch grace) keeps its turn through each gap; with
+    a client waiting for the turn, those gaps are the GPU time exclusivity
+    costs, and its server counts them. Alone it counts none; a holder
+    whose one kernel keeps the GPU busy, at most the spin at its turn's
+    end, before it gives the turn back. (On 2 busy cores the launcher may
+    be preempted for longer than the grace as soon as the waiter asks, and
+    lose the turn before any gap: up to four tries for that case.)"""
+    def once(waiter):
+        h = harness(sharing="overlap-cpu-copy", env={"MIG_GPUD_PROFILE": "1"})
+        fixture(built, h, "lag", "gpu_launches", gpu=True, keep_alive_ms=60000)
+        fixture(built, h, "w", "gpu_phases", gpu=True, keep_alive_ms=60000)
+        lag = h.invoke("lag", "1 0")["instance"]
+        w = h.invoke("w", "0 30 0")["instance"]
+        h.go("lag", "lag", "400 50")  # 400 launches 50 us apart: 20+ ms
+        if waiter:
+            time.sleep(0.004)
+            assert h.invoke("w", "1 30 0")["status"] == 200
+        assert h.wait("lag")["status"] == 200
+        assert h.cmd("shutdown", timeout=30)["ok"]
+        gaps = _kept_gaps(h)
+        print(f"waiter {waiter}: gaps kept while others waited {gaps}")
+        assert set(gaps) == {lag, w}, h.stderr()
+        assert gaps[w][0] <= 1, gaps  # at most the end of its one turn
+        return gaps[lag]
+
+    assert once(False) == (0, 0.0)
+    tries = [once(True) for _ in range(4)]
+    assert any(n >= 1 and ms > 0 for n, ms in tries), tries
 
 
 @pytest.mark.parametrize("resume", [True, False])
