@@ -2492,6 +2492,10 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 		free(r->body);
 		memset(r, 0, sizeof(*r));
 	}
+	if (!r->http_status) /* the last of the attempts above ended so */
+		set_error(r, 503, "instances_lost",
+			  "function \"%s\": %d instances in a row could not take the invocation (found dead, or lukewarm with no room or no memory to come back); retry later",
+			  f->name, attempt + 1);
 	fn_put(im, fn);
 	if (--im->inflight == 0)
 		pthread_cond_broadcast(&im->changed);

@@ -466,7 +466,7 @@ static void device_memory(CUmemAllocationProp *prop, CUmemAccessDesc *acc)
  * Every call checks each accessible byte.  Answers {"ok", "swappable": the
  * bytes of the mappings of A, B, D (twice) and E, "va": "<reservation>"};
  * payload "free" unmaps and releases everything (the handles must still
- * name memory after a swap).
+ * name memory after a swap), "wait" answers 300 ms late.
  */
 int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 {
@@ -521,6 +521,8 @@ int swap_check_vmm(const struct mig_payload *in, struct mig_payload *out)
 	    (r = cuMemcpyDtoH(got + 3 * gran, va + 5 * gran, 3 * gran)))
 		return cu_fail(out, "cuMemcpyDtoH", r);
 	ok = !memcmp(got, want, 6 * gran);
+	if (in->len == 4 && !memcmp(in->data, "wait", 4))
+		usleep(300000); /* so that others start instances of their own */
 	if (in->len == 4 && !memcmp(in->data, "free", 4)) {
 		if ((r = cuMemUnmap(va, 8 * gran)) || (r = cuMemRelease(ha)) ||
 		    (r = cuMemRelease(hc)) || (r = cuMemAddressFree(va, 9 * gran)))

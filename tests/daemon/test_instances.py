@@ -647,6 +647,27 @@ def test_swap_in_that_fails_retires_the_instance(harness, built, by):
             lambda: [i["id"] for i in h.list()] == [r["instance"]])
 
 
+@pytest.mark.skipif(BACKEND != "host", reason="a fault of the host double")
+def test_invocation_that_loses_three_instances_in_a_row_says_so(harness, built):
+    """Three lukewarm instances whose swap-ins all fail (as above): the
+    invocation tries each, stopping it, and then answers a clear 503 -
+    never a response without a status."""
+    h = harness(env={"MIG_HOST_MEM_CREATES": "6"})
+    fixture(built, h, "vmm", "swap_check_vmm", gpu=True, keep_alive_ms=60000)
+    for tag in ("a", "b", "c"):
+        h.go(tag, "vmm", "wait")
+    insts = {h.wait(tag)["instance"] for tag in ("a", "b", "c")}
+    assert len(insts) == 3, insts
+    for inst in insts:
+        assert h.cmd(f"swap {inst} out")["rc"] == 0
+    r = h.invoke("vmm")
+    err = error_of(r, 503, "instances_lost")
+    assert "3 instances in a row" in err, err
+    h.until("all three stopped", lambda: not h.list() and not h.children())
+    again = h.invoke("vmm")  # a fresh one serves
+    assert again["status"] == 200 and again["cold"] == 1, again
+
+
 def test_instance_invoked_during_its_swap_out_stays_in(harness, built):
     """An invocation may take an idle instance while a swap-out of it is
     under way (here: waiting 600 ms for GPU work the last invocation left
