@@ -2648,7 +2648,8 @@ int gpud_serve(struct gpud *g)
 		if (!idle_since) {
 			idle_since = mig_now_ns();
 			if (g->profile && g->arb_held && !g->prof_gap_since &&
-			    !g->npend && mig_arb_waiting(g->arb) && gpud_streams_idle(g))
+			    !g->npend && g->bq_head == g->bq_tail &&
+			    mig_arb_waiting(g->arb) && gpud_streams_idle(g))
 				g->prof_gap_since = idle_since; /* (prof_gap_end) */
 			continue;
 		}
