@@ -2586,6 +2586,7 @@ void *instances_list(struct mig_daemon *d, const char *tenant)
 				      (now - in->last_used_ns) / 1000000 : 0));
 		if (o) {
 			json_object_set_new(o, "swapped", json_boolean(in->swapped));
+			json_object_set_new(o, "swapping", json_boolean(in->swapping));
 			if (in->swapped)
 				json_object_set_new(o, "swapped_bytes",
 						    json_integer((json_int_t)in->swapped_bytes));

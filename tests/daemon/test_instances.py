@@ -567,6 +567,7 @@ def test_swap_out_and_in_keeps_pointers_and_data(harness, built):
         assert s["rc"] == 0 and s["allocations"] >= 37 and s["bytes"] >= want["bytes"], s
         [listed] = h.list()
         assert listed["swapped"] is True and listed["swapped_bytes"] == s["bytes"], listed
+        assert listed["swapping"] is False, listed
         again = h.cmd(f"swap {inst['id']} out")  # already out: nothing moves
         assert again["rc"] == 0 and again["bytes"] == 0, again
         if i % 2:
@@ -684,7 +685,7 @@ def test_instance_invoked_during_its_swap_out_stays_in(harness, built):
     inst = first["instance"]
     assert h.invoke("lv", "24 20")["status"] == 200  # 20 x 30 ms left queued
     assert h.cmd(f"goswap s {inst} out")["ok"]
-    time.sleep(0.15)  # the swap-out is draining the GPU now
+    h.until("the swap-out under way", lambda: h.list()[0]["swapping"], timeout=5)
     r = h.invoke("lv", "24 0")
     assert r["status"] == 200 and r["instance"] == inst, r
     s = h.cmd("wait s")
