@@ -214,6 +214,8 @@ struct inst {
 	bool killed;                    /* by instances_kill() */
 	bool swapping;                  /* a swap request is in flight */
 	bool swapped;                   /* its GPU memory is in host memory */
+	bool lost;                      /* a swap-in failed: that memory is
+					   gone, the instance is stopped */
 	uint64_t swapped_bytes;
 	uint64_t released;              /* swapped: reservation given back
 					   (mem is what it still holds) */
@@ -2185,6 +2187,13 @@ static enum swap_in swap_in_for(struct im *im, struct inst *in,
 	int fd = -1, rc;
 
 	pthread_mutex_lock(&im->lock);
+	/* A swap-in asked for by request is under way: its outcome is ours. */
+	while (in->swapped && in->swapping)
+		pthread_cond_wait(&im->changed, &im->lock);
+	if (in->lost) {
+		pthread_mutex_unlock(&im->lock);
+		return SWAP_IN_LOST;
+	}
 	if (in->swapped && !take_back(im, in)) {
 		pthread_mutex_unlock(&im->lock);
 		return SWAP_IN_NO_ROOM;
@@ -2468,7 +2477,10 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 		pthread_mutex_lock(&im->lock);
 		switch (end) {
 		case RUN_KEEP:
-			release(im, in);
+			if (in->lost) /* by a swap-in asked for meanwhile */
+				doom(im, in, true, "its GPU memory did not come back from host memory");
+			else
+				release(im, in);
 			break;
 		case RUN_DISCARD:
 			doom(im, in, false, "discarded");
@@ -2692,9 +2704,11 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 		/* A failed swap-in leaves the server without the client's
 		 * memory for good (gpud/swap.c): an idle instance goes now,
 		 * an invoked one when its invocation starts anew (RUN_LOST). */
+		in->lost |= !out;
 		if (!out && in->state == ST_IDLE)
 			doom(im, in, true, "its GPU memory did not come back from host memory");
 	}
+	pthread_cond_broadcast(&im->changed); /* swapping is over (swap_in_for) */
 	pthread_mutex_unlock(&im->lock);
 	return rc;
 }

@@ -30,9 +30,10 @@
  * instance, often because another one needs the memory now.
  *
  * A swap-in that fails (no memory to create, a copy that failed) is final:
- * what it had made of an allocation is undone, the context's error turns
- * sticky, every later call answers it, and the daemon stops the instance
- * (an invocation that found it so starts anew on another).
+ * what it had made of an allocation is undone, the server tries no more
+ * swap-ins and answers the sticky error where it checks it (allocations),
+ * other calls fail or fault on the missing memory, and the daemon stops
+ * the instance (an invocation that found it so starts anew on another).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -669,6 +669,35 @@ def test_invocation_that_loses_three_instances_in_a_row_says_so(harness, built):
     assert again["status"] == 200 and again["cold"] == 1, again
 
 
+@pytest.mark.skipif(BACKEND != "host", reason="a fault of the host double")
+def test_invocation_during_a_swap_in_that_fails_starts_anew(harness, built):
+    """An invocation that takes a lukewarm instance while a swap-in of it,
+    asked for by request, is under way (its copies wait for the GPU's turn
+    under overlap-cpu, held by an endless kernel until sharing_max_hold_ms)
+    waits for that swap-in; when it fails (MIG_HOST_MEM_CREATES as above),
+    the invocation runs on a fresh instance instead of the lost one."""
+    h = harness(sharing="overlap-cpu", env={"MIG_HOST_MEM_CREATES": "6"})
+    assert h.cmd("set sharing_max_hold_ms 600")["ok"]
+    fixture(built, h, "hang", "gpu_hang", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "vmm", "swap_check_vmm", gpu=True, keep_alive_ms=60000)
+    first = h.invoke("vmm")
+    assert first["status"] == 200, first
+    inst = first["instance"]
+    assert h.cmd(f"swap {inst} out")["rc"] == 0
+    h.go("hang", "hang")
+    h.until("hang running", lambda: [i for i in h.list()
+                                     if i["function"] == "hang" and i["state"] == "busy"])
+    time.sleep(0.1)
+    assert h.cmd(f"goswap s {inst} in")["ok"]
+    h.until("the swap-in under way",
+            lambda: [i for i in h.list() if i["id"] == inst and i["swapping"]], timeout=5)
+    r = h.invoke("vmm")
+    assert h.wait("s")["rc"] == -5  # EIO: its CUDA error
+    assert h.wait("hang")["status"] >= 500
+    assert r["status"] == 200 and r["instance"] != inst and r["cold"] == 1, r
+    assert json.loads(r["body"])["ok"] is True, r
+
+
 def test_instance_invoked_during_its_swap_out_stays_in(harness, built):
     """An invocation may take an idle instance while a swap-out of it is
     under way (here: waiting 600 ms for GPU work the last invocation left
