@@ -2120,6 +2120,9 @@ static int start_instance(struct im *im, struct inst *in,
 
 /* --- one invocation on an instance (owner thread, no lock) --------------- */
 
+/* Why an instance whose swap-in failed is stopped. */
+#define LOST_MEMORY "its GPU memory did not come back from host memory"
+
 enum run_end {
 	RUN_KEEP,     /* the instance is fine: release it */
 	RUN_DISCARD,  /* stop it gracefully */
@@ -2478,7 +2481,7 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 		switch (end) {
 		case RUN_KEEP:
 			if (in->lost) /* by a swap-in asked for meanwhile */
-				doom(im, in, true, "its GPU memory did not come back from host memory");
+				doom(im, in, true, LOST_MEMORY);
 			else
 				release(im, in);
 			break;
@@ -2495,7 +2498,7 @@ void instances_invoke(struct mig_daemon *d, const struct mig_function *f,
 			doom(im, in, false, "lukewarm, and its partition has no room for its memory now");
 			break;
 		case RUN_LOST:
-			doom(im, in, true, "its GPU memory did not come back from host memory");
+			doom(im, in, true, LOST_MEMORY);
 			break;
 		}
 		if ((end != RUN_RETRY && end != RUN_NO_ROOM && end != RUN_LOST) ||
@@ -2706,7 +2709,7 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 		 * an invoked one when its invocation starts anew (RUN_LOST). */
 		in->lost |= !out;
 		if (!out && in->state == ST_IDLE)
-			doom(im, in, true, "its GPU memory did not come back from host memory");
+			doom(im, in, true, LOST_MEMORY);
 	}
 	pthread_cond_broadcast(&im->changed); /* swapping is over (swap_in_for) */
 	pthread_mutex_unlock(&im->lock);

@@ -2429,16 +2429,17 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
  */
 static uint64_t arb_sleep_slice(struct gpud *g)
 {
-	uint64_t quiet;
+	uint64_t now, quiet;
 
 	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail)
 		return SLEEP_IDLE_NS;
 	if (!gpud_streams_idle(g))
 		return mig_arb_waiting(g->arb) ? SLEEP_POLL_NS : ARB_LOOK_NS;
-	quiet = mig_now_ns() - g->arb_last_call_ns;
+	now = mig_now_ns();
+	quiet = now - g->arb_last_call_ns;
 	if (g->arb_last_call_queued && quiet < ARB_LAUNCH_GRACE_NS) {
 		if (g->profile && !g->prof_gap_since && mig_arb_waiting(g->arb))
-			g->prof_gap_since = mig_now_ns();
+			g->prof_gap_since = now;
 		return ARB_LAUNCH_GRACE_NS - quiet; /* or the client's next call */
 	}
 	arb_release(g);

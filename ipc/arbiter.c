@@ -111,14 +111,19 @@ static void resume_done(struct mig_arbiter *a, uint32_t t)
 	}
 }
 
-/* Forget ticket @t; @oldest moves past the tickets no longer outstanding.
- * Under the lock. */
-static void retire(struct mig_arbiter *a, uint32_t t)
+/* Forget outstanding ticket @t; @oldest moves past the tickets no longer
+ * outstanding.  true if @t was the one served (the caller grants the next),
+ * else it stops counting as waiting.  Under the lock. */
+static bool retire(struct mig_arbiter *a, uint32_t t)
 {
 	resume_done(a, t);
 	SLOT(a, t)->live = 0;
 	while (a->oldest != a->next && !outstanding(a, a->oldest))
 		a->oldest++;
+	if (t == a->serving)
+		return true;
+	add_waiting(a, -1);
+	return false;
 }
 
 uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, const uint32_t *gave_way,
@@ -220,13 +225,8 @@ bool mig_arb_release(struct mig_arbiter *a, uint32_t t, uint32_t *granted)
 	bool passed = false;
 
 	lock(a);
-	if (outstanding(a, t)) {
-		retire(a, t);
-		if (t == a->serving)
-			passed = grant_next(a);
-		else
-			add_waiting(a, -1);
-	}
+	if (outstanding(a, t) && retire(a, t))
+		passed = grant_next(a);
 	if (passed && granted)
 		*granted = a->serving;
 	unlock(a);
@@ -240,13 +240,8 @@ void mig_arb_abandon(struct mig_arbiter *a, uint32_t id)
 
 	lock(a);
 	for (uint32_t t = a->oldest; t != a->next; t++) {
-		if (!outstanding(a, t) || SLOT(a, t)->owner != id)
-			continue;
-		retire(a, t);
-		if (t == a->serving)
+		if (outstanding(a, t) && SLOT(a, t)->owner == id && retire(a, t))
 			served = true;
-		else
-			add_waiting(a, -1);
 	}
 	if (served)
 		grant_next(a);
