@@ -213,6 +213,8 @@ struct inst {
 	bool pooled;                    /* started on a pre-initialized server */
 	bool killed;                    /* by instances_kill() */
 	bool swapping;                  /* a swap request is in flight */
+	bool taken_swapping;            /* an invocation took it while a
+					   swap-out of it was in flight */
 	bool swapped;                   /* its GPU memory is in host memory */
 	bool lost;                      /* a swap-in failed: that memory is
 					   gone, the instance is stopped */
@@ -2365,6 +2367,7 @@ static struct inst *acquire(struct im *im, struct fn *fn,
 		list_del(&in->fn_link);
 		list_del(&in->part_link);
 		in->state = ST_BUSY;
+		in->taken_swapping |= in->swapping;
 		return in;
 	}
 	switch (place(im, fn, f, &part, r)) {
@@ -2678,11 +2681,17 @@ static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 
 	pthread_mutex_lock(&im->lock);
 	in->swapping = false;
+	in->taken_swapping = false;
 	if (!rc && !*status) {
 		bool moved = in->swapped != out; /* (or it was there already) */
 		/* Taken by an invocation while the swap-out ran: its server
-		 * swaps in at the first call, within the memory it kept. */
-		bool taken = out && in->state == ST_BUSY;
+		 * swaps in at the first call, within the memory it kept.  The
+		 * invocation may be over by now (the server answers us before
+		 * it serves that call, and we may read the answer later than
+		 * the invocation ends), so what counts is that one took it.
+		 * One that made no call leaves the server swapped out and
+		 * the memory counted: too much, never too little. */
+		bool taken = out && (in->state == ST_BUSY || in->taken_swapping);
 
 		in->swapped = out && !taken;
 		in->swapped_bytes = in->swapped ? rep->bytes : 0;
