@@ -323,6 +323,10 @@ struct gpud {
 	 * while others waited: what exclusivity costs a launch-bound client
 	 * (prof_gap_since: when the current such gap began, 0: none). */
 	uint64_t prof_gaps, prof_gap_ns, prof_gap_since;
+	/* Inside the turns: how long they were held, and the calls issued
+	 * in them with the time the server spent issuing them (the rest the
+	 * server waited on its client or on the GPU). */
+	uint64_t prof_held_ns, prof_held_calls, prof_held_call_ns;
 };
 
 int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,

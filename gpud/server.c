@@ -2186,6 +2186,9 @@ void gpud_profile_report(const struct gpud *g)
 		(unsigned long long)g->arb_resumes, g->arb_wait_ns / 1e6);
 	fprintf(stderr, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
 		(unsigned long long)g->prof_gaps, g->prof_gap_ns / 1e6);
+	fprintf(stderr, "  in its turns: %.1f ms held, %llu calls issued in %.1f ms of it\n",
+		g->prof_held_ns / 1e6, (unsigned long long)g->prof_held_calls,
+		g->prof_held_call_ns / 1e6);
 	fprintf(stderr, "  turns given back, by length (rows) and how soon asked for again: <100us <250us <1ms later\n");
 	for (int i = 0; i < 3; i++)
 		fprintf(stderr, "    %-7s %6llu %6llu %6llu %6llu\n",
@@ -2370,6 +2373,7 @@ static void arb_release(struct gpud *g)
 	if (g->profile && g->arb_held) {
 		prof_turn_back(g, now, false);
 		prof_gap_end(g, now);
+		g->prof_held_ns += now - g->arb_held_since;
 	}
 	g->arb_cut = mig_arb_release(g->arb, g->arb_ticket, &g->arb_gave_way) &&
 		     may_resume;
@@ -2496,6 +2500,7 @@ bool gpud_drain(struct gpud *g)
 	while (avail >= sizeof(struct mig_msg_hdr)) {
 		uint32_t off = head & g->ring_mask;
 		struct mig_msg_hdr h;
+		uint64_t t0;
 
 		memcpy(&h, g->ring + off, sizeof(h));
 		if (h.size < sizeof(h) || h.size % MIG_MSG_ALIGN ||
@@ -2516,12 +2521,17 @@ bool gpud_drain(struct gpud *g)
 		/* Not ours to issue yet: hold it and all behind it back. */
 		if (g->arb_excl && !arb_may_issue(g, op_class(h.op)))
 			break;
+		t0 = g->profile && g->arb_held ? mig_now_ns() : 0;
 		if (!gpud_dispatch(g, &h, g->ring + off + sizeof(h),
 				   h.size - (uint32_t)sizeof(h))) {
 			gpud_log(g, 0, "invalid message (op %u, slot %u): client broken",
 				 h.op, h.slot);
 			g->broken = 1;
 			return progress;
+		}
+		if (t0) {
+			g->prof_held_calls++;
+			g->prof_held_call_ns += mig_now_ns() - t0;
 		}
 		if (g->arb_excl)
 			g->arb_last_call_queued = call_queued_gpu_work(&h);
