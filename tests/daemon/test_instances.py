@@ -705,9 +705,9 @@ def test_instance_invoked_during_its_swap_out_stays_in(harness, built):
     daemon must not count the instance as swapped out, nor hand the memory
     it holds to others: the instance is listed in, and a function needing
     that memory starts only by stopping it (lukewarm.on_pressure off).
-    On a GPU the invocation is over before the daemon reads the swap-out's
-    answer as often as not; the test failed there so until it counted the
-    taking, not the instance's state at the answer."""
+    On the H200 the invocation was over before the daemon read the
+    swap-out's answer, and the instance was listed swapped out, until the
+    daemon counted the taking rather than the instance's state then."""
     total = 64 if BACKEND == "host" else 140000  # the partition, MiB
     h = harness(mem_mib=64)
     assert h.cmd("set lukewarm_on_pressure 0")["ok"]
