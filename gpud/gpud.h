@@ -285,7 +285,6 @@ struct gpud {
 	uint32_t arb_gave_way; /* ... to this ticket */
 	bool arb_resumed;      /* our ticket or turn is a resume one */
 	bool arb_no_resume;    /* MIG_GPUD_RESUME=0: never take one */
-	uint64_t arb_young_grace_ns; /* a young turn kept after a sync */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
 	uint64_t arb_resumes;  /* statistics: resume tickets taken */
 	/* Swapped out to host memory (swap.c). */

@@ -97,8 +97,6 @@ int main(int argc, char **argv)
 	g.profile = getenv("MIG_GPUD_PROFILE") && *getenv("MIG_GPUD_PROFILE") == '1';
 	/* For comparisons: cut turns wait in order of asking. */
 	g.arb_no_resume = getenv("MIG_GPUD_RESUME") && *getenv("MIG_GPUD_RESUME") == '0';
-	g.arb_young_grace_ns = getenv("MIG_GPUD_YOUNG_GRACE_US") ?
-		strtoull(getenv("MIG_GPUD_YOUNG_GRACE_US"), NULL, 10) * 1000 : 0;
 	g.prof_turn_back_len = -1;
 	if (getenv("MIG_GPUD_VERBOSE"))
 		g.verbose = atoi(getenv("MIG_GPUD_VERBOSE"));

@@ -2237,16 +2237,6 @@ void gpud_profile_report(const struct gpud *g)
  * it gave way to is still on, it takes a resume ticket (ipc/arbiter.h):
  * it goes next, after that one turn.  A resumed turn cut young gives no
  * second resume: each turn in order adds at most one.
- *
- * With two clients a resume changes nothing (the one waiter goes next
- * anyway), and a cut still costs the holder the other's whole turn.
- * MIG_GPUD_YOUNG_GRACE_US keeps a young turn through that much quiet after
- * a synchronize (arb_young_grace_ns; at most until the turn is
- * ARB_YOUNG_NS old, so it idles the GPU for less than that per turn).  On
- * the H200, BERT with 2 clients, 200 us: 1.17-1.37 turns per request
- * against 1.60-2.12 without, three rounds each alternating; throughput
- * 108-132 req/s against 111-128, within the machine's noise.  So it is
- * off unless set, until a run shows what it is worth.
  */
 #define ARB_MAX_HOLD_NS 200000000ull  /* yield to waiters after this */
 #define ARB_LOOK_NS 1000000ull        /* a busy holder looks for waiters */
@@ -2443,7 +2433,7 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
  */
 static uint64_t arb_sleep_slice(struct gpud *g)
 {
-	uint64_t now, quiet, grace;
+	uint64_t now, quiet;
 
 	if (!g->arb_held || g->npend || g->bq_head != g->bq_tail)
 		return SLEEP_IDLE_NS;
@@ -2451,12 +2441,10 @@ static uint64_t arb_sleep_slice(struct gpud *g)
 		return mig_arb_waiting(g->arb) ? SLEEP_POLL_NS : ARB_LOOK_NS;
 	now = mig_now_ns();
 	quiet = now - g->arb_last_call_ns;
-	grace = g->arb_last_call_queued ? ARB_LAUNCH_GRACE_NS :
-		now - g->arb_held_since < ARB_YOUNG_NS ? g->arb_young_grace_ns : 0;
-	if (quiet < grace) {
+	if (g->arb_last_call_queued && quiet < ARB_LAUNCH_GRACE_NS) {
 		if (g->profile && !g->prof_gap_since && mig_arb_waiting(g->arb))
 			g->prof_gap_since = now;
-		return grace - quiet; /* or the client's next call */
+		return ARB_LAUNCH_GRACE_NS - quiet; /* or the client's next call */
 	}
 	arb_release(g);
 	return SLEEP_IDLE_NS;

@@ -1072,8 +1072,8 @@ def test_profile_counts_the_gaps_a_turn_is_kept_through_while_others_wait(harnes
     assert any(n >= 1 and ms > 0 for n, ms in tries), tries
 
 
-@pytest.mark.parametrize("policy", ["resume", "fifo", "young-grace"])
-def test_a_turn_cut_early_by_a_synchronize(harness, built, policy):
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_turn_cut_early_resumes_next(harness, built, resume):
     """A holder whose client synchronizes right after its first (empty)
     kernel and launches its real one 400 us later loses the turn in that
     gap to the first of two waiters, and resumes right after it, before the
@@ -1083,12 +1083,9 @@ def test_a_turn_cut_early_by_a_synchronize(harness, built, policy):
     cores a preempted server may keep the turn through the gap (its kernel
     then ends first), or a preempted client ask again only after the
     other's whole 30 ms turn (with two CPU hogs beside the test: now and
-    then), so the order asked for must win a clear majority of the rounds.
-    With MIG_GPUD_YOUNG_GRACE_US=2000 the young turn is kept through the
-    gap after its synchronize: its kernel ends first."""
-    env = {"resume": None, "fifo": {"MIG_GPUD_RESUME": "0"},
-           "young-grace": {"MIG_GPUD_YOUNG_GRACE_US": "2000"}}[policy]
-    h = harness(sharing="overlap-cpu-copy", mem_mib=8192, env=env)
+    then), so the order asked for must win a clear majority of the rounds."""
+    h = harness(sharing="overlap-cpu-copy", mem_mib=8192,
+                env=None if resume else {"MIG_GPUD_RESUME": "0"})
     for key, handler in (("hog", "gpu_phases"), ("cut", "gpu_cut"),
                          ("b", "gpu_phases"), ("c", "gpu_phases")):
         fixture(built, h, key, handler, gpu=True, keep_alive_ms=60000)
@@ -1106,10 +1103,9 @@ def test_a_turn_cut_early_by_a_synchronize(harness, built, policy):
             ends[key] = json.loads(r["body"])["end"]
         orders.append(" ".join(sorted(("cut", "b", "c"), key=ends.get)))
     print(f"kernels ended in the order {orders}")
-    won, lost = {"resume": ("b cut c", "b c cut"), "fifo": ("b c cut", "b cut c"),
-                 "young-grace": ("cut b c", "b cut c")}[policy]
+    won, lost = ("b cut c", "b c cut") if resume else ("b c cut", "b cut c")
     assert orders.count(won) >= 3 and orders.count(won) > 2 * orders.count(lost), \
-        f"{policy}: the cut holder's kernel should end as in {won!r}: {orders}"
+        f"resume {resume}: the cut holder's kernel should end as in {won!r}: {orders}"
 
 
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
