@@ -770,6 +770,8 @@ static enum MHD_Result do_swap(struct MHD_Connection *c, struct req *q, bool out
 	if (rc == -EBUSY)
 		return reply_error(c, q, MHD_HTTP_CONFLICT, "instance_busy",
 				   "%s; only an idle instance is swapped", err);
+	if (rc == -ETIMEDOUT)
+		return reply_error(c, q, MHD_HTTP_CONFLICT, "partition_busy", "%s", err);
 	if (rc == -ENOSPC)
 		return reply_error(c, q, MHD_HTTP_CONFLICT, "insufficient_gpu_memory",
 				   "%s; it comes back at its next invocation, or starts anew when there is still no room",

@@ -2737,10 +2737,37 @@ static struct inst *inst_by_id(struct im *im, const char *id)
 	return NULL;
 }
 
+/*
+ * Under "sequential" an invocation owns the partition from start to end
+ * (run(), its swap-in included), so a swap-in asked for by request waits
+ * for it too: a ticket of the instance's server, granted within
+ * SWAP_TIMEOUT_MS.  True with *@ticket held (~0u: none could be taken), or
+ * false with @err saying why.  (Swap-outs never wait, in any model: they
+ * run on idle instances, often because another function needs the room.)
+ */
+static bool seq_turn_for_swap_in(struct mig_arbiter *seq, uint32_t num,
+				 uint32_t *ticket, const char *id, char *err,
+				 size_t errlen)
+{
+	*ticket = mig_arb_take(seq, num, NULL, NULL);
+	if (*ticket == ~0u)
+		return true; /* cannot happen with < 1024 servers; as run() */
+	if (mig_arb_wait(seq, *ticket, num, SWAP_TIMEOUT_MS * 1000000ull))
+		return true;
+	mig_arb_release(seq, *ticket, NULL);
+	*ticket = ~0u;
+	snprintf(err, errlen,
+		 "instance %s: its partition (sharing model sequential) stayed in use for %d s",
+		 id, SWAP_TIMEOUT_MS / 1000);
+	return false;
+}
+
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		   bool out, struct mig_swap_report *rep, char *err, size_t errlen)
 {
 	struct im *im = d->instances;
+	struct mig_arbiter *seq = NULL;
+	uint32_t ticket = ~0u;
 	struct inst *in;
 	int32_t status = 0;
 	int fd, rc;
@@ -2748,30 +2775,47 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 	if (!im)
 		return -ENOENT;
 	pthread_mutex_lock(&im->lock);
-	in = inst_by_id(im, id);
-	if (!in || (tenant && strcmp(tenant, in->fn->tenant))) {
+	for (;;) {
+		uint32_t num;
+
+		in = inst_by_id(im, id);
+		if (!in || (tenant && strcmp(tenant, in->fn->tenant))) {
+			rc = -ENOENT;
+			goto refuse;
+		}
+		/* Never under an invocation (swap-in happens by itself then)
+		 * nor while starting, stopping or already swapping. */
+		if (in->state != ST_IDLE || in->swapping || !in->srv || in->srv->ctl_w < 0) {
+			snprintf(err, errlen, "instance %s is %s", id,
+				 in->swapping ? "being swapped already" : state_names[in->state]);
+			rc = -EBUSY;
+			goto refuse;
+		}
+		if (out || !in->swapped || seq || !in->part->arb ||
+		    in->part->arb->model != MIG_SHARING_SEQUENTIAL)
+			break;
+		/* Wait for the partition, then look again: an invocation may
+		 * have taken the instance (and swapped it in) meanwhile. */
+		seq = in->part->arb;
+		num = in->srv->num;
 		pthread_mutex_unlock(&im->lock);
-		return -ENOENT;
-	}
-	/* Never under an invocation (swap-in happens by itself then) nor
-	 * while starting, stopping or already swapping. */
-	if (in->state != ST_IDLE || in->swapping || !in->srv || in->srv->ctl_w < 0) {
-		snprintf(err, errlen, "instance %s is %s", id,
-			 in->swapping ? "being swapped already" : state_names[in->state]);
-		pthread_mutex_unlock(&im->lock);
-		return -EBUSY;
+		if (!seq_turn_for_swap_in(seq, num, &ticket, id, err, errlen))
+			return -ETIMEDOUT;
+		pthread_mutex_lock(&im->lock);
 	}
 	if (!out && in->swapped && !take_back(im, in)) {
 		snprintf(err, errlen, "instance %s: its partition has no room for its %.0f MiB now",
 			 id, in->released / 1048576.0);
-		pthread_mutex_unlock(&im->lock);
-		return -ENOSPC;
+		rc = -ENOSPC;
+		goto refuse;
 	}
 	in->swapping = true;
 	fd = in->srv->ctl_w;
 	pthread_mutex_unlock(&im->lock);
 
 	rc = swap_claimed(im, in, fd, out, rep, &status);
+	if (ticket != ~0u)
+		mig_arb_release(seq, ticket, NULL);
 	if (!rc && status) {
 		snprintf(err, errlen, "the GPU server could not swap %s: CUDA error %d",
 			 out ? "out" : "in", (int)status);
@@ -2783,6 +2827,11 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 	if (!rc)
 		daemon_log(1, "instance %s swapped %s: %.1f MiB in %.2f ms", id,
 			   out ? "out" : "in", rep->bytes / 1048576.0, rep->ns / 1e6);
+	return rc;
+refuse:
+	pthread_mutex_unlock(&im->lock);
+	if (ticket != ~0u)
+		mig_arb_release(seq, ticket, NULL);
 	return rc;
 }
 

@@ -1108,6 +1108,39 @@ def test_a_turn_cut_early_resumes_next(harness, built, resume):
         f"resume {resume}: the cut holder's kernel should end as in {won!r}: {orders}"
 
 
+@pytest.mark.parametrize("model,waits", [("sequential", True), ("time-sharing", False)])
+def test_a_swap_in_by_request_waits_for_a_sequential_partition(harness, built, model, waits):
+    """Under "sequential" an invocation owns the partition from start to
+    end, so a swap-in asked for meanwhile (of another function's swapped-out
+    instance, while a 1.5 s invocation runs) waits for the invocation's
+    end before its copies; under time-sharing it runs at once. A swap-out
+    never waits (another function may need the room)."""
+    h = harness(sharing=model)
+    fixture(built, h, "sw", "swap_check", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "long", "gpu_sleep", gpu=True, keep_alive_ms=60000)
+    first = h.invoke("sw")
+    assert first["status"] == 200, first
+    assert h.invoke("long", "0")["status"] == 200
+    h.go("long", "long", "1500")
+    time.sleep(0.15)  # the invocation has the partition
+    t0 = time.monotonic()
+    assert h.cmd(f"swap {first['instance']} out")["rc"] == 0
+    out_took = time.monotonic() - t0
+    t0 = time.monotonic()
+    assert h.cmd(f"swap {first['instance']} in")["rc"] == 0
+    in_took = time.monotonic() - t0
+    assert h.wait("long")["status"] == 200
+    print(f"{model}: swap-out {out_took * 1e3:.0f} ms, swap-in {in_took * 1e3:.0f} ms")
+    assert out_took < 0.8, out_took
+    if waits:
+        assert in_took >= 0.5, in_took  # 0.5-1.2 s of the invocation were left
+    else:
+        assert in_took < 0.8, in_took
+    again = h.invoke("sw")
+    assert again["status"] == 200 and again["body"] == first["body"], again
+    assert again["swap_in_us"] == 0, again  # it was in already
+
+
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])
 def test_swap_in_waits_for_the_turn_where_copies_are_exclusive(harness, built, model, waits):
     """A lukewarm instance invoked while another holds the GPU with a kernel
