@@ -2164,11 +2164,11 @@ void gpud_profile_report(const struct gpud *g)
 {
 	if (!g->profile)
 		return;
-	fprintf(stderr, "mig-gpud %s: profile: op, calls, total us, us per call\n",
+	fprintf(stderr, "mig-gpud %s: profile: call, calls, total us, us per call\n",
 		g->instance);
 	for (int i = 0; i < MIG_OP_COUNT; i++)
 		if (g->prof_op[i].n)
-			fprintf(stderr, "  op %3d %10llu %12.1f %8.2f\n", i,
+			fprintf(stderr, "  call %-20s %10llu %12.1f %8.2f\n", mig_op_name(i),
 				(unsigned long long)g->prof_op[i].n,
 				g->prof_op[i].ns / 1e3,
 				g->prof_op[i].ns / 1e3 / (double)g->prof_op[i].n);

@@ -194,6 +194,10 @@ enum mig_op {
 	MIG_OP_COUNT
 };
 
+/* The call's name, as in the shim's summary and the server's profile
+ * ("?" for none). */
+const char *mig_op_name(unsigned int op);
+
 /* Flags in mig_msg_hdr.flags. */
 #define MIG_MSGF_PER_THREAD 0x1u /* stream 0 means this thread's default */
 #define MIG_MSGF_REPLY 0x2u      /* synchronous: answer in the slot */

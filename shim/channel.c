@@ -54,43 +54,6 @@ SHIM_API unsigned long mignificent_gpu_oom_count(void)
 	return __atomic_load_n(&stat_oom, __ATOMIC_RELAXED);
 }
 
-static const char *const op_names[MIG_OP_COUNT] = {
-	[MIG_OP_PAD] = "pad", [MIG_OP_HELLO] = "attach",
-	[MIG_OP_CTX_SYNC] = "ctx-sync", [MIG_OP_CTX_GET_LIMIT] = "ctx-limit",
-	[MIG_OP_CTX_SET_LIMIT] = "ctx-limit", [MIG_OP_MEM_GET_INFO] = "mem-info",
-	[MIG_OP_MEM_ALLOC] = "mem-alloc", [MIG_OP_MEM_FREE] = "mem-free",
-	[MIG_OP_HOST_PIN] = "host-pin", [MIG_OP_MEMCPY_HTOD] = "memcpy-htod",
-	[MIG_OP_MEMCPY_DTOH] = "memcpy-dtoh", [MIG_OP_MEMCPY_DTOD] = "memcpy-dtod",
-	[MIG_OP_MEMCPY_STAGED_HTOD] = "memcpy-htod-staged",
-	[MIG_OP_MEMCPY_STAGED_DTOH] = "memcpy-dtoh-staged",
-	[MIG_OP_MEMCPY_2D] = "memcpy-2d", [MIG_OP_MEMSET] = "memset",
-	[MIG_OP_MODULE_LOAD] = "module-load", [MIG_OP_MODULE_UNLOAD] = "module-unload",
-	[MIG_OP_MODULE_GET_FUNCTION] = "module-get-function",
-	[MIG_OP_MODULE_GET_GLOBAL] = "module-get-global",
-	[MIG_OP_LIBRARY_LOAD] = "library-load",
-	[MIG_OP_LIBRARY_UNLOAD] = "library-unload",
-	[MIG_OP_LIBRARY_GET_KERNEL] = "library-get-kernel",
-	[MIG_OP_LIBRARY_GET_GLOBAL] = "library-get-global",
-	[MIG_OP_FUNC_SET_ATTR] = "func-set-attr",
-	[MIG_OP_FUNC_OCCUPANCY] = "occupancy", [MIG_OP_LAUNCH] = "launch",
-	[MIG_OP_STREAM_CREATE] = "stream-create",
-	[MIG_OP_STREAM_DESTROY] = "stream-destroy",
-	[MIG_OP_STREAM_QUERY] = "stream-query", [MIG_OP_STREAM_SYNC] = "stream-sync",
-	[MIG_OP_STREAM_WAIT_EVENT] = "stream-wait-event",
-	[MIG_OP_EVENT_CREATE] = "event-create",
-	[MIG_OP_EVENT_DESTROY] = "event-destroy",
-	[MIG_OP_EVENT_RECORD] = "event-record", [MIG_OP_EVENT_QUERY] = "event-query",
-	[MIG_OP_EVENT_SYNC] = "event-sync", [MIG_OP_EVENT_ELAPSED] = "event-elapsed",
-	[MIG_OP_STATS] = "stats", [MIG_OP_FUNC_CLUSTERS] = "occupancy-clusters",
-	[MIG_OP_TENSOR_MAP] = "tensor-map",
-	[MIG_OP_MEM_ADDRESS_RESERVE] = "mem-address-reserve",
-	[MIG_OP_MEM_ADDRESS_FREE] = "mem-address-free",
-	[MIG_OP_MEM_CREATE] = "mem-create", [MIG_OP_MEM_RELEASE] = "mem-release",
-	[MIG_OP_MEM_MAP] = "mem-map", [MIG_OP_MEM_UNMAP] = "mem-unmap",
-	[MIG_OP_MEM_SET_ACCESS] = "mem-set-access",
-	[MIG_OP_MEM_GET_PROPS] = "mem-get-props",
-};
-
 void shim_stats_bytes(int dir, uint64_t n)
 {
 	__atomic_fetch_add(&stat_bytes[dir], n, __ATOMIC_RELAXED);
@@ -124,7 +87,7 @@ static void write_summary(void)
 	for (i = 1; i < MIG_OP_COUNT; i++) {
 		if (!stat_calls[i][0] && !stat_calls[i][1])
 			continue;
-		fprintf(f, "  %-22s %10llu sync %10llu async\n", op_names[i],
+		fprintf(f, "  %-22s %10llu sync %10llu async\n", mig_op_name(i),
 			(unsigned long long)stat_calls[i][1],
 			(unsigned long long)stat_calls[i][0]);
 	}
