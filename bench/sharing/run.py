@@ -88,6 +88,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -392,6 +393,45 @@ def timeline(run, t0):
                                      column([p[1] for p in timings]))]
 
 
+# The GPU servers' profile lines (gpud/server.c, MIG_GPUD_PROFILE=1) that
+# gpud_profiles() sums, each figure by name.
+PROFILE_FIGURES = (
+    (("turns", "resumed", "turn_wait_ms"),
+     re.compile(r"arbiter \(\S+\): (\d+) turns taken \((\d+) resumed next after a cut\), "
+                r"([\d.]+) ms waited")),
+    (("kept_gaps", "kept_gap_ms"),
+     re.compile(r"while others waited: (\d+) gaps, ([\d.]+) ms")),
+    (("held_ms", "held_calls", "held_call_ms"),
+     re.compile(r"in its turns: ([\d.]+) ms held, (\d+) calls issued in ([\d.]+) ms")),
+    (("doorbell_sleeps", "doorbell_sleep_ms"),
+     re.compile(r"doorbell sleeps (\d+) \(([\d.]+) ms\)")),
+)
+PROFILE_CALL = re.compile(r"^  call (\S+)\s+(\d+)\s+([\d.]+)\s+[\d.]+$")
+
+
+def gpud_profiles(text):
+    """The profiles its GPU servers wrote into a daemon's log @text, summed
+    over the servers: each PROFILE_FIGURES figure, "calls" (name: [calls,
+    total us]) and "servers"; None where there is none (no
+    MIG_GPUD_PROFILE=1)."""
+    out = {"servers": 0, "calls": {}}
+    for line in text.splitlines():
+        if re.match(r"mig-gpud \S+: profile:", line):
+            out["servers"] += 1
+            continue
+        m = PROFILE_CALL.match(line)
+        if m:
+            n, us = out["calls"].setdefault(m.group(1), [0, 0.0])
+            out["calls"][m.group(1)] = [n + int(m.group(2)), round(us + float(m.group(3)), 1)]
+            continue
+        for names, rx in PROFILE_FIGURES:
+            m = rx.search(line)
+            if m:
+                for name, v in zip(names, m.groups()):
+                    out[name] = out.get(name, 0) + (float(v) if "." in v else int(v))
+    return out if out["servers"] else None
+
+
 def thr_target(occ, seq, clients):
     """(GPU share, what it allows, the throughput target) for one cell, or
     Nones where the run has no GPU turns to go by."""
@@ -571,6 +611,7 @@ def main(argv):
         ap.error("--rounds must be at least 1")
     results = {c: {w: {} for w in args.workloads} for c in args.clients}
     rounds = {c: {w: {} for w in args.workloads} for c in args.clients}
+    profiles = {}  # workload: model: the GPU servers' profiles (MIG_GPUD_PROFILE=1)
     most, order = max(args.clients), sorted(args.clients, reverse=True)
     threads = args.cpu_threads or max(1, os.cpu_count() // most)
     if args.isolation == "bare":
@@ -627,7 +668,27 @@ def main(argv):
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"partial": True, "header": header(), "n": args.n, "results": results,
-                           "rounds": rounds}, f)
+                           "rounds": rounds, "profiles": profiles}, f)
+
+    def profile_of(w, model, d, at):
+        """Its GPU servers' profiles, once @w's instances are gone: summed
+        into the JSON (profiles) and said in one line."""
+        time.sleep(0.2)  # the servers write them as they exit
+        with open(d.log_path, errors="replace") as f:
+            f.seek(at)
+            p = gpud_profiles(f.read())
+        if not p:
+            return
+        profiles.setdefault(w, {})[model] = p
+        launch = p["calls"].get("launch", [0, 0.0])
+        print(f"  profile, {model}, {w}: {p['servers']} servers; "
+              + (f"{p['turns']} turns ({p['resumed']} resumed), held {p['held_ms']:.1f} ms, "
+                 f"{p['held_calls']} calls issued in them in {p['held_call_ms']:.1f} ms, "
+                 f"gaps kept while others waited {p['kept_gaps']} ({p['kept_gap_ms']:.1f} ms); "
+                 if p.get("turns") else "")
+              + f"{launch[0]} launches at {launch[1] / max(launch[0], 1):.2f} us each",
+              file=sys.stderr, flush=True)
+
     # A SIGTERM (a time limit) unwinds like ^C: the daemons and the native
     # processes are stopped, the partial results stay in --json.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
@@ -670,6 +731,7 @@ def main(argv):
         for w in args.workloads:
             native = (NativeClients(specs[w], most, args.warmup, workdir, native_cpus)
                       if "native" in sides else None)
+            log_at = {m: os.path.getsize(d.log_path) for m, d in daemons.items()}
             try:
                 for d in daemons.values():
                     d.deploy(w, specs[w], most)
@@ -680,8 +742,9 @@ def main(argv):
             finally:
                 if native:
                     native.close()
-            for d in daemons.values():
+            for m, d in daemons.items():
                 d.kill_instances()
+                profile_of(w, m, d, log_at[m])
     except (RuntimeError, OSError, threading.BrokenBarrierError) as e:
         print(f"run.py: {e}\n(the daemons' logs are kept in {workdir})", file=sys.stderr)
         return 1
@@ -700,7 +763,7 @@ def main(argv):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header(), "n": args.n, "results": results,
-                       "rounds": rounds}, f, indent=1)
+                       "rounds": rounds, "profiles": profiles}, f, indent=1)
     if args.plot:
         plot(results, args, args.plot)
     return 0

@@ -14,9 +14,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from migtest import BUILD, ROOT  # noqa: E402
 
 
-def _run(argv, timeout=600):
+def _run(argv, timeout=600, env=None):
     p = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, env=dict(os.environ, **(env or {})))
     assert p.returncode == 0, f"$ {' '.join(argv)}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p.stdout
 
@@ -27,7 +27,8 @@ def test_sharing_benchmark_runs(tmp_path):
     out = _run(["bench/sharing/run.py", "--backend", "host", "--isolation", "bare",
                 "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
                 "--rounds", "2", "--logs", str(tmp_path / "logs"),
-                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")],
+               env={"MIG_GPUD_PROFILE": "1"})
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
     assert "medians of 2 rounds" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
@@ -42,6 +43,16 @@ def test_sharing_benchmark_runs(tmp_path):
         assert 0 < c["p99"] <= c["max"], c
         assert c["cpu_ms"] >= 0, c  # the daemon's tree (a tick is 10 ms: may be 0)
     assert "CPU occ / native" in out, out
+    # The GPU servers' profiles, summed per model: the kernels by name, and
+    # the turns where the model has them.
+    profiles = json.loads((tmp_path / "r.json").read_text())["profiles"]["hotspot"]
+    assert set(profiles) == set(cells), profiles
+    for m, p in profiles.items():
+        assert p["servers"] >= 2 and p["calls"]["launch"][0] > 0, (m, p)
+    occ = profiles["overlap-cpu-copy"]
+    assert occ["turns"] > 0 and 0 < occ["held_call_ms"] <= occ["held_ms"], occ
+    assert occ["held_calls"] >= occ["calls"]["launch"][0], occ  # every launch in a turn
+    assert profiles["time-sharing"].get("turns", 0) == 0, profiles
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert logs == {f"{m}.log" for m in cells}, logs
     assert "listening on" in (tmp_path / "logs" / "sequential.log").read_text()
@@ -78,7 +89,8 @@ def test_lukewarm_benchmark_runs(tmp_path):
         pytest.skip("examples/state was not built (no nvcc)")
     out = _run(["bench/lukewarm/run.py", "--host", "--isolation", "bare", "--rounds", "1",
                 "--warm", "2", "--workloads", "state-16MiB,resnet50",
-                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")],
+               env={"MIG_GPUD_PROFILE": "1"})
     assert "swapped MiB" in out and "state-16MiB" in out and "targets met" in out, out
     assert "resnet50 skipped" in out, out
     saved = json.loads((tmp_path / "r.json").read_text())
