@@ -350,8 +350,8 @@ int instances_kill(struct mig_daemon *d, const char *tenant, const char *id);
 /* Swap an idle instance's GPU memory out to host memory, or back in
  * (gpud/swap.c); under "sequential" a swap-in first waits for the
  * partition, as an invocation does.  0 with @rep filled; -ENOENT, -EBUSY
- * (not idle), -ETIMEDOUT (the partition stayed in use), or another
- * negative errno with @err saying why. */
+ * (not idle), -ETIMEDOUT (the partition stayed in use), -EPIPE (its
+ * server exited), or another negative errno with @err saying why. */
 struct mig_swap_report;
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		   bool out, struct mig_swap_report *rep, char *err, size_t errlen);

@@ -2243,6 +2243,8 @@ static enum run_end run(struct im *im, struct inst *in,
 			seq = NULL;
 		} else if (!mig_arb_wait(seq, ticket, in->srv->num,
 					 deadline > now_ns() ? deadline - now_ns() : 0)) {
+			if (!mig_arb_outstanding(seq, ticket))
+				return RUN_RETRY; /* its server died meanwhile: nothing was delivered */
 			mig_arb_release(seq, ticket, NULL);
 			r->run_us = (now_ns() - t0) / 1000;
 			set_error(r, 504, "timeout",
@@ -2741,25 +2743,33 @@ static struct inst *inst_by_id(struct im *im, const char *id)
  * Under "sequential" an invocation owns the partition from start to end
  * (run(), its swap-in included), so a swap-in asked for by request waits
  * for it too: a ticket of the instance's server, granted within
- * SWAP_TIMEOUT_MS.  True with *@ticket held (~0u: none could be taken), or
- * false with @err saying why.  (Swap-outs never wait, in any model: they
- * run on idle instances, often because another function needs the room.)
+ * SWAP_TIMEOUT_MS.  0 with *@ticket held (~0u: none could be taken), or
+ * -ETIMEDOUT, or -EPIPE (the server exited meanwhile), with @err saying
+ * why.  (Swap-outs never wait, in any model: they run on idle instances,
+ * often because another function needs the room.)
  */
-static bool seq_turn_for_swap_in(struct mig_arbiter *seq, uint32_t num,
-				 uint32_t *ticket, const char *id, char *err,
-				 size_t errlen)
+static int seq_turn_for_swap_in(struct mig_arbiter *seq, uint32_t num,
+				uint32_t *ticket, const char *id, char *err,
+				size_t errlen)
 {
+	bool gone;
+
 	*ticket = mig_arb_take(seq, num, NULL, NULL);
 	if (*ticket == ~0u)
-		return true; /* cannot happen with < 1024 servers; as run() */
+		return 0; /* cannot happen with < 1024 servers; as run() */
 	if (mig_arb_wait(seq, *ticket, num, SWAP_TIMEOUT_MS * 1000000ull))
-		return true;
+		return 0;
+	gone = !mig_arb_outstanding(seq, *ticket);
 	mig_arb_release(seq, *ticket, NULL);
 	*ticket = ~0u;
+	if (gone) {
+		snprintf(err, errlen, "instance %s: its GPU server exited while the swap-in waited", id);
+		return -EPIPE;
+	}
 	snprintf(err, errlen,
 		 "instance %s: its partition (sharing model sequential) stayed in use for %d s",
 		 id, SWAP_TIMEOUT_MS / 1000);
-	return false;
+	return -ETIMEDOUT;
 }
 
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
@@ -2799,8 +2809,8 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		seq = in->part->arb;
 		num = in->srv->num;
 		pthread_mutex_unlock(&im->lock);
-		if (!seq_turn_for_swap_in(seq, num, &ticket, id, err, errlen))
-			return -ETIMEDOUT;
+		if ((rc = seq_turn_for_swap_in(seq, num, &ticket, id, err, errlen)))
+			return rc;
 		pthread_mutex_lock(&im->lock);
 	}
 	if (!out && in->swapped && !take_back(im, in)) {

@@ -182,6 +182,8 @@ bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
 
 		if (v == t)
 			return mig_arb_granted(a, t, id);
+		if (!mig_arb_outstanding(a, t))
+			return false; /* given back by another (its server gone) */
 		now = now_ns();
 		if (now >= end)
 			return false;
@@ -189,6 +191,16 @@ bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
 		ts.tv_nsec = (long)((end - now) % 1000000000ull);
 		mig_futex_wait(&a->serving, v, &ts);
 	}
+}
+
+bool mig_arb_outstanding(struct mig_arbiter *a, uint32_t t)
+{
+	bool live;
+
+	lock(a);
+	live = outstanding(a, t);
+	unlock(a);
+	return live;
 }
 
 uint32_t mig_arb_waiting(const struct mig_arbiter *a)

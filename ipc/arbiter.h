@@ -101,9 +101,12 @@ uint32_t mig_arb_take(struct mig_arbiter *a, uint32_t id, const uint32_t *gave_w
  * itself as holder (once). */
 bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id);
 /* Wait until @t is served or @timeout_ns passed (0: no wait).  true if
- * granted. */
+ * granted; false at the timeout, or at once when @t is no longer
+ * outstanding (mig_arb_abandon() gave it back: its server is gone). */
 bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
 		  uint64_t timeout_ns);
+/* Is ticket @t still waiting or held (not given back)? */
+bool mig_arb_outstanding(struct mig_arbiter *a, uint32_t t);
 /* Tickets taken and not yet served, besides the holder's. */
 uint32_t mig_arb_waiting(const struct mig_arbiter *a);
 /* Give back ticket @t (held or still waiting).  true if that granted a

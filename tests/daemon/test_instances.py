@@ -11,6 +11,7 @@ Besides answers, every test checks clean-up: after the harness shuts the
 instances down it has no child processes (no zombies) and exactly the file
 descriptors it had before instances_init.
 """
+import errno
 import json
 import os
 import queue
@@ -1139,6 +1140,44 @@ def test_a_swap_in_by_request_waits_for_a_sequential_partition(harness, built, m
     again = h.invoke("sw")
     assert again["status"] == 200 and again["body"] == first["body"], again
     assert again["swap_in_us"] == 0, again  # it was in already
+
+
+def test_a_wait_for_a_sequential_partition_ends_with_its_server(harness, built):
+    """Under "sequential", an invocation and a swap-in asked for by request
+    that wait for the partition stop waiting as soon as their instance's
+    GPU server dies (the daemon gives its tickets back): the invocation
+    starts anew on a fresh instance, which gets the partition when the
+    owner is done, long before the invocation's timeout; the swap-in
+    answers at once that the server exited. Before, both waited for a turn
+    that would never come: the invocation until its timeout, the swap-in
+    for two minutes."""
+    h = harness(sharing="sequential")
+    fixture(built, h, "long", "gpu_sleep", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "a", "gpu_sleep", gpu=True, keep_alive_ms=60000, timeout_ms=8000)
+    fixture(built, h, "sw", "swap_check", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("long", "0")["status"] == 200
+    a = h.invoke("a", "0")
+    sw = h.invoke("sw")
+    assert a["status"] == 200 and sw["status"] == 200
+    assert h.cmd(f"swap {sw['instance']} out")["rc"] == 0
+    insts = {i["id"]: i for i in h.list()}
+
+    h.go("long", "long", "1500")
+    time.sleep(0.15)  # the invocation has the partition
+    h.go("a", "a", "0")
+    assert h.cmd(f"goswap s {sw['instance']} in")["ok"]
+    time.sleep(0.2)  # both wait for it
+    t0 = time.monotonic()
+    os.kill(insts[a["instance"]]["gpud_pid"], signal.SIGKILL)
+    os.kill(insts[sw["instance"]]["gpud_pid"], signal.SIGKILL)
+    s = h.wait("s")
+    swap_s = time.monotonic() - t0
+    r = h.wait("a")
+    invoke_s = time.monotonic() - t0
+    assert h.wait("long")["status"] == 200
+    assert s["rc"] == -errno.EPIPE and swap_s < 1.0, (s, swap_s)
+    assert r["status"] == 200 and r["cold"] == 1 and r["instance"] != a["instance"], r
+    assert invoke_s < 5.0, invoke_s  # the owner's ~1.2 s left, a cold start
 
 
 @pytest.mark.parametrize("model,waits", [("overlap-cpu", True), ("overlap-cpu-copy", False)])

@@ -1,6 +1,7 @@
 /*
  * test_arbiter.c - the partition's ticket lock (ipc/arbiter.c): order,
- * resume tickets, release of a waiting ticket, abandonment by a dead owner, a lock left by
+ * resume tickets, release of a waiting ticket, abandonment by a dead owner
+ * (and its waiter's wait ending with it), a lock left by
  * a killed process, and mutual exclusion between real processes.
  */
 #define _GNU_SOURCE
@@ -101,6 +102,36 @@ static void test_abandon(void **state)
 	assert_true(mig_arb_granted(a, t4, 9));
 	(void)t3;
 	mig_arb_release(a, t4, NULL);
+	assert_free(a);
+	munmap(a, sizeof(*a));
+}
+
+/* A waiter whose ticket is given back by another (the daemon, its server
+ * dead) stops waiting at once, not at its timeout; a child process waits. */
+static void test_wait_ends_when_the_ticket_is_abandoned(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_SEQUENTIAL);
+	uint32_t held = mig_arb_take(a, 1, NULL, NULL);
+	uint32_t t = mig_arb_take(a, 2, NULL, NULL);
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_true(mig_arb_granted(a, held, 1));
+	assert_true(mig_arb_outstanding(a, t));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) /* 0: returned early and not granted; 1: anything else */
+		_exit(mig_arb_wait(a, t, 2, 20000000000ull) || mig_arb_outstanding(a, t));
+	usleep(100000);
+	mig_arb_abandon(a, 2);
+	assert_false(mig_arb_outstanding(a, t));
+	alarm(5); /* a wait to its 20 s timeout fails the test */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	alarm(0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	mig_arb_release(a, held, NULL);
 	assert_free(a);
 	munmap(a, sizeof(*a));
 }
@@ -281,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_models),
 		cmocka_unit_test(test_order_and_release),
 		cmocka_unit_test(test_abandon),
+		cmocka_unit_test(test_wait_ends_when_the_ticket_is_abandoned),
 		cmocka_unit_test(test_ticket_numbers_wrap),
 		cmocka_unit_test(test_resume_ticket_goes_next),
 		cmocka_unit_test(test_resume_ticket_given_back_or_abandoned),
