@@ -6,8 +6,8 @@
 
 static const char *const names[MIG_OP_COUNT] = {
 	[MIG_OP_PAD] = "pad", [MIG_OP_HELLO] = "attach",
-	[MIG_OP_CTX_SYNC] = "ctx-sync", [MIG_OP_CTX_GET_LIMIT] = "ctx-limit",
-	[MIG_OP_CTX_SET_LIMIT] = "ctx-limit", [MIG_OP_MEM_GET_INFO] = "mem-info",
+	[MIG_OP_CTX_SYNC] = "ctx-sync", [MIG_OP_CTX_GET_LIMIT] = "ctx-get-limit",
+	[MIG_OP_CTX_SET_LIMIT] = "ctx-set-limit", [MIG_OP_MEM_GET_INFO] = "mem-info",
 	[MIG_OP_MEM_ALLOC] = "mem-alloc", [MIG_OP_MEM_FREE] = "mem-free",
 	[MIG_OP_HOST_PIN] = "host-pin", [MIG_OP_MEMCPY_HTOD] = "memcpy-htod",
 	[MIG_OP_MEMCPY_DTOH] = "memcpy-dtoh", [MIG_OP_MEMCPY_DTOD] = "memcpy-dtod",
