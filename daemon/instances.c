@@ -2221,6 +2221,28 @@ static enum swap_in swap_in_for(struct im *im, struct inst *in,
 	return SWAP_IN_DONE;
 }
 
+/*
+ * "sequential": a ticket of server @num on the partition's page @seq,
+ * waited for up to @wait_ns.  0 with *@ticket held (~0u: none could be
+ * taken, which cannot happen with < 1024 servers: go on without), or
+ * -ETIMEDOUT, or -EPIPE: the server died meanwhile and the daemon gave its
+ * tickets back.
+ */
+static int seq_turn(struct mig_arbiter *seq, uint32_t num, uint64_t wait_ns,
+		    uint32_t *ticket)
+{
+	*ticket = mig_arb_take(seq, num, NULL, NULL);
+	if (*ticket == ~0u || mig_arb_wait(seq, *ticket, num, wait_ns))
+		return 0;
+	if (!mig_arb_outstanding(seq, *ticket)) {
+		*ticket = ~0u;
+		return -EPIPE;
+	}
+	mig_arb_release(seq, *ticket, NULL);
+	*ticket = ~0u;
+	return -ETIMEDOUT;
+}
+
 static enum run_end run(struct im *im, struct inst *in,
 			const struct mig_function *f, const void *payload,
 			size_t len, const char *ctype, struct mig_invoke_result *r)
@@ -2238,20 +2260,19 @@ static enum run_end run(struct im *im, struct inst *in,
 	if (in->part->arb && in->srv &&
 	    in->part->arb->model == MIG_SHARING_SEQUENTIAL) {
 		seq = in->part->arb;
-		ticket = mig_arb_take(seq, in->srv->num, NULL, NULL);
-		if (ticket == ~0u) {
-			seq = NULL;
-		} else if (!mig_arb_wait(seq, ticket, in->srv->num,
-					 deadline > now_ns() ? deadline - now_ns() : 0)) {
-			if (!mig_arb_outstanding(seq, ticket))
-				return RUN_RETRY; /* its server died meanwhile: nothing was delivered */
-			mig_arb_release(seq, ticket, NULL);
+		rc = seq_turn(seq, in->srv->num,
+			      deadline > now_ns() ? deadline - now_ns() : 0, &ticket);
+		if (rc == -EPIPE)
+			return RUN_RETRY; /* its server died meanwhile: nothing was delivered */
+		if (rc) {
 			r->run_us = (now_ns() - t0) / 1000;
 			set_error(r, 504, "timeout",
 				  "function \"%s\" waited its whole timeout of %u ms for its partition (sharing model sequential)",
 				  f->name, timeout_ms(f));
 			return RUN_KEEP;
 		}
+		if (ticket == ~0u)
+			seq = NULL;
 	}
 	switch (swap_in_for(im, in, r)) {
 	case SWAP_IN_DONE:
@@ -2739,39 +2760,6 @@ static struct inst *inst_by_id(struct im *im, const char *id)
 	return NULL;
 }
 
-/*
- * Under "sequential" an invocation owns the partition from start to end
- * (run(), its swap-in included), so a swap-in asked for by request waits
- * for it too: a ticket of the instance's server, granted within
- * SWAP_TIMEOUT_MS.  0 with *@ticket held (~0u: none could be taken), or
- * -ETIMEDOUT, or -EPIPE (the server exited meanwhile), with @err saying
- * why.  (Swap-outs never wait, in any model: they run on idle instances,
- * often because another function needs the room.)
- */
-static int seq_turn_for_swap_in(struct mig_arbiter *seq, uint32_t num,
-				uint32_t *ticket, const char *id, char *err,
-				size_t errlen)
-{
-	bool gone;
-
-	*ticket = mig_arb_take(seq, num, NULL, NULL);
-	if (*ticket == ~0u)
-		return 0; /* cannot happen with < 1024 servers; as run() */
-	if (mig_arb_wait(seq, *ticket, num, SWAP_TIMEOUT_MS * 1000000ull))
-		return 0;
-	gone = !mig_arb_outstanding(seq, *ticket);
-	mig_arb_release(seq, *ticket, NULL);
-	*ticket = ~0u;
-	if (gone) {
-		snprintf(err, errlen, "instance %s: its GPU server exited while the swap-in waited", id);
-		return -EPIPE;
-	}
-	snprintf(err, errlen,
-		 "instance %s: its partition (sharing model sequential) stayed in use for %d s",
-		 id, SWAP_TIMEOUT_MS / 1000);
-	return -ETIMEDOUT;
-}
-
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		   bool out, struct mig_swap_report *rep, char *err, size_t errlen)
 {
@@ -2804,12 +2792,24 @@ int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		if (out || !in->swapped || seq || !in->part->arb ||
 		    in->part->arb->model != MIG_SHARING_SEQUENTIAL)
 			break;
-		/* Wait for the partition, then look again: an invocation may
-		 * have taken the instance (and swapped it in) meanwhile. */
+		/* Under "sequential" an invocation owns the partition from
+		 * start to end (run(), its swap-in included), so a swap-in
+		 * asked for by request waits for it too.  (Swap-outs never
+		 * wait, in any model: they run on idle instances, often
+		 * because another function needs the room.)  Then look
+		 * again: an invocation may have taken the instance (and
+		 * swapped it in) meanwhile. */
 		seq = in->part->arb;
 		num = in->srv->num;
 		pthread_mutex_unlock(&im->lock);
-		if ((rc = seq_turn_for_swap_in(seq, num, &ticket, id, err, errlen)))
+		rc = seq_turn(seq, num, SWAP_TIMEOUT_MS * 1000000ull, &ticket);
+		if (rc == -EPIPE)
+			snprintf(err, errlen, "instance %s: its GPU server exited while the swap-in waited", id);
+		else if (rc)
+			snprintf(err, errlen,
+				 "instance %s: its partition (sharing model sequential) stayed in use for %d s",
+				 id, SWAP_TIMEOUT_MS / 1000);
+		if (rc)
 			return rc;
 		pthread_mutex_lock(&im->lock);
 	}
