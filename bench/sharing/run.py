@@ -356,6 +356,7 @@ def summary(runs, held_s=None, turns=None, cpu_s=None):
         out["input_ms"] = statistics.mean(p[0] for p in ph)
         out["infer_ms"] = statistics.mean(p[1] for p in ph)
     t0 = min(r["start"] for r in runs)
+    out["window_ns"] = [t0, max(r["end"] for r in runs)]  # CLOCK_MONOTONIC (bench/gputrace)
     out["requests"] = [timeline(r, t0) for r in runs]
     return out
 
@@ -446,7 +447,7 @@ def combine(rounds):
     """Several rounds' summaries of one cell: the median of each figure
     over the rounds that have it (the per-client throughputs and the
     requests' timelines stay in the rounds)."""
-    keys = {k for r in rounds for k in r if k not in ("clients", "requests")}
+    keys = {k for r in rounds for k in r if k not in ("clients", "requests", "window_ns")}
     return {k: statistics.median(r[k] for r in rounds if k in r) for k in sorted(keys)}
 
 
