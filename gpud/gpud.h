@@ -287,6 +287,10 @@ struct gpud {
 	bool arb_no_resume;    /* MIG_GPUD_RESUME=0: never take one */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
 	uint64_t arb_resumes;  /* statistics: resume tickets taken */
+	bool arb_copy_waits;   /* a copy for the compute engine waits out */
+	uint32_t arb_copy_behind; /* ... the turn of this ticket (another's) */
+	uint64_t arb_copy_since;  /* ... since */
+	uint64_t arb_copy_waited, arb_copy_wait_ns; /* statistics */
 	/* Swapped out to host memory (swap.c). */
 	struct {
 		bool out;

@@ -2184,6 +2184,8 @@ void gpud_profile_report(const struct gpud *g)
 		mig_sharing_name((int)g->arb->model),
 		(unsigned long long)g->arb_grants,
 		(unsigned long long)g->arb_resumes, g->arb_wait_ns / 1e6);
+	fprintf(stderr, "  compute-engine copies that waited out another's turn: %llu, %.1f ms\n",
+		(unsigned long long)g->arb_copy_waited, g->arb_copy_wait_ns / 1e6);
 	fprintf(stderr, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
 		(unsigned long long)g->prof_gaps, g->prof_gap_ns / 1e6);
 	fprintf(stderr, "  in its turns: %.1f ms held, %llu calls issued in %.1f ms of it\n",
@@ -2242,6 +2244,7 @@ void gpud_profile_report(const struct gpud *g)
 #define ARB_LOOK_NS 1000000ull        /* a busy holder looks for waiters */
 #define ARB_LAUNCH_GRACE_NS 250000ull /* quiet after queued GPU work: kept */
 #define ARB_YOUNG_NS 1000000ull       /* a turn given back sooner: cut */
+#define ARB_COPY_WAIT_NS 5000000ull   /* a compute-engine copy waits, at most */
 
 int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 			size_t errlen)
@@ -2281,6 +2284,57 @@ static unsigned int op_class(uint16_t op)
 	default:
 		return MIG_CLASS_CONTROL;
 	}
+}
+
+/*
+ * The class of call @h (@body, @len: its arguments, as yet unchecked) for
+ * the arbiter: its op's class, and for the copies the GPU runs on its
+ * compute engine MIG_CLASS_ON_COMPUTE_ENGINE besides.  Without MPS,
+ * contexts share that engine by time-slicing: such a copy cannot overlap
+ * another context's kernels; it waits for a time slice (about 1.5 ms) and
+ * then preempts them.  On the H200 (driver 580,
+ * bench/sharing/interference) each one cost the kernels running in
+ * another context about 300 us, whatever its size: memsets,
+ * device-to-device copies (1D and 2D), and host-to-device copies under
+ * 32 KiB from pinned memory (the driver writes those into its command
+ * stream; from pageable memory up to 64 KiB; ours are all from pinned
+ * memory).  Copies to the host, larger copies from it and 2D copies from
+ * it run on a copy engine and cost another context's kernels nothing.
+ *
+ * The client writes @body: it may change a size between our look here and
+ * the dispatch.  All it gains is what every copy had before this rule:
+ * running beside another's kernels.
+ */
+#define H2D_ON_COMPUTE_BELOW (32u << 10)
+#define ON_ENGINE (MIG_CLASS_COPY | MIG_CLASS_ON_COMPUTE_ENGINE)
+
+static unsigned int call_class(const struct mig_msg_hdr *h, const uint8_t *body, uint32_t len)
+{
+	struct mig_memcpy_htod htod;
+	struct mig_memcpy_staged staged;
+	struct mig_memcpy_2d c2d;
+
+	switch (h->op) {
+	case MIG_OP_MEMCPY_DTOD:
+	case MIG_OP_MEMSET:
+		return ON_ENGINE;
+	case MIG_OP_MEMCPY_HTOD:
+		if (len < sizeof(htod))
+			break; /* refused when dispatched */
+		memcpy(&htod, body, sizeof(htod));
+		return htod.size < H2D_ON_COMPUTE_BELOW ? ON_ENGINE : MIG_CLASS_COPY;
+	case MIG_OP_MEMCPY_STAGED_HTOD:
+		if (len < sizeof(staged))
+			break;
+		memcpy(&staged, body, sizeof(staged));
+		return staged.size < H2D_ON_COMPUTE_BELOW ? ON_ENGINE : MIG_CLASS_COPY;
+	case MIG_OP_MEMCPY_2D:
+		if (len < sizeof(c2d))
+			break;
+		memcpy(&c2d, body, sizeof(c2d));
+		return c2d.src_is_host || c2d.dst_is_host ? MIG_CLASS_COPY : ON_ENGINE;
+	}
+	return op_class(h->op);
 }
 
 /* All GPU work we issued has completed. */
@@ -2381,6 +2435,60 @@ static void arb_release(struct gpud *g)
 }
 
 /*
+ * A copy for the compute engine (call_class()), where copies are not
+ * exclusive and the turn is not ours: may it go now?  Not while another
+ * holds the turn: it would preempt that one's kernels.  It waits that turn
+ * out, without a ticket (a ticket would make it wait behind every waiter
+ * and give the client's GPU phase one more turn, cut at the synchronize
+ * that follows such a copy: BERT on the H200 took 3-4 turns per request
+ * so, against 1.1-1.4, and 1.2-1.4x the time), but no longer than
+ * ARB_COPY_WAIT_NS: then it runs beside the turn's kernels, as before.
+ * Time-slicing had it wait about 1.5 ms anyway.
+ */
+static bool arb_copy_may_go(struct gpud *g)
+{
+	uint32_t serving = mig_load_acquire(&g->arb->serving);
+	uint64_t now = mig_now_ns();
+
+	if (serving != mig_load_acquire(&g->arb->next)) { /* a turn is on */
+		if (!g->arb_copy_waits) {
+			g->arb_copy_waits = true;
+			g->arb_copy_behind = serving;
+			g->arb_copy_since = now;
+			arb_tell_waiting(g, true);
+			return false;
+		}
+		if (serving == g->arb_copy_behind && now - g->arb_copy_since < ARB_COPY_WAIT_NS)
+			return false;
+	}
+	if (g->arb_copy_waits) {
+		g->arb_copy_waits = false;
+		g->arb_copy_waited++;
+		g->arb_copy_wait_ns += now - g->arb_copy_since;
+		arb_tell_waiting(g, false);
+	}
+	return true;
+}
+
+/* A copy waits out another's turn: sleep until that turn ends, the wait's
+ * limit, or (with work of ours on the GPU to finish) SLEEP_POLL_NS. */
+static void arb_copy_wait(struct gpud *g)
+{
+	uint64_t now = mig_now_ns(), left, ns;
+	struct timespec ts;
+
+	left = g->arb_copy_since + ARB_COPY_WAIT_NS > now ? g->arb_copy_since + ARB_COPY_WAIT_NS - now : 0;
+	ns = g->npend || g->bq_head != g->bq_tail ? SLEEP_POLL_NS : left;
+	if (ns > left)
+		ns = left;
+	if (!ns)
+		return;
+	ts.tv_sec = (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	mig_futex_wait(&g->arb->serving, g->arb_copy_behind, &ts);
+}
+
+/*
  * May a call of class @cls run now?  Takes a ticket when it needs one; false
  * means hold the call (and everything behind it) back.
  */
@@ -2389,7 +2497,8 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 	uint64_t now;
 
 	if (!(cls & g->arb_excl))
-		return true;
+		return !(cls & MIG_CLASS_ON_COMPUTE_ENGINE) || g->arb_held ||
+		       !(g->arb_excl & MIG_CLASS_COMPUTE) || arb_copy_may_go(g);
 	if (g->arb_held) {
 		/* Held long enough while others wait: drain, then requeue. */
 		if (mig_arb_waiting(g->arb) &&
@@ -2519,7 +2628,9 @@ bool gpud_drain(struct gpud *g)
 				gpud_log(g, 0, "a call found the instance swapped out and its memory could not come back");
 		}
 		/* Not ours to issue yet: hold it and all behind it back. */
-		if (g->arb_excl && !arb_may_issue(g, op_class(h.op)))
+		if (g->arb_excl &&
+		    !arb_may_issue(g, call_class(&h, g->ring + off + sizeof(h),
+						 h.size - (uint32_t)sizeof(h))))
 			break;
 		t0 = g->profile && g->arb_held ? mig_now_ns() : 0;
 		if (!gpud_dispatch(g, &h, g->ring + off + sizeof(h),
@@ -2666,6 +2777,15 @@ int gpud_serve(struct gpud *g)
 		}
 		/* Waiting for the GPU: on the arbiter, not the doorbell (the
 		 * ring holds the call that waits). */
+		if (g->arb_copy_waits) {
+			arb_copy_wait(g);
+			if (!client_alive(g)) {
+				gpud_log(g, 1, "client gone");
+				break;
+			}
+			idle_since = 0;
+			continue;
+		}
 		if (g->arb_ticket_taken && !g->arb_held) {
 			if (!arb_wait(g, g->npend || g->bq_head != g->bq_tail ?
 					      SLEEP_POLL_NS : SLEEP_IDLE_NS) &&

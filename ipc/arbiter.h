@@ -57,6 +57,10 @@ enum mig_call_class {
 	MIG_CLASS_CONTROL = 0,
 	MIG_CLASS_COPY = 1u << 0,
 	MIG_CLASS_COMPUTE = 1u << 1,
+	/* With COPY: a copy the GPU runs on its compute engine (a memset, a
+	 * small copy from the host): where copies are not exclusive it waits
+	 * out another's turn, without a ticket (gpud/server.c). */
+	MIG_CLASS_ON_COMPUTE_ENGINE = 1u << 2,
 };
 
 struct mig_arbiter {

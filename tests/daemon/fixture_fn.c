@@ -363,29 +363,51 @@ int gpu_cut(const struct mig_payload *in, struct mig_payload *out)
 }
 
 /*
- * gpu_copies "N": N round trips of 1 MiB (host to device and back, each
- * synchronous), no kernel.  Answers {"ms": elapsed, "cpu_ms": the CPU
- * time the calling thread used meanwhile}.
+ * gpu_copies "N [KIND]": N synchronous copies, no kernel.  KIND (default
+ * roundtrip): roundtrip, 1 MiB host to device and back; h2d-small, 4 KiB
+ * host to device; h2d-large, 1 MiB host to device; d2h, 1 MiB device to
+ * host; dtod, 1 MiB device to device; memset, 4 KiB.  Answers {"ms":
+ * elapsed, "cpu_ms": the CPU time the calling thread used meanwhile}.
  */
 int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 {
 	static char buf[1 << 20];
 	unsigned int n = 0;
+	char kind[16] = "roundtrip";
 	CUdeviceptr d;
 	uint64_t t0, cpu;
 	char msg[64];
-	CUresult r;
+	CUresult r = CUDA_SUCCESS;
 
-	if (sscanf(in->data ? in->data : "", "%u", &n) != 1)
-		return reply(out, "payload: N");
-	if ((r = context()) || (r = cuMemAlloc(&d, sizeof(buf))))
+	if (sscanf(in->data ? in->data : "", "%u %15s", &n, kind) < 1)
+		return reply(out, "payload: N [roundtrip|h2d-small|h2d-large|d2h|dtod|memset]");
+	if ((r = context()) || (r = cuMemAlloc(&d, 2 * sizeof(buf))))
 		return cu_fail(out, "context or cuMemAlloc", r);
 	t0 = clock_ns(CLOCK_MONOTONIC);
 	cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	for (unsigned int i = 0; i < n; i++)
-		if ((r = cuMemcpyHtoD(d, buf, sizeof(buf))) ||
-		    (r = cuMemcpyDtoH(buf, d, sizeof(buf))))
-			return cu_fail(out, "copy", r);
+	for (unsigned int i = 0; i < n && r == CUDA_SUCCESS; i++) {
+		if (!strcmp(kind, "roundtrip")) {
+			if (!(r = cuMemcpyHtoD(d, buf, sizeof(buf))))
+				r = cuMemcpyDtoH(buf, d, sizeof(buf));
+		} else if (!strcmp(kind, "h2d-small")) {
+			r = cuMemcpyHtoD(d, buf, 4096);
+		} else if (!strcmp(kind, "h2d-large")) {
+			r = cuMemcpyHtoD(d, buf, sizeof(buf));
+		} else if (!strcmp(kind, "d2h")) {
+			r = cuMemcpyDtoH(buf, d, sizeof(buf));
+		} else if (!strcmp(kind, "dtod")) {
+			r = cuMemcpyDtoD(d + sizeof(buf), d, sizeof(buf));
+		} else if (!strcmp(kind, "memset")) {
+			r = cuMemsetD8(d, 0, 4096);
+		} else {
+			cuMemFree(d);
+			return reply(out, "payload: unknown copy kind");
+		}
+	}
+	if (r) {
+		cuMemFree(d);
+		return cu_fail(out, kind, r);
+	}
 	snprintf(msg, sizeof(msg), "{\"ms\": %.3f, \"cpu_ms\": %.3f}",
 		 (clock_ns(CLOCK_MONOTONIC) - t0) / 1e6,
 		 (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu) / 1e6);

@@ -937,6 +937,39 @@ def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wai
         assert ms < 100, f"{model}: copies waited ({ms:.1f} ms)"
 
 
+def test_compute_engine_copies_wait_under_overlap_cpu_copy(harness, built):
+    """Under overlap-cpu-copy the copies that the GPU runs on its compute
+    engine (memsets, device-to-device copies, host-to-device copies under
+    32 KiB) wait out another's turn, 5 ms at most (it would not end here:
+    the other runs back-to-back 30 ms kernels); the others (1 MiB to or
+    from the host) do not wait.  Ten synchronous calls of each kind."""
+    h = harness(sharing="overlap-cpu-copy")
+    fixture(built, h, "kern", "gpu_phases", gpu=True, keep_alive_ms=60000)
+    fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
+    assert h.invoke("kern", "0 30 0")["status"] == 200
+    kinds = {"h2d-small": True, "memset": True, "dtod": True, "h2d-large": False, "d2h": False}
+    for kind in kinds:
+        assert h.invoke("copy", f"1 {kind}")["status"] == 200
+    took = {}
+    for kind in kinds:
+        h.go("k", "kern", "20 30 0")  # 0.6 s of kernels, a sync after each
+        time.sleep(0.1)
+        ms = 0
+        for _ in range(10):
+            r = h.invoke("copy", f"1 {kind}")
+            assert r["status"] == 200, r
+            ms += json.loads(r["body"])["ms"]
+        assert h.wait("k")["status"] == 200
+        took[kind] = round(ms, 1)
+    print(f"10 calls of each kind during the kernels [ms]: {took}")
+    for kind, waits in kinds.items():
+        if waits:
+            assert took[kind] >= 40, f"{kind} did not wait out the turn: {took}"
+            assert took[kind] < 200, f"{kind} waited longer than 5 ms a call: {took}"
+        else:
+            assert took[kind] < 100, f"{kind} waited: {took}"
+
+
 def test_a_client_waiting_for_its_turn_sleeps(harness, built):
     """Under overlap-cpu (copies exclusive), while another instance holds
     the GPU with a 30 ms kernel, a client's copies wait for their turn

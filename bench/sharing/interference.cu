@@ -1,0 +1,329 @@
+/*
+ * interference.cu - what one context's GPU calls cost another context's
+ * kernels on a GPU without MPS, where contexts are time-sliced.
+ *
+ * Under overlap-cpu-copy a function that does not hold the partition's
+ * turn may still copy while the holder's kernels run.  On a whole GPU or a
+ * MIG slice without MPS the two are different contexts, and whatever the
+ * second one puts on an engine that the first is using makes the GPU
+ * switch between them.  This program measures the price, per call:
+ *
+ *   the holder (this process) launches back-to-back kernels of about
+ *   --kernel-us each, --kernels of them, and times them with events;
+ *   the other (a child process, its own context) issues one call of the
+ *   given kind every --period-us and waits for it, during that time.
+ *
+ * For each kind it prints the holder's time against the child idle (its
+ * context made, nothing issued) and the extra time per call of the child,
+ * median of --reps.  A benchmark, not a test: it prints a table and exits 0
+ * unless the GPU could not be used.
+ *
+ * Usage: interference [--kernels N] [--kernel-us U] [--period-us P] [--reps R]
+ */
+#include <cuda_runtime.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#define CHECK(call)                                                             \
+	do {                                                                    \
+		cudaError_t e_ = (call);                                        \
+		if (e_ != cudaSuccess) {                                        \
+			fprintf(stderr, "interference: %s: %s (line %d)\n", #call, \
+				cudaGetErrorString(e_), __LINE__);               \
+			exit(2);                                                \
+		}                                                               \
+	} while (0)
+
+/* What the other context issues, once per period: a call of one kind, of
+ * one size. */
+enum call_op {
+	IDLE,
+	H2D_PINNED,
+	H2D_PAGEABLE,
+	H2D_2D_PINNED,
+	D2H_PINNED,
+	D2H_PAGEABLE,
+	D2D,
+	MEMSET,
+	EMPTY_KERNEL,
+	SYNC_ONLY
+};
+
+struct call_kind {
+	const char *name;
+	enum call_op op;
+	size_t bytes;
+};
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+#define LARGE (16 * MIB) /* the largest size below; 2D rows are pitched 2x */
+
+static const struct call_kind kinds[] = {
+	{"(idle)", IDLE, 0},
+	{"H2D pinned", H2D_PINNED, 4 * KIB},
+	{"H2D pinned", H2D_PINNED, 8 * KIB},
+	{"H2D pinned", H2D_PINNED, 16 * KIB},
+	{"H2D pinned", H2D_PINNED, 24 * KIB},
+	{"H2D pinned", H2D_PINNED, 32 * KIB},
+	{"H2D pinned", H2D_PINNED, 48 * KIB},
+	{"H2D pinned", H2D_PINNED, 64 * KIB},
+	{"H2D pinned", H2D_PINNED, 1 * MIB},
+	{"H2D pageable", H2D_PAGEABLE, 4 * KIB},
+	{"H2D pageable", H2D_PAGEABLE, 64 * KIB},
+	{"H2D pageable", H2D_PAGEABLE, 65 * KIB},
+	{"H2D pageable", H2D_PAGEABLE, 256 * KIB},
+	{"H2D pageable", H2D_PAGEABLE, 1 * MIB},
+	{"H2D 2D pinned", H2D_2D_PINNED, 4 * KIB},
+	{"H2D 2D pinned", H2D_2D_PINNED, 1 * MIB},
+	{"D2H pinned", D2H_PINNED, 4 * KIB},
+	{"D2H pinned", D2H_PINNED, 16 * MIB},
+	{"D2H pageable", D2H_PAGEABLE, 4 * KIB},
+	{"D2D", D2D, 4 * KIB},
+	{"D2D", D2D, 16 * MIB},
+	{"memset", MEMSET, 4 * KIB},
+	{"memset", MEMSET, 16 * MIB},
+	{"empty kernel", EMPTY_KERNEL, 0},
+	{"stream sync, no work", SYNC_ONLY, 0},
+};
+#define NKINDS (int)(sizeof(kinds) / sizeof(kinds[0]))
+
+/* Shared between the two processes (an anonymous shared mapping). */
+struct control {
+	int kind;          /* what the other issues now; -1: stop */
+	int acked;         /* the kind the other has switched to */
+	long calls;        /* calls the other completed */
+	int ready;         /* the other's context exists */
+	int failed;
+};
+
+static long long now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000ll + t.tv_nsec;
+}
+
+__global__ void spin(long long cycles)
+{
+	long long t0 = clock64();
+	while (clock64() - t0 < cycles)
+		;
+}
+
+__global__ void empty(void)
+{
+}
+
+/* The other context: issue calls of the current kind until told to stop. */
+static void other(struct control *c, long period_ns)
+{
+	void *dev, *pinned, *pageable;
+	cudaStream_t s;
+
+	if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess ||
+	    cudaMalloc(&dev, 2 * LARGE) != cudaSuccess ||
+	    cudaMallocHost(&pinned, 2 * LARGE) != cudaSuccess ||
+	    !(pageable = calloc(1, LARGE))) {
+		__atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
+		_exit(2);
+	}
+	__atomic_store_n(&c->ready, 1, __ATOMIC_RELEASE);
+	for (;;) {
+		int kind = __atomic_load_n(&c->kind, __ATOMIC_ACQUIRE);
+		long long next = now_ns() + period_ns;
+
+		if (kind < 0)
+			break;
+		__atomic_store_n(&c->acked, kind, __ATOMIC_RELEASE);
+		const struct call_kind *k = &kinds[kind];
+		char *d = (char *)dev;
+		cudaError_t e = cudaSuccess;
+		switch (k->op) {
+		case IDLE:
+		case SYNC_ONLY:
+			break;
+		case H2D_PINNED:
+			e = cudaMemcpyAsync(dev, pinned, k->bytes, cudaMemcpyHostToDevice, s);
+			break;
+		case H2D_PAGEABLE:
+			e = cudaMemcpyAsync(dev, pageable, k->bytes, cudaMemcpyHostToDevice, s);
+			break;
+		case H2D_2D_PINNED: /* rows of 1 KiB, pitched 2 KiB on the host */
+			e = cudaMemcpy2DAsync(dev, KIB, pinned, 2 * KIB, KIB, k->bytes / KIB,
+					      cudaMemcpyHostToDevice, s);
+			break;
+		case D2H_PINNED:
+			e = cudaMemcpyAsync(pinned, dev, k->bytes, cudaMemcpyDeviceToHost, s);
+			break;
+		case D2H_PAGEABLE:
+			e = cudaMemcpyAsync(pageable, dev, k->bytes, cudaMemcpyDeviceToHost, s);
+			break;
+		case D2D:
+			e = cudaMemcpyAsync(d + LARGE, d, k->bytes, cudaMemcpyDeviceToDevice, s);
+			break;
+		case MEMSET:
+			e = cudaMemsetAsync(dev, 0, k->bytes, s);
+			break;
+		case EMPTY_KERNEL:
+			empty<<<1, 32, 0, s>>>();
+			e = cudaGetLastError();
+			break;
+		}
+		if (k->op != IDLE && e == cudaSuccess)
+			e = cudaStreamSynchronize(s);
+		if (e != cudaSuccess) {
+			__atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
+			_exit(2);
+		}
+		if (k->op != IDLE)
+			__atomic_add_fetch(&c->calls, 1, __ATOMIC_ACQ_REL);
+		while (now_ns() < next)
+			; /* a spinning wait: the period stays the period */
+	}
+	_exit(0);
+}
+
+/* The holder's kernels, timed: @n back-to-back spins of @cycles. */
+static float holder_ms(int n, long long cycles, int blocks, cudaStream_t s, cudaEvent_t a,
+		       cudaEvent_t b)
+{
+	float ms;
+
+	CHECK(cudaEventRecord(a, s));
+	for (int i = 0; i < n; i++)
+		spin<<<blocks, 256, 0, s>>>(cycles);
+	CHECK(cudaEventRecord(b, s));
+	CHECK(cudaEventSynchronize(b));
+	CHECK(cudaEventElapsedTime(&ms, a, b));
+	return ms;
+}
+
+static void switch_other(struct control *c, int kind)
+{
+	__atomic_store_n(&c->kind, kind, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&c->acked, __ATOMIC_ACQUIRE) != kind) {
+		if (__atomic_load_n(&c->failed, __ATOMIC_ACQUIRE)) {
+			fprintf(stderr, "interference: the other context failed\n");
+			exit(2);
+		}
+		usleep(100);
+	}
+	usleep(2000); /* a few periods in the new kind before timing */
+}
+
+int main(int argc, char **argv)
+{
+	int kernels = 4000, reps = 5;
+	double kernel_us = 20, period_us = 500;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--kernels"))
+			kernels = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--kernel-us"))
+			kernel_us = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--period-us"))
+			period_us = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--reps"))
+			reps = atoi(argv[i + 1]);
+		else {
+			fprintf(stderr, "usage: %s [--kernels N] [--kernel-us U] [--period-us P] [--reps R]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	if (argc % 2 == 0 || kernels < 1 || reps < 1 || kernel_us <= 0 || period_us <= 0) {
+		fprintf(stderr, "usage: %s [--kernels N] [--kernel-us U] [--period-us P] [--reps R]\n",
+			argv[0]);
+		return 2;
+	}
+
+	/* Before any CUDA call: the child gets a context of its own. */
+	struct control *c = (struct control *)mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
+						   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (c == MAP_FAILED) {
+		perror("interference: mmap");
+		return 2;
+	}
+	memset(c, 0, sizeof(*c));
+	c->acked = -2;
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("interference: fork");
+		return 2;
+	}
+	if (pid == 0)
+		other(c, (long)(period_us * 1e3));
+
+	cudaStream_t s;
+	cudaEvent_t a, b;
+	cudaDeviceProp prop;
+	CHECK(cudaGetDeviceProperties(&prop, 0));
+	CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	CHECK(cudaEventCreate(&a));
+	CHECK(cudaEventCreate(&b));
+	while (!__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&c->failed, __ATOMIC_ACQUIRE) || waitpid(pid, NULL, WNOHANG) == pid) {
+			fprintf(stderr, "interference: the other context could not start\n");
+			return 2;
+		}
+		usleep(1000);
+	}
+
+	/* Kernels of about kernel_us: two blocks per multiprocessor. */
+	int blocks = 2 * prop.multiProcessorCount, khz = 0;
+	CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
+	long long cycles = (long long)(kernel_us * khz / 1e3);
+	switch_other(c, IDLE);
+	holder_ms(200, cycles, blocks, s, a, b); /* warm-up */
+	float probe = holder_ms(200, cycles, blocks, s, a, b);
+	cycles = (long long)(cycles * kernel_us / (probe * 1e3 / 200));
+
+	int drv = 0;
+	cudaDriverGetVersion(&drv);
+	printf("interference: %s, driver API %d; holder: %d kernels of %.0f us (%d blocks x 256), "
+	       "the other: one call every %.0f us, waited for; median of %d\n",
+	       prop.name, drv, kernels, kernel_us, blocks, period_us, reps);
+	printf("%-22s %8s %8s %12s %10s %14s\n", "the other issues", "bytes", "calls", "holder [ms]",
+	       "vs idle", "holder us/call");
+
+	float idle = 0;
+	for (int kind = IDLE; kind < NKINDS; kind++) {
+		std::vector<float> t, n;
+		switch_other(c, kind);
+		for (int r = 0; r < reps; r++) {
+			long before = __atomic_load_n(&c->calls, __ATOMIC_ACQUIRE);
+			t.push_back(holder_ms(kernels, cycles, blocks, s, a, b));
+			n.push_back((float)(__atomic_load_n(&c->calls, __ATOMIC_ACQUIRE) - before));
+		}
+		std::sort(t.begin(), t.end());
+		std::sort(n.begin(), n.end());
+		float ms = t[t.size() / 2], calls = n[n.size() / 2];
+		if (kind == IDLE)
+			idle = ms;
+		char size[24] = "-";
+		if (kinds[kind].bytes >= MIB)
+			snprintf(size, sizeof(size), "%zu MiB", kinds[kind].bytes / MIB);
+		else if (kinds[kind].bytes)
+			snprintf(size, sizeof(size), "%zu KiB", kinds[kind].bytes / KIB);
+		printf("%-22s %8s %8.0f %12.2f %9.3fx", kinds[kind].name, size, calls, ms, ms / idle);
+		if (kind != IDLE && calls > 0)
+			printf(" %14.1f\n", (ms - idle) * 1e3 / calls);
+		else
+			printf(" %14s\n", "-");
+	}
+	__atomic_store_n(&c->kind, -1, __ATOMIC_RELEASE);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 2;
+}
