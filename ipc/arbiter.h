@@ -7,7 +7,9 @@
  * that meets, at the head of its ring, a call of a class the model makes
  * exclusive (copy and compute for overlap-cpu, compute for
  * overlap-cpu-copy) takes a ticket and holds the call back, without
- * reordering anything behind it, until its ticket is served.  It releases
+ * reordering anything behind it, until its ticket is served (a copy the
+ * GPU runs on its compute engine, under overlap-cpu-copy, waits out the
+ * turn in progress instead, without a ticket).  It releases
  * the grant once its GPU work has completed and it is idle or has held long
  * enough while others wait (gpud/server.c says when).  For "sequential" the
  * daemon itself takes a ticket around each invocation.

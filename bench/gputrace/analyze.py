@@ -175,8 +175,8 @@ def main(argv):
     ops, names = [], {}
     for path in sorted(glob.glob(os.path.join(args.trace_dir, "gputrace-*.txt"))):
         t = read_trace(path)
-        if t:
-            names[t[0]] = t[1]
+        if t:  # the program and its first argument, without their paths
+            names[t[0]] = " ".join(os.path.basename(w) for w in t[1].split()[:2])
             ops.extend(t[2])
     if not ops:
         sys.exit(f"analyze.py: no trace records in {args.trace_dir}")
