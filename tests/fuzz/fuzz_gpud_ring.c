@@ -6,13 +6,19 @@
  * backend.  Whatever the bytes, the server must neither crash nor touch
  * memory outside the segment and its own allocations (ASan/UBSan watch).
  * After a framing error the server would end the session; here we reset
- * and continue, so one process covers many sessions.
+ * and continue, so one process covers many sessions.  The server is on a
+ * partition shared under overlap-cpu-copy (an arbiter page of its own), so
+ * that the classing of every call for the arbiter reads the input too.
  */
+#define _GNU_SOURCE /* memfd_create */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "arbiter.h"
 #include "gpud.h"
 #include "segment.h"
 #include "seqword.h"
@@ -40,6 +46,22 @@ static void setup(void)
 		fprintf(stderr, "fuzz setup: %s\n", err);
 		abort();
 	}
+	/* The partition's arbiter page, as the daemon makes it. */
+	int afd = memfd_create("fuzz-arbiter", MFD_CLOEXEC);
+	struct mig_arbiter *a;
+
+	if (afd < 0 || ftruncate(afd, sizeof(*a)) < 0 ||
+	    (a = mmap(NULL, sizeof(*a), PROT_READ | PROT_WRITE, MAP_SHARED, afd, 0)) == MAP_FAILED) {
+		fprintf(stderr, "fuzz setup: the arbiter page\n");
+		abort();
+	}
+	mig_arb_init(a, MIG_SHARING_OVERLAP_CPU_COPY);
+	if (gpud_arbiter_attach(&g, afd, 1, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fuzz setup: %s\n", err);
+		abort();
+	}
+	munmap(a, sizeof(*a));
+	close(afd);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
