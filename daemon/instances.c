@@ -2253,6 +2253,7 @@ static enum run_end run(struct im *im, struct inst *in,
 	char *body = NULL;
 	struct mig_arbiter *seq = NULL;
 	uint32_t ticket = 0;
+	enum swap_in swap;
 	int rc;
 
 	/* "sequential": the invocation owns the partition from start to end,
@@ -2274,17 +2275,11 @@ static enum run_end run(struct im *im, struct inst *in,
 		if (ticket == ~0u)
 			seq = NULL;
 	}
-	switch (swap_in_for(im, in, r)) {
-	case SWAP_IN_DONE:
-		break;
-	case SWAP_IN_NO_ROOM:
+	swap = swap_in_for(im, in, r);
+	if (swap != SWAP_IN_DONE) {
 		if (seq)
 			mig_arb_release(seq, ticket, NULL);
-		return RUN_NO_ROOM;
-	case SWAP_IN_LOST:
-		if (seq)
-			mig_arb_release(seq, ticket, NULL);
-		return RUN_LOST;
+		return swap == SWAP_IN_NO_ROOM ? RUN_NO_ROOM : RUN_LOST;
 	}
 	rc = ctl_send(in->ctl, MIG_CTL_INVOKE, id, payload, len, ctype, deadline);
 	if (rc == -EPIPE && in->invocations && !r->cold) {
