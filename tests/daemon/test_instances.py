@@ -940,9 +940,13 @@ def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wai
 def test_compute_engine_copies_wait_under_overlap_cpu_copy(harness, built):
     """Under overlap-cpu-copy the copies that the GPU runs on its compute
     engine (memsets, device-to-device copies, host-to-device copies under
-    32 KiB) wait out another's turn, 5 ms at most (it would not end here:
-    the other runs back-to-back 30 ms kernels); the others (1 MiB to or
-    from the host) do not wait.  Ten synchronous calls of each kind."""
+    32 KiB) wait out another's turn, 5 ms at most; the others (1 MiB to or
+    from the host) do not wait.  Ten synchronous calls of each kind.  The
+    other runs back-to-back 100 ms kernels with a synchronize after each:
+    its turn may end at a kernel's end (when its client is slower to launch
+    the next than the server is to give the turn back), which ends a wait
+    early; with 30 ms kernels, a fresh H200 machine cut enough waits short
+    that ten small copies took 36.7 ms (44.8-45.2 on the one before)."""
     h = harness(sharing="overlap-cpu-copy")
     fixture(built, h, "kern", "gpu_phases", gpu=True, keep_alive_ms=60000)
     fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
@@ -952,7 +956,7 @@ def test_compute_engine_copies_wait_under_overlap_cpu_copy(harness, built):
         assert h.invoke("copy", f"1 {kind}")["status"] == 200
     took = {}
     for kind in kinds:
-        h.go("k", "kern", "20 30 0")  # 0.6 s of kernels, a sync after each
+        h.go("k", "kern", "10 100 0")  # 1 s of kernels, a sync after each
         time.sleep(0.1)
         ms = 0
         for _ in range(10):
