@@ -165,6 +165,7 @@ int gpud_control_watch(struct gpud *g)
 		return -1;
 	}
 	g->control_watching = true;
+	pthread_setname_np(g->control_watcher, "mig-gpud-ctl");
 	return 0;
 }
 

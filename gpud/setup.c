@@ -175,6 +175,7 @@ int gpud_setup(struct gpud *g, int seg_fd, uint64_t seg_base,
 		return -1;
 	}
 	g->waiter_started = 1;
+	pthread_setname_np(g->waiter, "mig-gpud-wait");
 	if (gpud_control_watch(g))
 		gpud_log(g, 0, "cannot watch the control socket: the daemon's requests wait for the next wake-up");
 	mig_seqword_publish(&hdr->server_state, MIG_SERVER_READY);

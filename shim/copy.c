@@ -42,14 +42,31 @@ enum kind { K_HOST, K_PINNED, K_DEVICE };
  * helper and per copy: CPU time taken from whatever else runs, the
  * instance's own threads included, and on a busy machine from the thread
  * the helpers wait for.
+ *
+ * The caller never waits for a helper that has not started its part: on a
+ * node whose CPUs are all busy (four functions' CPU pools on its cores) a
+ * woken helper can sit in a run queue for a scheduler tick or more, and a
+ * caller that spun for its part waited that long for ~150 KB of memcpy.
+ * After its own part the caller takes back every part not yet started
+ * (PART_POSTED -> PART_IDLE, the same compare-and-swap a helper uses to
+ * start one) and copies it itself; it waits only for parts a helper is
+ * copying right now.  MIG_COPY_HELPER_DELAY_US (for the tests) makes every
+ * helper that late: the copies must still be right, and not slower than
+ * the caller's own memcpy.
  */
 #define COPY_WORKERS_MAX 7
 #define COPY_SPLIT_MIN (256u << 10)
 #define COPY_LINGER_NS 100000ull
 
+enum part_state {
+	PART_IDLE = 0, /* nothing posted, or done */
+	PART_POSTED,   /* dst, src, n set: for whoever takes it first */
+	PART_COPYING,  /* taken by the helper, which sets PART_IDLE when done */
+};
+
 struct copy_worker {
 	pthread_t thread;
-	uint32_t go; /* futex: bumped when work is posted */
+	uint32_t state; /* enum part_state; the helper's futex word */
 	void *dst;
 	const void *src;
 	size_t n;
@@ -57,31 +74,41 @@ struct copy_worker {
 
 static struct copy_worker workers[COPY_WORKERS_MAX];
 static int nworkers = -1;
-static uint32_t parts_left;
+static unsigned int helper_delay_us;
 static pthread_once_t workers_once = PTHREAD_ONCE_INIT;
+
+/* Take @w's posted part: true if it was still posted (the taker copies it). */
+static bool part_take(struct copy_worker *w, uint32_t to)
+{
+	uint32_t posted = PART_POSTED;
+
+	return __atomic_compare_exchange_n(&w->state, &posted, to, false,
+					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
 
 static void *copy_worker_main(void *arg)
 {
 	struct copy_worker *w = arg;
-	uint32_t seen = 0;
 
 	for (;;) {
-		uint32_t go = mig_load_acquire(&w->go);
 		uint64_t since = mig_now_ns();
 		unsigned int spins = 0;
+		uint32_t st;
 
-		while (go == seen) {
+		while ((st = mig_load_acquire(&w->state)) != PART_POSTED) {
 			if ((++spins & 63) || mig_now_ns() - since < COPY_LINGER_NS) {
 				mig_cpu_relax();
 			} else {
-				mig_futex_wait(&w->go, go, NULL);
+				mig_futex_wait(&w->state, st, NULL);
 				since = mig_now_ns();
 			}
-			go = mig_load_acquire(&w->go);
 		}
-		seen = go;
+		if (helper_delay_us)
+			usleep(helper_delay_us);
+		if (!part_take(w, PART_COPYING))
+			continue; /* the caller took it back */
 		memcpy(w->dst, w->src, w->n);
-		__atomic_fetch_sub(&parts_left, 1, __ATOMIC_RELEASE);
+		mig_store_release(&w->state, PART_IDLE);
 	}
 	return NULL;
 }
@@ -96,22 +123,27 @@ static void workers_start(void)
 
 	if (n > 3 && !env)
 		n = 3;
+	if ((env = getenv("MIG_COPY_HELPER_DELAY_US")))
+		helper_delay_us = (unsigned int)strtoul(env, NULL, 10);
 	if (n > COPY_WORKERS_MAX)
 		n = COPY_WORKERS_MAX;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (pthread_create(&workers[i].thread, NULL, copy_worker_main,
 				   &workers[i]))
 			break;
+		pthread_setname_np(workers[i].thread, "mig-copy");
+	}
 	nworkers = i;
 	shim_log(1, "copy helpers: %d (%ld CPUs to run on)", nworkers, cpus);
 }
 
 /* memcpy, split across the helper threads when large.  Called with the
- * staging lock held, so one split copy runs at a time. */
+ * staging lock held, so one split copy runs at a time: every part is
+ * PART_IDLE on entry and again on return. */
 static void staged_memcpy(void *dst, const void *src, size_t n)
 {
 	size_t part, off;
-	int i, k;
+	int i, k, posted = 0;
 
 	if (n < COPY_SPLIT_MIN) {
 		memcpy(dst, src, n);
@@ -125,7 +157,6 @@ static void staged_memcpy(void *dst, const void *src, size_t n)
 	k = nworkers + 1;
 	part = (n / (size_t)k + 63) & ~(size_t)63;
 	off = part;
-	__atomic_store_n(&parts_left, 0, __ATOMIC_RELAXED);
 	for (i = 0; i < nworkers && off < n; i++) {
 		struct copy_worker *w = &workers[i];
 
@@ -133,13 +164,27 @@ static void staged_memcpy(void *dst, const void *src, size_t n)
 		w->src = (const uint8_t *)src + off;
 		w->n = n - off < part ? n - off : part;
 		off += w->n;
-		__atomic_fetch_add(&parts_left, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&w->go, 1, __ATOMIC_RELEASE);
-		mig_futex_wake(&w->go, 1);
+		mig_store_release(&w->state, PART_POSTED);
+		mig_futex_wake(&w->state, 1);
+		posted++;
 	}
 	memcpy(dst, src, part < n ? part : n);
-	while (mig_load_acquire(&parts_left))
-		mig_cpu_relax();
+	for (i = 0; i < posted; i++) {
+		struct copy_worker *w = &workers[i];
+		unsigned int spins = 0;
+
+		if (part_take(w, PART_IDLE)) {
+			memcpy(w->dst, w->src, w->n);
+			continue;
+		}
+		/* A helper copies it now: a few microseconds, unless it was
+		 * preempted, and then perhaps by a thread on this CPU. */
+		while (mig_load_acquire(&w->state) != PART_IDLE) {
+			mig_cpu_relax();
+			if ((++spins & 1023) == 0)
+				sched_yield();
+		}
+	}
 }
 
 static enum kind classify(uint64_t p, size_t n)
