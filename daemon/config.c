@@ -419,7 +419,7 @@ static int get_sandbox(struct file_ctx *x, json_t *obj, struct mig_config *c)
 	struct mig_sandbox_config *s = &c->sandbox;
 	const char *k;
 	json_t *v;
-	int n;
+	int n = 0;
 
 	if (!json_is_object(obj))
 		return key_fail(x, "sandbox", "an object ({\"memory\": \"4GiB\", ...})");
@@ -507,7 +507,7 @@ static int get_lukewarm(struct file_ctx *x, json_t *v, struct mig_config *c)
 	if (!json_is_object(v))
 		return key_fail(x, "lukewarm", "an object: {\"swap_after_ms\": N, \"host_memory\": SIZE}");
 	json_object_foreach(v, k, m) {
-		int ms;
+		int ms = 0;
 
 		if (!strcmp(k, "swap_after_ms")) {
 			if (get_int(x, "lukewarm.swap_after_ms", m, 0, 86400000, &ms))
@@ -640,7 +640,7 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 	if (!strcmp(k, "lukewarm"))
 		return get_lukewarm(x, v, c);
 	if (!strcmp(k, "sharing_max_hold_ms")) {
-		int ms;
+		int ms = 0;
 
 		if (get_int(x, k, v, 0, 86400000, &ms))
 			return -1;

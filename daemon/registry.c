@@ -1448,8 +1448,14 @@ static int load_one(struct mig_registry *r, const char *tenant,
 	json_decref(j);
 	if (rc)
 		goto out;
-	snprintf(s.f.tenant, sizeof(s.f.tenant), "%s", tenant);
-	snprintf(s.f.name, sizeof(s.f.name), "%s", name);
+	/* The function's name was checked (function_name_ok); the tenant's is
+	 * any directory in the data dir: one too long was not made by us, and
+	 * cut short it could name another tenant. */
+	if (snprintf(s.f.tenant, sizeof(s.f.tenant), "%s", tenant) >= (int)sizeof(s.f.tenant) ||
+	    snprintf(s.f.name, sizeof(s.f.name), "%s", name) >= (int)sizeof(s.f.name)) {
+		rc = fail(err, errlen, -EINVAL, "its tenant or function name is too long");
+		goto out;
+	}
 	pathf(path, sizeof(path), "%s/%s", dir, s.artifact_rel);
 	if (stat(path, &st)) {
 		rc = fail(err, errlen, -ENOENT, "its artifact %s is missing: "
