@@ -19,6 +19,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -596,6 +597,23 @@ def test_a_corrupt_function_is_skipped_not_fatal(start_daemon, fixture_so):
     assert d2.request("GET", "/v1/functions/good").status == 200
     assert d2.request("GET", "/v1/functions/bad").status == 404
     assert "alice/bad is not loaded" in d2.logs()
+
+
+def test_a_stored_tenant_with_too_long_a_name_is_skipped(start_daemon, fixture_so):
+    """A tenant directory in the data dir that the daemon cannot have made
+    (its name longer than a tenant's may be) is not loaded under its name
+    cut short, which could be another tenant's: it is skipped, with the
+    reason, and the rest loads."""
+    d = start_daemon(two_tenants())
+    deploy(d, "keep", c_spec(fixture_so))
+    assert d.stop() == 0
+    funcs = d.data_dir / "functions"
+    shutil.copytree(funcs / "alice", funcs / ("alice" + "x" * 100))
+    d2 = start_daemon(two_tenants(), data_dir=d.data_dir, name="restarted")
+    assert d2.request("GET", "/v1/functions/keep").status == 200
+    assert "tenant or function name is too long" in d2.logs()
+    assert "registry: 1 function loaded" in d2.logs(), d2.logs()
+    assert d2.stop() == 0
 
 
 # --- configuration ---------------------------------------------------------------
