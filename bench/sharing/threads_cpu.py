@@ -33,6 +33,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gputrace"))
+from analyze import cells  # noqa: E402  (the run's cells and their windows)
+
 TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
@@ -120,24 +123,14 @@ def usage_between(samples, t0, t1):
     return use, (after["t"] - before["t"]) / 1e6
 
 
-def cells(run):
-    """(label, window, requests) of every cell and round of a run's --json."""
-    for clients, ws in run["rounds"].items():
-        for w, sides in ws.items():
-            for side, rounds in sides.items():
-                for i, r in enumerate(rounds):
-                    if "window_ns" in r:
-                        n = sum(len(c) for c in r.get("requests", [])) or None
-                        yield f"{w} {clients}cl {side} r{i}", r["window_ns"], n
-
-
 def report(samples_path, run_path):
     samples = load_samples(samples_path)
     with open(run_path) as f:
         run = json.load(f)
     print("CPU per request [ms] by kind of process and thread name "
           "(the sampled span around the cell in parentheses)")
-    for label, (t0, t1), n in cells(run):
+    for clients, w, side, i, (t0, t1), n in cells(run):
+        label = f"{w} {clients}cl {side} r{i}"
         use, span = usage_between(samples, t0, t1)
         if use is None or not n:
             print(f"{label}: no samples around it")
