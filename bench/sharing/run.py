@@ -58,6 +58,14 @@ then the ratios the issue's targets are about:
              forwarding cost the node's CPUs; no target)
   4 clients: max/min per-client throughput     (target <= 1.2)
 
+With three rounds or more, the two ratios against native and sequential
+also carry their 90 % interval over the rounds, e.g. "1.04x (0.98-1.10)": a
+bootstrap, the rounds drawn again with replacement, paired by index.  On
+the H200 machine a client's CPU phase runs at one of a few speeds for a
+whole cell and at another in the next (natively alike), so a cell is one
+draw, and the interval says whether a ratio's distance from its target is
+more than the draws make (docs/benchmarks.md).
+
 Each cell also says, on stderr, its 99th percentile and longest request
 (where waits for the GPU's turn show first) and, for an exclusive model,
 the GPU turns' time and number per request: more than one turn per
@@ -451,8 +459,35 @@ def combine(rounds):
     return {k: statistics.median(r[k] for r in rounds if k in r) for k in sorted(keys)}
 
 
-def tables(results, args, header):
-    """The paper's table and the ratios, as text and as markdown."""
+def ratio_interval(num, den, key, level=0.9, resamples=2000):
+    """How far a ratio of two cells' medians over rounds can be trusted:
+    (low, high), the @level bootstrap interval of median(num[key]) /
+    median(den[key]) with rounds drawn again, with replacement and paired
+    by their index (round i of each side ran minutes apart at most, on a
+    machine whose CPUs' speed drifts); None below three rounds of each.
+    Seeded, so that a run's tables can be printed again alike."""
+    n = min(len(num), len(den))
+    if n < 3:
+        return None
+    rng = random.Random(0)
+    ratios = []
+    for _ in range(resamples):
+        pick = [rng.randrange(n) for _ in range(n)]
+        ratios.append(statistics.median(num[i][key] for i in pick)
+                      / statistics.median(den[i][key] for i in pick))
+    tail = (1 - level) / 2
+    return daemonlib.percentile(ratios, tail), daemonlib.percentile(ratios, 1 - tail)
+
+
+def with_interval(value, interval):
+    """"1.04x" or, with an interval, "1.04x (0.98-1.10)"."""
+    return f"{value:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else "")
+
+
+def tables(results, args, header, rounds=None):
+    """The paper's table and the ratios, as text and as markdown; with
+    @rounds (clients: workload: side: [each round's cell]) the ratios of
+    the targets also get their 90 % interval over the rounds."""
     sides = (["native"] if args.backend == "cuda" else []) + [m for m in MODELS
                                                               if m in args.models]
     text, md = [header, ""], [header.replace("\n", "  \n"), ""]
@@ -480,6 +515,7 @@ def tables(results, args, header):
         for w in args.workloads:
             r = results[clients].get(w, {})
             occ, seq, nat = r.get("overlap-cpu-copy"), r.get("sequential"), r.get("native")
+            rr = (rounds or {}).get(clients, {}).get(w, {})
             thr = occ["throughput"] / seq["throughput"] if occ and seq else None
             share, allows, want = thr_target(occ, seq, clients)
             nthr = nat["throughput"] / seq["throughput"] if nat and seq else None
@@ -487,13 +523,18 @@ def tables(results, args, header):
             fair = occ["fairness"] if occ else None
             cpu = (occ["cpu_ms"] / nat["cpu_ms"] if occ and nat and occ.get("cpu_ms")
                    and nat.get("cpu_ms") else None)
-            cells = [w, f"{thr:.2f}x" if thr else "-",
+            thr_i = (ratio_interval(rr["overlap-cpu-copy"], rr["sequential"], "throughput")
+                     if thr and "overlap-cpu-copy" in rr and "sequential" in rr else None)
+            lat_i = (ratio_interval(rr["overlap-cpu-copy"], rr["native"], "mean")
+                     if lat and "overlap-cpu-copy" in rr and "native" in rr else None)
+            cells = [w, with_interval(thr, thr_i) if thr else "-",
                      f"{100 * share:.{0 if share >= 0.1 else 1}f}%" if share else "-",
                      f"{allows:.2f}x" if allows else "-",
                      (f"{'yes' if thr >= want else 'no'}" + (f" ({want:.2f})" if want < 1.9 else ""))
                      if thr else "-",
                      f"{nthr:.2f}x" if nthr else "-",
-                     f"{lat:.2f}x" if lat else "-", ("yes" if lat <= 1.10 else "NO") if lat else "-",
+                     with_interval(lat, lat_i) if lat else "-",
+                     ("yes" if lat <= 1.10 else "NO") if lat else "-",
                      f"{cpu:.2f}x" if cpu else "-",
                      f"{fair:.2f}" if fair else "-",
                      f"{occ['alike']:.2f} ({occ['alike_p90']:.2f})" if occ and "alike" in occ
@@ -590,7 +631,8 @@ def main(argv):
         sides = {s for c in results.values() for w in c.values() for s in w}
         args.models = [m for m in MODELS if m in sides]
         args.backend = "cuda" if "native" in sides else "host"
-        text, md = tables(results, args, saved["header"])
+        text, md = tables(results, args, saved["header"],
+                          {int(c): ws for c, ws in saved.get("rounds", {}).items()})
         print(text)
         if args.markdown:
             with open(args.markdown, "w") as f:
@@ -756,7 +798,7 @@ def main(argv):
                 os.makedirs(args.logs, exist_ok=True)
                 shutil.copyfile(d.log_path, os.path.join(args.logs, f"{d.name}.log"))
     shutil.rmtree(workdir, ignore_errors=True)
-    text, md = tables(results, args, header())
+    text, md = tables(results, args, header(), rounds)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:

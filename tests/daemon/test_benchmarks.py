@@ -155,6 +155,53 @@ def test_native_client_reports_a_functions_phases(tmp_path):
     assert sharing.spread_if_alike([[10.0] * 20]) == (1.0, 1.0)  # one client
 
 
+def _sharing_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_sharing_run",
+                                                  ROOT / "bench" / "sharing" / "run.py")
+    sharing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sharing)
+    return sharing
+
+
+def test_sharing_ratios_have_an_interval_over_rounds():
+    """bench/sharing's ratios of the targets get a 90 % interval over the
+    rounds: none under three rounds; a point where every round has the
+    same ratio; around the median's ratio, and wider for rounds that
+    disagree more; the same figures every time (seeded)."""
+    sharing = _sharing_module()
+    cell = lambda mean, thr: {"mean": mean, "throughput": thr}  # noqa: E731
+    nat = [cell(20.0 + k, 100.0) for k in range(6)]
+    assert sharing.ratio_interval(nat[:2], nat[:2], "mean") is None
+    assert sharing.ratio_interval([cell(1.1 * c["mean"], 1) for c in nat], nat,
+                                  "mean") == pytest.approx((1.1, 1.1))
+    near = [cell(c["mean"] * f, 1) for c, f in zip(nat, (0.98, 1.02, 1.0, 0.99, 1.03, 1.01))]
+    far = [cell(c["mean"] * f, 1) for c, f in zip(nat, (0.7, 1.3, 1.0, 0.8, 1.4, 1.1))]
+    lo, hi = sharing.ratio_interval(near, nat, "mean")
+    wlo, whi = sharing.ratio_interval(far, nat, "mean")
+    assert 0.9 < lo < 1.0 < hi < 1.1 and wlo < lo and whi > hi, (lo, hi, wlo, whi)
+    assert sharing.ratio_interval(far, nat, "mean") == (wlo, whi)
+    assert sharing.with_interval(1.04, (0.981, 1.1)) == "1.04x (0.98-1.10)"
+    assert sharing.with_interval(1.04, None) == "1.04x"
+
+    # In the table: the mean against native and the throughput against
+    # sequential, each with its interval where the run has the rounds.
+    class Args:
+        backend, clients, n, workloads = "cuda", [2], 10, ["w"]
+        models = ["sequential", "overlap-cpu-copy"]
+    seq = [cell(40.0, 50.0 + k) for k in range(6)]
+    base = {"fairness": 1.0, "alike": 1.0, "alike_p90": 1.0, "std": 1.0}
+    rounds = {2: {"w": {"native": [dict(c, **base) for c in nat],
+                        "sequential": [dict(c, **base) for c in seq],
+                        "overlap-cpu-copy": [dict(c, **base) for c in near]}}}
+    results = {2: {"w": {s: sharing.combine(rs) for s, rs in rounds[2]["w"].items()}}}
+    text, md = sharing.tables(results, Args, "header", rounds)
+    row = next(line for line in md.splitlines() if line.startswith("| w |") and "x (" in line)
+    assert row.count("x (") == 2, row
+    text, md = sharing.tables(results, Args, "header")
+    assert "x (" not in md, md
+
+
 def test_native_clients_serve_one_request_at_a_time(tmp_path):
     """bench/sharing's served native baseline: each client thread hands its
     process one request at a time ("one") and gets one answer per request,
