@@ -202,6 +202,37 @@ def test_sharing_ratios_have_an_interval_over_rounds():
     assert "x (" not in md, md
 
 
+def test_sharing_spread_over_all_rounds():
+    """bench/sharing's clients' spread over a whole run: two clients that
+    swap speeds from one round to the next spread 2.0 in each round and
+    1.0 over both; one that is slower in every round stays apart; a run
+    of one round, or rounds with different clients, has none."""
+    sharing = _sharing_module()
+    swap = [{"clients": [10.0, 20.0]}, {"clients": [20.0, 10.0]}]
+    assert sharing.spread_over_rounds(swap, 10) == pytest.approx(1.0)
+    slow = [{"clients": [10.0, 20.0]}, {"clients": [12.0, 18.0]}]
+    assert sharing.spread_over_rounds(slow, 10) == pytest.approx(
+        (10 / 10 + 10 / 12) / (10 / 20 + 10 / 18))  # 20 requests each
+    # Counted from the rounds' requests where a cell has them.
+    uneven = [{"clients": [10.0, 10.0], "requests": [[0] * 30, [0] * 10]},
+              {"clients": [10.0, 10.0], "requests": [[0] * 10, [0] * 10]}]
+    assert sharing.spread_over_rounds(uneven, 10) == pytest.approx(1.0)
+    assert sharing.spread_over_rounds(swap[:1], 10) is None
+    assert sharing.spread_over_rounds([{"clients": [1.0, 2.0]}, {"clients": [1.0]}], 10) is None
+
+    class Args:
+        backend, clients, n, workloads = "cuda", [4], 10, ["w"]
+        models = ["overlap-cpu-copy"]
+    base = {"mean": 1.0, "std": 0.0, "throughput": 1.0, "alike": 1.0, "alike_p90": 1.0}
+    four = [dict(base, clients=[10.0, 20.0, 10.0, 20.0], fairness=2.0),
+            dict(base, clients=[20.0, 10.0, 20.0, 10.0], fairness=2.0)]
+    rounds = {4: {"w": {"native": four, "overlap-cpu-copy": four}}}
+    results = {4: {"w": {s: sharing.combine(rs) for s, rs in rounds[4]["w"].items()}}}
+    _, md = sharing.tables(results, Args, "header", rounds)
+    row = next(line for line in md.splitlines() if line.startswith("| w |") and "NO" in line)
+    assert row.endswith("| 1.00 (1.00) | NO / yes |"), row
+
+
 def test_native_clients_serve_one_request_at_a_time(tmp_path):
     """bench/sharing's served native baseline: each client thread hands its
     process one request at a time ("one") and gets one answer per request,
