@@ -311,6 +311,10 @@ struct gpud {
 	/* MIG_GPUD_PROFILE=1: where the server's time goes, written to
 	 * stderr when it ends (gpud_profile_report()). */
 	bool profile;
+	/* Test hook (MIG_GPUD_PROFILE_LINE_DELAY_US): a pause after each line
+	 * of the profile as it is written, to show it still leaves in one
+	 * piece. */
+	unsigned profile_line_delay_us;
 	struct {
 		uint64_t n, ns;
 	} prof_op[MIG_OP_COUNT];

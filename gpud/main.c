@@ -95,6 +95,9 @@ int main(int argc, char **argv)
 	g.control_fd = -1;
 	snprintf(g.instance, sizeof(g.instance), "%d", (int)getpid());
 	g.profile = getenv("MIG_GPUD_PROFILE") && *getenv("MIG_GPUD_PROFILE") == '1';
+	if (getenv("MIG_GPUD_PROFILE_LINE_DELAY_US"))
+		g.profile_line_delay_us =
+			(unsigned)strtoul(getenv("MIG_GPUD_PROFILE_LINE_DELAY_US"), NULL, 10);
 	/* For comparisons: cut turns wait in order of asking. */
 	g.arb_no_resume = getenv("MIG_GPUD_RESUME") && *getenv("MIG_GPUD_RESUME") == '0';
 	g.prof_turn_back_len = -1;

@@ -2160,46 +2160,92 @@ bool gpud_dispatch(struct gpud *g, struct mig_msg_hdr *hdr,
 	return true;
 }
 
-void gpud_profile_report(const struct gpud *g)
+/* One line of the profile (the test hook's pause after it). */
+static void __attribute__((format(printf, 3, 4)))
+pline(const struct gpud *g, FILE *f, const char *fmt, ...)
 {
-	if (!g->profile)
-		return;
-	fprintf(stderr, "mig-gpud %s: profile: call, calls, total us, us per call\n",
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	if (g->profile_line_delay_us)
+		usleep(g->profile_line_delay_us);
+}
+
+static void profile_write(const struct gpud *g, FILE *f)
+{
+	pline(g, f, "mig-gpud %s: profile: call, calls, total us, us per call\n",
 		g->instance);
 	for (int i = 0; i < MIG_OP_COUNT; i++)
 		if (g->prof_op[i].n)
-			fprintf(stderr, "  call %-20s %10llu %12.1f %8.2f\n", mig_op_name(i),
+			pline(g, f, "  call %-20s %10llu %12.1f %8.2f\n", mig_op_name(i),
 				(unsigned long long)g->prof_op[i].n,
 				g->prof_op[i].ns / 1e3,
 				g->prof_op[i].ns / 1e3 / (double)g->prof_op[i].n);
-	fprintf(stderr, "  doorbell sleeps %llu (%.1f ms), hand-offs to the waiter %llu\n",
+	pline(g, f, "  doorbell sleeps %llu (%.1f ms), hand-offs to the waiter %llu\n",
 		(unsigned long long)g->prof_sleeps, g->prof_sleep_ns / 1e6,
 		(unsigned long long)g->prof_handoffs);
-	fprintf(stderr, "  images received %llu (%.1f MiB); module cache: %u loaded ahead, %u used, %u misses\n",
+	pline(g, f, "  images received %llu (%.1f MiB); module cache: %u loaded ahead, %u used, %u misses\n",
 		(unsigned long long)g->prof_images, g->prof_image_bytes / 1048576.0,
 		g->mc.preloaded, g->mc.hits, g->mc.misses);
 	if (!g->arb)
 		return;
-	fprintf(stderr, "  arbiter (%s): %llu turns taken (%llu resumed next after a cut), %.1f ms waited for them\n",
+	pline(g, f, "  arbiter (%s): %llu turns taken (%llu resumed next after a cut), %.1f ms waited for them\n",
 		mig_sharing_name((int)g->arb->model),
 		(unsigned long long)g->arb_grants,
 		(unsigned long long)g->arb_resumes, g->arb_wait_ns / 1e6);
-	fprintf(stderr, "  compute-engine copies that waited out another's turn: %llu, %.1f ms\n",
+	pline(g, f, "  compute-engine copies that waited out another's turn: %llu, %.1f ms\n",
 		(unsigned long long)g->arb_copy_waited, g->arb_copy_wait_ns / 1e6);
-	fprintf(stderr, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
+	pline(g, f, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
 		(unsigned long long)g->prof_gaps, g->prof_gap_ns / 1e6);
-	fprintf(stderr, "  in its turns: %.1f ms held, %llu calls issued in %.1f ms of it\n",
+	pline(g, f, "  in its turns: %.1f ms held, %llu calls issued in %.1f ms of it\n",
 		g->prof_held_ns / 1e6, (unsigned long long)g->prof_held_calls,
 		g->prof_held_call_ns / 1e6);
-	fprintf(stderr, "  turns given back, by length (rows) and how soon asked for again: <100us <250us <1ms later\n");
+	pline(g, f, "  turns given back, by length (rows) and how soon asked for again: <100us <250us <1ms later\n");
 	for (int i = 0; i < 3; i++)
-		fprintf(stderr, "    %-7s %6llu %6llu %6llu %6llu\n",
+		pline(g, f, "    %-7s %6llu %6llu %6llu %6llu\n",
 			(const char *[]){"<0.5ms", "<2ms", "longer"}[i],
 			(unsigned long long)g->prof_turn_back[i][0],
 			(unsigned long long)g->prof_turn_back[i][1],
 			(unsigned long long)g->prof_turn_back[i][2],
 			(unsigned long long)g->prof_turn_back[i][3] +
 				(g->prof_turn_back_len == i));
+}
+
+/*
+ * The profile goes out in one write(2): the servers of a node share the
+ * daemon's log, and several that exit together (a daemon stopping) would
+ * otherwise interleave their lines, each then read as another's.
+ */
+void gpud_profile_report(const struct gpud *g)
+{
+	char *buf = NULL;
+	size_t len = 0, off = 0;
+	FILE *f;
+
+	if (!g->profile)
+		return;
+	f = open_memstream(&buf, &len);
+	if (!f) {
+		profile_write(g, stderr); /* no memory: in pieces, rather than not at all */
+		return;
+	}
+	profile_write(g, f);
+	if (fclose(f)) {
+		free(buf);
+		return;
+	}
+	while (off < len) {
+		ssize_t n = write(STDERR_FILENO, buf + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	free(buf);
 }
 
 /* --- the arbiter: exclusive classes of calls ------------------------------ */

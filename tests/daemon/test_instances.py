@@ -1078,6 +1078,39 @@ def _kept_gaps(h):
     return out
 
 
+def test_servers_stopping_together_write_their_profiles_whole(harness, built):
+    """MIG_GPUD_PROFILE=1: every GPU server's profile is one unbroken block
+    in the shared log, even when eight stop at once (the daemon's
+    shutdown), so that each figure is read as its own server's.  Each
+    server pauses 2 ms after every line it writes into its profile (a test
+    hook), so that written line by line they would interleave."""
+    h = harness(sharing="overlap-cpu-copy",
+                env={"MIG_GPUD_PROFILE": "1", "MIG_GPUD_PROFILE_LINE_DELAY_US": "2000"})
+    fixture(built, h, "ph", "gpu_phases", gpu=True, max_instances=8, keep_alive_ms=60000)
+    for i in range(8):
+        h.go(f"w{i}", "ph", "2 1 0")
+    ids = {h.wait(f"w{i}")["instance"] for i in range(8)}
+    assert len(ids) == 8, ids
+    assert h.cmd("shutdown", timeout=30)["ok"]
+    h.log.flush()
+    h.log.seek(0)
+    blocks, cur = {}, None
+    for line in h.log.read().splitlines():
+        m = re.search(r"mig-gpud (\S+): profile:", line)
+        if m:
+            cur = blocks.setdefault(m.group(1), [])
+        elif cur is not None and line.startswith("  "):
+            cur.append(line.strip())
+        else:
+            cur = None  # any other line ends a block
+    assert set(blocks) == ids, h.stderr()
+    for name, lines in blocks.items():
+        for once in ("doorbell sleeps", "images received", "arbiter", "kept, GPU idle",
+                     "in its turns", "turns given back"):
+            assert sum(ln.startswith(once) for ln in lines) == 1, (name, once, lines)
+        assert sum(ln.startswith("call launch") for ln in lines) == 1, (name, lines)
+
+
 def test_profile_counts_the_gaps_a_turn_is_kept_through_while_others_wait(harness, built):
     """MIG_GPUD_PROFILE=1: a launcher behind the GPU (50 us between empty
     kernels, under the launch grace) keeps its turn through each gap; with
