@@ -14,7 +14,9 @@ untimed and then -n timed requests, all clients at once, to
                     hands its process one request at a time over a pipe
                     and waits for the answer (--native served: the
                     process waits between requests, as a served function
-                    does)
+                    does); --native loop,served runs both, as the sides
+                    native and native-served of the same rounds, and the
+                    table compares the mean with each
   time-sharing      mignificentd, every call concurrent
   sequential        mignificentd, one invocation owns the partition
   overlap-cpu       mignificentd, copies and kernels exclusive
@@ -119,9 +121,13 @@ MODELS = ("time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy")
 HELD = "mignificent_partition_gpu_held_seconds_total"
 TURNS = "mignificent_partition_gpu_turns_total"
 UID_BASE, UID_COUNT = 1700000000, 65536  # the daemons' default range, then the next ones
-COLORS = {"native": "#888888", "time-sharing": "#4c72b0", "sequential": "#dd8452",
+COLORS = {"native": "#888888", "native-served": "#bbbbbb", "time-sharing": "#4c72b0", "sequential": "#dd8452",
           "overlap-cpu": "#55a868", "overlap-cpu-copy": "#c44e52"}  # the same in every plot
 ML = ("resnet50", "alexnet", "vgg19", "bert")
+# The native sides: "native" runs its requests as --native says (a loop,
+# by default), "native-served" one at a time over a pipe, when --native
+# asks for both.
+NATIVE_SIDES = ("native", "native-served")
 
 
 def workloads(build, backend):
@@ -509,12 +515,19 @@ def with_interval(value, interval):
     return f"{value:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else "")
 
 
+def table_sides(args):
+    """The columns of the tables, in order: the native sides this run has
+    (@args.native_sides; the GPU backend only), then its sharing models."""
+    natives = getattr(args, "native_sides", ["native"]) if args.backend == "cuda" else []
+    return list(natives) + [m for m in MODELS if m in args.models]
+
+
 def tables(results, args, header, rounds=None):
     """The paper's table and the ratios, as text and as markdown; with
     @rounds (clients: workload: side: [each round's cell]) the ratios of
-    the targets also get their 90 % interval over the rounds."""
-    sides = (["native"] if args.backend == "cuda" else []) + [m for m in MODELS
-                                                              if m in args.models]
+    the targets also get their 90 % interval over the rounds.  With a
+    "native-served" side the mean is also compared with it."""
+    sides = table_sides(args)
     text, md = [header, ""], [header.replace("\n", "  \n"), ""]
     for clients in args.clients:
         rows = [(w, [results[clients][w].get(s) for s in sides]) for w in args.workloads
@@ -531,7 +544,8 @@ def tables(results, args, header, rounds=None):
         text.append("")
         md.append("")
         head = ("workload", "thr. occ / seq", "GPU share", "allows", ">= 1.9 or 0.95x allows",
-                "thr. native / seq", "mean occ / native", "<= 1.10", "CPU occ / native",
+                "thr. native / seq", "mean occ / native", "<= 1.10", "occ / served nat.",
+                "CPU occ / native",
                 "max/min client thr.",
                 "if alike (p90)", "native's", "all rounds (nat.)", "<= 1.2")
         text.append("  ".join(f"{h:>17}" for h in head))
@@ -552,6 +566,11 @@ def tables(results, args, header, rounds=None):
                      if thr and "overlap-cpu-copy" in rr and "sequential" in rr else None)
             lat_i = (ratio_interval(rr["overlap-cpu-copy"], rr["native"], "mean")
                      if lat and "overlap-cpu-copy" in rr and "native" in rr else None)
+            served = r.get("native-served")
+            lat_s = occ["mean"] / served["mean"] if occ and served else None
+            lat_s_i = (ratio_interval(rr["overlap-cpu-copy"], rr["native-served"], "mean")
+                       if lat_s and "overlap-cpu-copy" in rr and "native-served" in rr
+                       else None)
             whole = (spread_over_rounds(rr["overlap-cpu-copy"], args.n)
                      if "overlap-cpu-copy" in rr else None)
             whole_nat = spread_over_rounds(rr["native"], args.n) if "native" in rr else None
@@ -568,6 +587,7 @@ def tables(results, args, header, rounds=None):
                      f"{nthr:.2f}x" if nthr else "-",
                      with_interval(lat, lat_i) if lat else "-",
                      ("yes" if lat <= 1.10 else "NO") if lat else "-",
+                     with_interval(lat_s, lat_s_i) if lat_s else "-",
                      f"{cpu:.2f}x" if cpu else "-",
                      f"{fair:.2f}" if fair else "-",
                      f"{occ['alike']:.2f} ({occ['alike_p90']:.2f})" if occ and "alike" in occ
@@ -591,8 +611,7 @@ def plot(results, args, path):
     except ImportError:
         print(f"(no matplotlib: {path} not written)", file=sys.stderr)
         return
-    sides = (["native"] if args.backend == "cuda" else []) + [m for m in MODELS
-                                                              if m in args.models]
+    sides = table_sides(args)
     clients = args.clients[0]
     ws = [w for w in args.workloads if w in results[clients]]
     fig, axes = plt.subplots(1, len(ws), figsize=(3.2 * len(ws), 3.4), squeeze=False)
@@ -623,10 +642,11 @@ def main(argv):
                          "side; cells are medians over the rounds")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--isolation", default="sandbox", choices=("sandbox", "bare"))
-    ap.add_argument("--native", default="loop", choices=("loop", "served"),
+    ap.add_argument("--native", default="loop",
                     help="loop: each native process runs its requests back to back; served: "
                     "each native request is handed to the process over a pipe and answered, "
-                    "the process waiting in between, as a served function does")
+                    "the process waiting in between, as a served function does; loop,served: "
+                    "both, as the sides native and native-served of the same rounds")
     ap.add_argument("--cpu-placement", default="shared", choices=("exclusive", "shared"),
                     help="exclusive: each instance gets --cpu-threads CPUs of its own "
                     "(limits.cpus, the node's sandbox.cpu_placement) and each native "
@@ -665,7 +685,8 @@ def main(argv):
         args.workloads = list(next(iter(results.values())))
         sides = {s for c in results.values() for w in c.values() for s in w}
         args.models = [m for m in MODELS if m in sides]
-        args.backend = "cuda" if "native" in sides else "host"
+        args.native_sides = [s for s in NATIVE_SIDES if s in sides]
+        args.backend = "cuda" if args.native_sides else "host"
         text, md = tables(results, args, saved["header"],
                           {int(c): ws for c, ws in saved.get("rounds", {}).items()})
         print(text)
@@ -685,6 +706,11 @@ def main(argv):
     for m in args.models:
         if m not in MODELS:
             ap.error(f"unknown sharing model {m}")
+    args.native = args.native.split(",")
+    if not args.native or len(set(args.native)) != len(args.native) or any(
+            m not in ("loop", "served") for m in args.native):
+        ap.error("--native is loop, served or loop,served")
+    args.native_sides = ["native"] + (["native-served"] if len(args.native) == 2 else [])
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     results = {c: {w: {} for w in args.workloads} for c in args.clients}
@@ -715,7 +741,9 @@ def main(argv):
                    f"sandbox.cpu_placement exclusive, limits.cpus {threads}; native processes "
                    f"pinned alike)" if args.cpu_placement == "exclusive"
                    else "no CPU placement")
-                + (f"; native requests {'served one at a time over a pipe' if args.native == 'served' else 'in a loop in each process'}"
+                + ("; native requests in a loop in each process and (native-served) "
+                   "served one at a time over a pipe" if len(args.native) == 2 else
+                   f"; native requests {'served one at a time over a pipe' if args.native == ['served'] else 'in a loop in each process'}"
                    if args.backend == "cuda" else "")
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
@@ -773,14 +801,15 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="mig-sharing-bench-")
     if any(w in ML for w in args.workloads):
         request_bodies(specs, args.image, threads)
-    sides = (["native"] if args.backend == "cuda" else []) + args.models
+    sides = (args.native_sides if args.backend == "cuda" else []) + args.models
 
     def run_side(side, w, native, daemons):
         for c in order:
             print(f"{side}: {w}, {c} clients", file=sys.stderr, flush=True)
-            if side == "native":
+            if side in NATIVE_SIDES:
                 cpu0 = native.cpu_s(c)
-                runs = native.run(c, args.n, args.native == "served")
+                runs = native.run(c, args.n,
+                                  side == "native-served" or args.native == ["served"])
                 record(c, w, side, runs, cpu_s=native.cpu_s(c) - cpu0)
                 continue
             d, held = daemons[side], []
@@ -808,7 +837,7 @@ def main(argv):
             gpu = daemons[model].gpu_name()
         for w in args.workloads:
             native = (NativeClients(specs[w], most, args.warmup, workdir, native_cpus)
-                      if "native" in sides else None)
+                      if args.native_sides and args.backend == "cuda" else None)
             log_at = {m: os.path.getsize(d.log_path) for m, d in daemons.items()}
             try:
                 for d in daemons.values():

@@ -200,6 +200,15 @@ def test_sharing_ratios_have_an_interval_over_rounds():
     assert row.count("x (") == 2, row
     text, md = sharing.tables(results, Args, "header")
     assert "x (" not in md, md
+    # A served native side: its column in the first table, and the mean
+    # against it, with its interval, in the second.
+    Args.native_sides = ["native", "native-served"]
+    rounds[2]["w"]["native-served"] = [dict(c, **base, mean=c["mean"] / 1.05) for c in near]
+    results[2]["w"]["native-served"] = sharing.combine(rounds[2]["w"]["native-served"])
+    text, md = sharing.tables(results, Args, "header", rounds)
+    assert "| workload | native | native-served | sequential | overlap-cpu-copy |" in md, md
+    row = next(line for line in md.splitlines() if line.startswith("| w |") and "x (" in line)
+    assert "| 1.05x (1.05-1.05) |" in row, row
 
 
 def test_sharing_spread_over_all_rounds():
