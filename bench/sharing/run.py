@@ -121,8 +121,9 @@ MODELS = ("time-sharing", "sequential", "overlap-cpu", "overlap-cpu-copy")
 HELD = "mignificent_partition_gpu_held_seconds_total"
 TURNS = "mignificent_partition_gpu_turns_total"
 UID_BASE, UID_COUNT = 1700000000, 65536  # the daemons' default range, then the next ones
-COLORS = {"native": "#888888", "native-served": "#bbbbbb", "time-sharing": "#4c72b0", "sequential": "#dd8452",
-          "overlap-cpu": "#55a868", "overlap-cpu-copy": "#c44e52"}  # the same in every plot
+COLORS = {"native": "#888888", "native-served": "#bbbbbb", "time-sharing": "#4c72b0",
+          "sequential": "#dd8452", "overlap-cpu": "#55a868",
+          "overlap-cpu-copy": "#c44e52"}  # the same in every plot
 ML = ("resnet50", "alexnet", "vgg19", "bert")
 # The native sides: "native" runs its requests as --native says (a loop,
 # by default), "native-served" one at a time over a pipe, when --native
@@ -733,6 +734,11 @@ def main(argv):
     started = datetime.datetime.now(datetime.timezone.utc)
     gpu = "-"
 
+    native_how = ("in a loop in each process and (native-served) served one at a time "
+                  "over a pipe" if len(args.native) == 2 else
+                  "served one at a time over a pipe" if args.native == ["served"] else
+                  "in a loop in each process")
+
     def header():
         return (f"fast function switching, {args.backend} backend, isolation {args.isolation}\n"
                 f"{started:%Y-%m-%d %H:%M} UTC, GPU {gpu}, {os.cpu_count()} CPUs; "
@@ -741,10 +747,7 @@ def main(argv):
                    f"sandbox.cpu_placement exclusive, limits.cpus {threads}; native processes "
                    f"pinned alike)" if args.cpu_placement == "exclusive"
                    else "no CPU placement")
-                + ("; native requests in a loop in each process and (native-served) "
-                   "served one at a time over a pipe" if len(args.native) == 2 else
-                   f"; native requests {'served one at a time over a pipe' if args.native == ['served'] else 'in a loop in each process'}"
-                   if args.backend == "cuda" else "")
+                + (f"; native requests {native_how}" if args.backend == "cuda" else "")
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
                    f"{threads} CPU threads each"
