@@ -1,4 +1,5 @@
 """Paths and environments of the remoting test suite (see conftest.py)."""
+import importlib.util
 import os
 import pathlib
 
@@ -12,6 +13,15 @@ BACKEND = os.environ.get("MIG_TEST_BACKEND", "host")
 
 # Seconds one program may take through `mig run` before we call it hung.
 RUN_TIMEOUT = 180
+
+
+def load_script(name, path):
+    """The Python program at @path (a benchmark's script, not a package)
+    loaded as module @name, for tests of its functions."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def mig_env(extra=None):

@@ -4,7 +4,6 @@ In CI the analysis runs on traces written here (two processes, known
 gaps); in the GPU suite the library traces a native program and the GPU
 server under `mig run`, and the shim's process writes nothing.
 """
-import importlib.util
 import json
 import pathlib
 import sys
@@ -13,18 +12,15 @@ import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from migtest import BACKEND, BUILD, PROG_DIR, ROOT, assert_ok, mig_run, native_env, run  # noqa: E402
+from migtest import (BACKEND, BUILD, PROG_DIR, ROOT, assert_ok, load_script,  # noqa: E402
+                     mig_run, native_env, run)
 
 LIB = BUILD / "lib" / "libmig-gputrace.so"
 MS = 1_000_000
 
 
 def load_analyze():
-    spec = importlib.util.spec_from_file_location("gputrace_analyze",
-                                                  ROOT / "bench" / "gputrace" / "analyze.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("gputrace_analyze", ROOT / "bench" / "gputrace" / "analyze.py")
 
 
 def write_trace(path, pid, offset, lines):

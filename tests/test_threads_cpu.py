@@ -2,22 +2,20 @@
 a sharing run.  Its classification of processes, its attribution of
 sampled CPU time to a cell's window, and a real sample of a busy process
 read from /proc."""
-import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from migtest import ROOT, load_script  # noqa: E402
+
 SCRIPT = ROOT / "bench" / "sharing" / "threads_cpu.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("threads_cpu", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("threads_cpu", SCRIPT)
 
 
 def test_process_kinds():

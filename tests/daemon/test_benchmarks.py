@@ -11,7 +11,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from migtest import BUILD, ROOT  # noqa: E402
+from migtest import BUILD, ROOT, load_script  # noqa: E402
 
 
 def _run(argv, timeout=600, env=None):
@@ -19,6 +19,10 @@ def _run(argv, timeout=600, env=None):
                        timeout=timeout, env=dict(os.environ, **(env or {})))
     assert p.returncode == 0, f"$ {' '.join(argv)}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p.stdout
+
+
+def _sharing_module():
+    return load_script("bench_sharing_run", ROOT / "bench" / "sharing" / "run.py")
 
 
 def test_sharing_benchmark_runs(tmp_path):
@@ -128,11 +132,7 @@ def test_native_client_reports_a_functions_phases(tmp_path):
         assert p.returncode == 0 and p.stdout.startswith("ready\n"), p.stderr
         runs.append(json.loads(p.stdout.splitlines()[1]))
     assert runs[0]["timings"] == [[1.5, 2.5]] * 3 and runs[1]["timings"] == [], runs
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_sharing_run",
-                                                  ROOT / "bench" / "sharing" / "run.py")
-    sharing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sharing)
+    sharing = _sharing_module()
     s = sharing.summary([runs[0]])
     assert (s["input_ms"], s["infer_ms"]) == (1.5, 2.5), s
     assert "input_ms" not in sharing.summary([runs[1]])
@@ -153,15 +153,6 @@ def test_native_client_reports_a_functions_phases(tmp_path):
     med, p90 = sharing.spread_if_alike(mixed)
     assert 1.05 < med < p90 < 2 and (med, p90) == sharing.spread_if_alike(mixed), (med, p90)
     assert sharing.spread_if_alike([[10.0] * 20]) == (1.0, 1.0)  # one client
-
-
-def _sharing_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_sharing_run",
-                                                  ROOT / "bench" / "sharing" / "run.py")
-    sharing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sharing)
-    return sharing
 
 
 def test_sharing_ratios_have_an_interval_over_rounds():
@@ -254,11 +245,7 @@ def test_native_clients_serve_one_request_at_a_time(tmp_path):
                   "    calls += 1\n"
                   "    assert payload == b'body'\n"
                   "    return json.dumps({'timings_ms': {'input': calls, 'inference': 0.5}})\n")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_sharing_run",
-                                                  ROOT / "bench" / "sharing" / "run.py")
-    sharing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sharing)
+    sharing = _sharing_module()
     fnspec = {"language": "python", "artifact": str(fn), "handler": "fakefn:infer",
               "env": {}, "body": b"body"}
     native = sharing.NativeClients(fnspec, 2, 1, str(tmp_path))
