@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "arbiter.h"
+#include "control.h"
 #include "cpulist.h"
 #include "daemon.h"
 #include "units.h"
@@ -382,7 +383,7 @@ static const char *const known_keys =
 	"tenants, pool_per_partition, max_payload, max_artifact, "
 	"http_threads, segment_size, verbose, metrics_public, isolation, "
 	"allow_bare, sandbox, oci, module_cache, sharing, sharing_max_hold_ms, "
-	"lukewarm";
+	"executor_poll_us, lukewarm";
 
 /* An array of strings (absolute paths if @paths) into a NULL-ended
  * vector. */
@@ -645,6 +646,14 @@ static int apply_key(struct file_ctx *x, const char *k, json_t *v,
 		if (get_int(x, k, v, 0, 86400000, &ms))
 			return -1;
 		c->sharing_max_hold_ms = (unsigned int)ms;
+		return 0;
+	}
+	if (!strcmp(k, "executor_poll_us")) {
+		int us = 0;
+
+		if (get_int(x, k, v, 0, MIG_EXEC_POLL_US_MAX, &us))
+			return -1;
+		c->executor_poll_us = (unsigned int)us;
 		return 0;
 	}
 	if (!strcmp(k, "verbose"))

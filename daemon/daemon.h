@@ -61,6 +61,9 @@ struct mig_config {
 	} sharing_part[32];
 	int nsharing_part;
 	unsigned int sharing_max_hold_ms; /* a holder this long is hung; 0 never */
+	/* Executors poll this long for their next invocation before they
+	 * sleep (exec/control.c); 0: they sleep at once. */
+	unsigned int executor_poll_us;
 	/* Lukewarm instances (gpud/swap.c): swap an instance idle this long
 	 * (0: never); host memory they may hold, node-wide (0: a quarter of
 	 * the machine's); swap idle instances out, rather than stop them,

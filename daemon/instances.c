@@ -503,7 +503,7 @@ static bool ours(const char *kv)
 		"MIG_CONTROL_FD=", "MIG_SEGMENT_FD=", "MIG_LIFELINE_FD=",
 		"MIG_SUMMARY_FD=", "MIG_EXEC_LIB=", "MIG_HANDLER=",
 		"MIG_ARTIFACT=", "MIG_INSTANCE=", "MIG_FUNCTION=",
-		"LD_LIBRARY_PATH=", "PYTHONPATH=", NULL,
+		"MIG_EXEC_POLL_US=", "LD_LIBRARY_PATH=", "PYTHONPATH=", NULL,
 	};
 
 	for (int i = 0; names[i]; i++)
@@ -538,6 +538,8 @@ static void exec_env(struct im *im, const struct mig_function *f,
 	strv_add(e, "MIG_LIFELINE_FD=5");
 	strv_add(e, "MIG_INSTANCE=%s", in->id);
 	strv_add(e, "MIG_FUNCTION=%s", f->name);
+	if (im->d->cfg.executor_poll_us)
+		strv_add(e, "MIG_EXEC_POLL_US=%u", im->d->cfg.executor_poll_us);
 	if (python) {
 		v = env_get(f->env, "PYTHONPATH");
 		strv_add(e, "PYTHONPATH=%s%s%s", im->pypath, v && *v ? ":" : "",

@@ -42,6 +42,9 @@
 
 #define MIG_CTL_MAGIC 0x4d43544cu /* "MCTL" */
 #define MIG_CTL_MAX_BODY (256u << 20)
+/* The longest an executor polls for its next invocation before it sleeps
+ * (MIG_EXEC_POLL_US, the node's executor_poll_us), in microseconds. */
+#define MIG_EXEC_POLL_US_MAX 100000
 
 enum mig_ctl_type {
 	MIG_CTL_READY = 1,

@@ -92,7 +92,7 @@ Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
                             [--clients 2,4] [-n 10] [--warmup 2] [--models ...]
                             [--image WxH] [--rounds R] [--cpu-threads T]
                             [--isolation sandbox|bare] [--cpu-placement exclusive|shared]
-                            [--native loop|served]
+                            [--native loop|served|loop,served] [--exec-poll-us US]
                             [--build DIR]
                             [--json F] [--markdown F] [--plot F.png]
 """
@@ -653,6 +653,9 @@ def main(argv):
                     "(limits.cpus, the node's sandbox.cpu_placement) and each native "
                     "process the same number, pinned; shared: every process may run on "
                     "every CPU")
+    ap.add_argument("--exec-poll-us", type=int, default=0,
+                    help="the daemons' executor_poll_us: each executor polls this long for its "
+                    "next invocation before it sleeps (default 0: it sleeps at once)")
     ap.add_argument("--image", default="1280x960",
                     help="size of the vision models' request photo, WxH")
     ap.add_argument("--cpu-threads", type=int, default=0,
@@ -748,6 +751,8 @@ def main(argv):
                    f"pinned alike)" if args.cpu_placement == "exclusive"
                    else "no CPU placement")
                 + (f"; native requests {native_how}" if args.backend == "cuda" else "")
+                + (f"; executors poll {args.exec_poll_us} us for the next invocation"
+                   if args.exec_poll_us else "")
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
                    f"{threads} CPU threads each"
@@ -835,6 +840,7 @@ def main(argv):
             daemons[model] = daemonlib.Daemon(
                 args.build, args.backend, model, workdir,
                 {"sharing": model, "isolation": args.isolation,
+                 **({"executor_poll_us": args.exec_poll_us} if args.exec_poll_us else {}),
                  "sandbox": {"uid_base": UID_BASE + k * UID_COUNT, "uid_count": UID_COUNT,
                              "cpu_placement": args.cpu_placement}})
             gpu = daemons[model].gpu_name()

@@ -177,6 +177,8 @@ static int set(const char *key, const char *val)
 		c->lukewarm_host_memory = strtoull(val, NULL, 0);
 	else if (!strcmp(key, "sharing_max_hold_ms"))
 		c->sharing_max_hold_ms = (unsigned int)strtoul(val, NULL, 0);
+	else if (!strcmp(key, "executor_poll_us"))
+		c->executor_poll_us = (unsigned int)strtoul(val, NULL, 0);
 	else if (!strcmp(key, "sharing"))
 		c->sharing = mig_sharing_parse(val) < 0 ? 0 : mig_sharing_parse(val);
 	else if (!strcmp(key, "partitions"))

@@ -636,6 +636,8 @@ def test_a_stored_tenant_with_too_long_a_name_is_skipped(start_daemon, fixture_s
     ({"sharing": {"default": "sequential", "GPU-1": "fast"}}, "sharing"),
     ({"sharing": 3}, "sharing"),
     ({"sharing_max_hold_ms": -5}, "sharing_max_hold_ms"),
+    ({"executor_poll_us": -1}, "executor_poll_us"),
+    ({"executor_poll_us": 100001}, "executor_poll_us"),
     ({"sandbox": {"cpu_placement": "pinned"}}, "sandbox.cpu_placement"),
     ({"sandbox": {"cpu_pool": "3-1"}}, "sandbox.cpu_pool"),
     ({"sandbox": {"cpu_pool": 4}}, "sandbox.cpu_pool"),

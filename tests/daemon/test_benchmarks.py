@@ -30,10 +30,11 @@ def test_sharing_benchmark_runs(tmp_path):
         pytest.skip("examples/rodinia was not built (no nvcc)")
     out = _run(["bench/sharing/run.py", "--backend", "host", "--isolation", "bare",
                 "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
-                "--rounds", "2", "--logs", str(tmp_path / "logs"),
+                "--rounds", "2", "--logs", str(tmp_path / "logs"), "--exec-poll-us", "200",
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")],
                env={"MIG_GPUD_PROFILE": "1"})
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
+    assert "executors poll 200 us" in out, out  # the daemons took the setting
     assert "medians of 2 rounds" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
     cells = json.loads((tmp_path / "r.json").read_text())["results"]["2"]["hotspot"]
@@ -111,6 +112,14 @@ def test_lukewarm_benchmark_runs(tmp_path):
 def test_isolation_benchmark_runs():
     out = _run(["bench/isolation/run.py", "--cold", "2", "--warm", "5", "--pause", "0.1"])
     assert "sandbox vs bare" in out, out
+
+
+def test_exec_poll_benchmark_runs():
+    out = _run(["bench/sharing/exec_poll.py", "--polls", "0,500", "--rounds", "2", "-n", "2"])
+    lines = out.splitlines()
+    assert "compute / base" in lines[1], out
+    assert lines[2].split()[0] == "0" and lines[2].split()[4] == "1.000x", out
+    assert lines[3].split()[0] == "500" and lines[3].endswith("of 2"), out
 
 
 def test_native_client_reports_a_functions_phases(tmp_path):

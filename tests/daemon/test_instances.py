@@ -245,6 +245,49 @@ def test_cold_then_warm(harness):
     assert kids == {inst["exec_pid"]: "mig-exec", inst["gpud_pid"]: "mig-gpud"}
 
 
+def _cpu_ticks(pid):
+    """The user and system CPU time of process @pid so far, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_executors_poll_for_their_next_invocation(harness, built):
+    """executor_poll_us: after an invocation the executor polls its channel
+    for that long before it sleeps, so that a steady stream of requests
+    finds it on a CPU that never went idle.  With 100 ms it burns about
+    that much CPU once after each invocation, and not again while idle; an
+    invocation that comes meanwhile is answered at once; without it (the
+    default) an idle executor uses no CPU.  Set per node, for executors
+    started after it; a function's env cannot set it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    h = harness()
+    assert h.cmd("set executor_poll_us 100000")["ok"]
+    fixture(built, h, "poll", "pid", env={"MIG_EXEC_POLL_US": "0"})
+    r = h.invoke("poll")
+    assert r["status"] == 200, r
+    pid = int(r["body"])
+    t0 = _cpu_ticks(pid)
+    time.sleep(0.3)
+    spun = (_cpu_ticks(pid) - t0) / tick
+    time.sleep(0.2)
+    idle = (_cpu_ticks(pid) - t0) / tick - spun
+    assert 0.04 <= spun <= 0.3 and idle <= 0.03, (spun, idle)
+    # Back to back: the next one comes within the window.
+    for _ in range(3):
+        t = time.monotonic()
+        r = h.invoke("poll")
+        assert r["status"] == 200 and int(r["body"]) == pid and r["cold"] == 0, r
+        assert time.monotonic() - t < 0.09, "answered only after the poll window"
+    assert h.cmd("set executor_poll_us 0")["ok"]
+    fixture(built, h, "still", "pid", env={"MIG_EXEC_POLL_US": "100000"})
+    r = h.invoke("still")
+    pid = int(r["body"])
+    t0 = _cpu_ticks(pid)
+    time.sleep(0.3)
+    assert (_cpu_ticks(pid) - t0) / tick <= 0.03
+
+
 def test_tenants_never_share(harness, built):
     h = harness()
     fixture(built, h, "a", "pid", tenant="alice", name="same")
