@@ -56,7 +56,14 @@ enum call_op {
 	D2D,
 	MEMSET,
 	EMPTY_KERNEL,
-	SYNC_ONLY
+	SYNC_ONLY,
+	/* The same copies as one-element batches (cudaMemcpyBatchAsync) with
+	 * the hint cudaMemcpyFlagPreferOverlapWithCompute: whether the driver
+	 * then puts a small one on a copy engine, beside the holder's kernels,
+	 * instead of on the compute engine that preempts them. */
+	H2D_PINNED_HINT,
+	H2D_PAGEABLE_HINT,
+	D2D_HINT
 };
 
 struct call_kind {
@@ -95,6 +102,11 @@ static const struct call_kind kinds[] = {
 	{"memset", MEMSET, 16 * MIB},
 	{"empty kernel", EMPTY_KERNEL, 0},
 	{"stream sync, no work", SYNC_ONLY, 0},
+	{"H2D pinned, batch+hint", H2D_PINNED_HINT, 4 * KIB},
+	{"H2D pinned, batch+hint", H2D_PINNED_HINT, 16 * KIB},
+	{"H2D pageable, batch+hint", H2D_PAGEABLE_HINT, 4 * KIB},
+	{"D2D, batch+hint", D2D_HINT, 4 * KIB},
+	{"D2D, batch+hint", D2D_HINT, 16 * MIB},
 };
 #define NKINDS (int)(sizeof(kinds) / sizeof(kinds[0]))
 
@@ -105,6 +117,8 @@ struct control {
 	long calls;        /* calls the other completed */
 	int ready;         /* the other's context exists */
 	int failed;
+	int refused;       /* a hinted kind the driver refused (-1: none), and */
+	int refused_err;   /* its cudaError_t */
 };
 
 static long long now_ns(void)
@@ -123,6 +137,18 @@ __global__ void spin(long long cycles)
 
 __global__ void empty(void)
 {
+}
+
+/* One copy as a batch of one, with the hint to overlap compute work. */
+static cudaError_t hinted_copy(void *dst, const void *src, size_t bytes, cudaStream_t s)
+{
+	struct cudaMemcpyAttributes attr;
+	size_t first = 0;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+	attr.flags = cudaMemcpyFlagPreferOverlapWithCompute;
+	return cudaMemcpyBatchAsync(&dst, &src, &bytes, 1, &attr, &first, 1, s);
 }
 
 /* The other context: issue calls of the current kind until told to stop. */
@@ -179,9 +205,27 @@ static void other(struct control *c, long period_ns)
 			empty<<<1, 32, 0, s>>>();
 			e = cudaGetLastError();
 			break;
+		case H2D_PINNED_HINT:
+			e = hinted_copy(dev, pinned, k->bytes, s);
+			break;
+		case H2D_PAGEABLE_HINT:
+			e = hinted_copy(dev, pageable, k->bytes, s);
+			break;
+		case D2D_HINT:
+			e = hinted_copy(d + LARGE, d, k->bytes, s);
+			break;
 		}
 		if (k->op != IDLE && e == cudaSuccess)
 			e = cudaStreamSynchronize(s);
+		if (e != cudaSuccess && k->op >= H2D_PINNED_HINT) {
+			/* A driver may not take the batch or its hint: say so, go on. */
+			__atomic_store_n(&c->refused_err, (int)e, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->refused, kind, __ATOMIC_RELEASE);
+			cudaGetLastError();
+			while (now_ns() < next)
+				;
+			continue;
+		}
 		if (e != cudaSuccess) {
 			__atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
 			_exit(2);
@@ -257,6 +301,7 @@ int main(int argc, char **argv)
 	}
 	memset(c, 0, sizeof(*c));
 	c->acked = -2;
+	c->refused = -1;
 	pid_t pid = fork();
 	if (pid < 0) {
 		perror("interference: fork");
@@ -294,7 +339,7 @@ int main(int argc, char **argv)
 	printf("interference: %s, driver API %d; holder: %d kernels of %.0f us (%d blocks x 256), "
 	       "the other: one call every %.0f us, waited for; median of %d\n",
 	       prop.name, drv, kernels, kernel_us, blocks, period_us, reps);
-	printf("%-22s %8s %8s %12s %10s %14s\n", "the other issues", "bytes", "calls", "holder [ms]",
+	printf("%-26s %8s %8s %12s %10s %14s\n", "the other issues", "bytes", "calls", "holder [ms]",
 	       "vs idle", "holder us/call");
 
 	float idle = 0;
@@ -316,7 +361,13 @@ int main(int argc, char **argv)
 			snprintf(size, sizeof(size), "%zu MiB", kinds[kind].bytes / MIB);
 		else if (kinds[kind].bytes)
 			snprintf(size, sizeof(size), "%zu KiB", kinds[kind].bytes / KIB);
-		printf("%-22s %8s %8.0f %12.2f %9.3fx", kinds[kind].name, size, calls, ms, ms / idle);
+		if (__atomic_load_n(&c->refused, __ATOMIC_ACQUIRE) == kind) {
+			printf("%-26s %8s   refused by the driver: %s\n", kinds[kind].name, size,
+			       cudaGetErrorName((cudaError_t)__atomic_load_n(&c->refused_err,
+									__ATOMIC_RELAXED)));
+			continue;
+		}
+		printf("%-26s %8s %8.0f %12.2f %9.3fx", kinds[kind].name, size, calls, ms, ms / idle);
 		if (kind != IDLE && calls > 0)
 			printf(" %14.1f\n", (ms - idle) * 1e3 / calls);
 		else
