@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,7 +21,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sched.h>
 #include <sys/uio.h>
 #include <linux/close_range.h>
 #include <time.h>
@@ -190,8 +190,8 @@ static uint64_t now_ns(void)
  * machine and on a CI-class VM alike (docs/benchmarks.md).  When the
  * next request comes within the window, as under a steady stream of
  * them, the function never leaves its CPU; when it does not, the poll
- * costs at most the window once, and any other runnable thread gets the
- * CPU first throughout it.
+ * costs at most the window once, yielding to any other runnable thread
+ * throughout it.
  */
 static void rx_poll(void)
 {

@@ -24,6 +24,8 @@
  * mig_exec_open - take the channel from MIG_CONTROL_FD (and unset it, so
  * the function's children do not inherit it), and ask for SIGKILL should
  * the daemon die.  -EBADF when this process was not started by the daemon.
+ * MIG_EXEC_POLL_US (the node's executor_poll_us; unset too): how long
+ * mig_exec_next() polls for the next invocation before it sleeps.
  */
 MIG_EXEC_API int mig_exec_open(void);
 
@@ -31,7 +33,8 @@ MIG_EXEC_API int mig_exec_open(void);
 MIG_EXEC_API int mig_exec_ready(void);
 
 /*
- * mig_exec_next - wait for the next invocation.  Returns 1 with *@id, the
+ * mig_exec_next - wait for the next invocation (polling first, yielding
+ * the CPU, for up to MIG_EXEC_POLL_US).  Returns 1 with *@id, the
  * request body (*@data, *@len; followed by a NUL byte that is not counted,
  * valid until the next call) and its content type (@ctype, 64 bytes), or 0
  * when the daemon asked us to stop or closed the channel, or -EPROTO when
