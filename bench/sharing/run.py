@@ -21,6 +21,13 @@ untimed and then -n timed requests, all clients at once, to
   sequential        mignificentd, one invocation owns the partition
   overlap-cpu       mignificentd, copies and kernels exclusive
   overlap-cpu-copy  mignificentd, kernels exclusive
+  MODEL@US          a model's variant, named in --models: its daemon's
+                    executors poll US microseconds for their next
+                    invocation (executor_poll_us; the other daemons take
+                    --exec-poll-us), e.g. overlap-cpu-copy@3000 beside
+                    overlap-cpu-copy measures the poll in the same rounds;
+                    a variant of overlap-cpu-copy gets its own row of
+                    ratios ("alexnet@3000")
 
 (one daemon per model, sharing set for the node, all started once; each
 client gets its own instance: max_instances = clients; the largest client
@@ -89,7 +96,7 @@ failed to run.  With --backend host (the test double; CI) only the
 Rodinia workloads run, on small inputs, and there is no native side.
 
 Usage: bench/sharing/run.py [--backend cuda|host] [--workloads bfs,hotspot,...]
-                            [--clients 2,4] [-n 10] [--warmup 2] [--models ...]
+                            [--clients 2,4] [-n 10] [--warmup 2] [--models M,M@US,...]
                             [--image WxH] [--rounds R] [--cpu-threads T]
                             [--isolation sandbox|bare] [--cpu-placement exclusive|shared]
                             [--native loop|served|loop,served] [--exec-poll-us US]
@@ -129,6 +136,33 @@ ML = ("resnet50", "alexnet", "vgg19", "bert")
 # by default), "native-served" one at a time over a pipe, when --native
 # asks for both.
 NATIVE_SIDES = ("native", "native-served")
+OCC = "overlap-cpu-copy"
+
+
+def base_model(side):
+    """The sharing model of a side: "overlap-cpu-copy@3000" (its
+    executors poll 3000 us for their next invocation) is one of
+    overlap-cpu-copy's."""
+    return side.split("@", 1)[0]
+
+
+def side_poll_us(side, default):
+    """The executor_poll_us of a side's daemon: the number after "@", or
+    @default (--exec-poll-us) without one.  ValueError for a bad one."""
+    model, at, us = side.partition("@")
+    if model not in MODELS:
+        raise ValueError(f"unknown sharing model {model}")
+    if not at:
+        return default
+    if not us.isdigit() or int(us) > 100000:
+        raise ValueError(f"{side}: the poll after @ is 0 to 100000 us")
+    return int(us)
+
+
+def occ_sides(args):
+    """overlap-cpu-copy and its variants in this run, each with a row of
+    the ratios table."""
+    return [m for m in table_sides(args) if base_model(m) == OCC]
 
 
 def workloads(build, backend):
@@ -520,7 +554,8 @@ def table_sides(args):
     """The columns of the tables, in order: the native sides this run has
     (@args.native_sides; the GPU backend only), then its sharing models."""
     natives = getattr(args, "native_sides", ["native"]) if args.backend == "cuda" else []
-    return list(natives) + [m for m in MODELS if m in args.models]
+    return list(natives) + sorted(args.models, key=lambda m: (MODELS.index(base_model(m)),
+                                                              m != base_model(m), m))
 
 
 def tables(results, args, header, rounds=None):
@@ -552,9 +587,9 @@ def tables(results, args, header, rounds=None):
         text.append("  ".join(f"{h:>17}" for h in head))
         md.append("| " + " | ".join(head) + " |")
         md.append("|---|" + "---:|" * (len(head) - 1))
-        for w in args.workloads:
+        for w, o in ((w, o) for w in args.workloads for o in occ_sides(args) or [OCC]):
             r = results[clients].get(w, {})
-            occ, seq, nat = r.get("overlap-cpu-copy"), r.get("sequential"), r.get("native")
+            occ, seq, nat = r.get(o), r.get("sequential"), r.get("native")
             rr = (rounds or {}).get(clients, {}).get(w, {})
             thr = occ["throughput"] / seq["throughput"] if occ and seq else None
             share, allows, want = thr_target(occ, seq, clients)
@@ -563,24 +598,22 @@ def tables(results, args, header, rounds=None):
             fair = occ["fairness"] if occ else None
             cpu = (occ["cpu_ms"] / nat["cpu_ms"] if occ and nat and occ.get("cpu_ms")
                    and nat.get("cpu_ms") else None)
-            thr_i = (ratio_interval(rr["overlap-cpu-copy"], rr["sequential"], "throughput")
-                     if thr and "overlap-cpu-copy" in rr and "sequential" in rr else None)
-            lat_i = (ratio_interval(rr["overlap-cpu-copy"], rr["native"], "mean")
-                     if lat and "overlap-cpu-copy" in rr and "native" in rr else None)
+            thr_i = (ratio_interval(rr[o], rr["sequential"], "throughput")
+                     if thr and o in rr and "sequential" in rr else None)
+            lat_i = (ratio_interval(rr[o], rr["native"], "mean")
+                     if lat and o in rr and "native" in rr else None)
             served = r.get("native-served")
             lat_s = occ["mean"] / served["mean"] if occ and served else None
-            lat_s_i = (ratio_interval(rr["overlap-cpu-copy"], rr["native-served"], "mean")
-                       if lat_s and "overlap-cpu-copy" in rr and "native-served" in rr
-                       else None)
-            whole = (spread_over_rounds(rr["overlap-cpu-copy"], args.n)
-                     if "overlap-cpu-copy" in rr else None)
+            lat_s_i = (ratio_interval(rr[o], rr["native-served"], "mean")
+                       if lat_s and o in rr and "native-served" in rr else None)
+            whole = spread_over_rounds(rr[o], args.n) if o in rr else None
             whole_nat = spread_over_rounds(rr["native"], args.n) if "native" in rr else None
             verdict = "-"
             if fair and clients >= 4:
                 verdict = "yes" if fair <= 1.2 else "NO"
                 if whole:
                     verdict += " / " + ("yes" if whole <= 1.2 else "NO")
-            cells = [w, with_interval(thr, thr_i) if thr else "-",
+            cells = [w + o[len(OCC):], with_interval(thr, thr_i) if thr else "-",
                      f"{100 * share:.{0 if share >= 0.1 else 1}f}%" if share else "-",
                      f"{allows:.2f}x" if allows else "-",
                      (f"{'yes' if thr >= want else 'no'}" + (f" ({want:.2f})" if want < 1.9 else ""))
@@ -620,7 +653,10 @@ def plot(results, args, path):
         cells = [results[clients][w].get(s) for s in sides]
         ax.bar(range(len(sides)), [c["mean"] if c else 0 for c in cells],
                yerr=[c["std"] if c else 0 for c in cells], capsize=3,
-               color=[COLORS[s] for s in sides])
+               color=[COLORS[base_model(s)] for s in sides])
+        for bar, s in zip(ax.patches, sides):
+            if s != base_model(s):  # a variant: its model's colour, hatched
+                bar.set_hatch("//")
         ax.set_xticks(range(len(sides)))
         ax.set_xticklabels(sides, rotation=45, ha="right", fontsize=7)
         ax.set_title(w)
@@ -688,7 +724,7 @@ def main(argv):
         args.n = saved.get("n", args.n)
         args.workloads = list(next(iter(results.values())))
         sides = {s for c in results.values() for w in c.values() for s in w}
-        args.models = [m for m in MODELS if m in sides]
+        args.models = [m for m in sides if m not in NATIVE_SIDES]
         args.native_sides = [s for s in NATIVE_SIDES if s in sides]
         args.backend = "cuda" if args.native_sides else "host"
         text, md = tables(results, args, saved["header"],
@@ -708,8 +744,12 @@ def main(argv):
         if w not in specs:
             ap.error(f"unknown workload {w} (this backend has {', '.join(specs)})")
     for m in args.models:
-        if m not in MODELS:
-            ap.error(f"unknown sharing model {m}")
+        try:
+            side_poll_us(m, args.exec_poll_us)
+        except ValueError as e:
+            ap.error(str(e))
+    if len(set(args.models)) != len(args.models):
+        ap.error("a model is named twice in --models")
     args.native = args.native.split(",")
     if not args.native or len(set(args.native)) != len(args.native) or any(
             m not in ("loop", "served") for m in args.native):
@@ -753,6 +793,8 @@ def main(argv):
                 + (f"; native requests {native_how}" if args.backend == "cuda" else "")
                 + (f"; executors poll {args.exec_poll_us} us for the next invocation"
                    if args.exec_poll_us else "")
+                + "".join(f"; {m}: its executors poll {side_poll_us(m, 0)} us"
+                          for m in args.models if "@" in m)
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
                    f"{threads} CPU threads each"
@@ -837,10 +879,11 @@ def main(argv):
     daemons = {}
     try:
         for k, model in enumerate(args.models):
+            poll = side_poll_us(model, args.exec_poll_us)
             daemons[model] = daemonlib.Daemon(
                 args.build, args.backend, model, workdir,
-                {"sharing": model, "isolation": args.isolation,
-                 **({"executor_poll_us": args.exec_poll_us} if args.exec_poll_us else {}),
+                {"sharing": base_model(model), "isolation": args.isolation,
+                 **({"executor_poll_us": poll} if poll else {}),
                  "sandbox": {"uid_base": UID_BASE + k * UID_COUNT, "uid_count": UID_COUNT,
                              "cpu_placement": args.cpu_placement}})
             gpu = daemons[model].gpu_name()

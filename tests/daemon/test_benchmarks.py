@@ -31,10 +31,17 @@ def test_sharing_benchmark_runs(tmp_path):
     out = _run(["bench/sharing/run.py", "--backend", "host", "--isolation", "bare",
                 "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
                 "--rounds", "2", "--logs", str(tmp_path / "logs"), "--exec-poll-us", "200",
+                "--models", "time-sharing,sequential,overlap-cpu,overlap-cpu-copy,"
+                "overlap-cpu-copy@0",
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")],
                env={"MIG_GPUD_PROFILE": "1"})
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
     assert "executors poll 200 us" in out, out  # the daemons took the setting
+    assert "overlap-cpu-copy@0: its executors poll 0 us" in out, out  # but this one
+    # The variant is a column of its own, after its model, with a row of ratios.
+    head = next(line for line in out.splitlines() if line.startswith("workload"))
+    assert head.split()[-2:] == ["overlap-cpu-copy", "overlap-cpu-copy@0"], out
+    assert any(line.split()[:1] == ["hotspot@0"] for line in out.splitlines()), out
     assert "medians of 2 rounds" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
     cells = json.loads((tmp_path / "r.json").read_text())["results"]["2"]["hotspot"]
@@ -64,6 +71,30 @@ def test_sharing_benchmark_runs(tmp_path):
 
 
 BUSY = "import time\nt = time.time()\nwhile time.time() - t < {}: pass\n"
+
+
+def test_sharing_benchmark_names_its_sides():
+    """--models MODEL@US: the poll of the side's daemon; what the tables
+    order by; bad names refused."""
+    run = _sharing_module()
+    assert run.side_poll_us("overlap-cpu-copy@3000", 0) == 3000
+    assert run.side_poll_us("sequential", 200) == 200
+    assert run.base_model("overlap-cpu-copy@3000") == "overlap-cpu-copy"
+    for bad in ("overlap@3000", "sequential@", "sequential@-1", "sequential@100001",
+                "sequential@3k"):
+        with pytest.raises(ValueError):
+            run.side_poll_us(bad, 0)
+    args = type("A", (), {"backend": "cuda", "native_sides": ["native"],
+                          "models": ["overlap-cpu-copy@3000", "sequential", "overlap-cpu-copy",
+                                     "overlap-cpu-copy@100"]})
+    assert run.table_sides(args) == ["native", "sequential", "overlap-cpu-copy",
+                                      "overlap-cpu-copy@100", "overlap-cpu-copy@3000"]
+    assert run.occ_sides(args) == ["overlap-cpu-copy", "overlap-cpu-copy@100",
+                                   "overlap-cpu-copy@3000"]
+    p = subprocess.run([sys.executable, "bench/sharing/run.py", "--backend", "host",
+                        "--models", "sequential,sequential"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "named twice" in p.stderr, p.stderr
 
 
 def test_tree_cpu_counts_live_and_reaped_descendants():
