@@ -15,7 +15,9 @@
  *
  * For each kind it prints the holder's time against the child idle (its
  * context made, nothing issued) and the extra time per call of the child,
- * median of --reps.  A benchmark, not a test: it prints a table and exits 0
+ * median of --reps; and the child's own time per call, issued to
+ * synchronized, during those runs ("call us") and with the holder idle
+ * ("alone us", over 40 periods before them).  A benchmark, not a test: it prints a table and exits 0
  * unless the GPU could not be used.
  *
  * Usage: interference [--kernels N] [--kernel-us U] [--period-us P] [--reps R]
@@ -51,10 +53,16 @@ enum call_op {
 	H2D_PINNED,
 	H2D_PAGEABLE,
 	H2D_2D_PINNED,
+	H2D_2D_ROW,      /* one row of the whole size, from pinned memory */
+	H2D_2D_HALVES,   /* two contiguous rows of half the size each */
 	D2H_PINNED,
 	D2H_PAGEABLE,
 	D2D,
+	D2D_2D_ROW,      /* one row */
+	D2D_2D_PITCHED,  /* rows of 1 KiB, pitched 2 KiB on both sides */
 	MEMSET,
+	MEMSET_2D_ROW,
+	MEMSET_2D_PITCHED,
 	EMPTY_KERNEL,
 	SYNC_ONLY,
 	/* The same copies as one-element batches (cudaMemcpyBatchAsync) with
@@ -93,13 +101,20 @@ static const struct call_kind kinds[] = {
 	{"H2D pageable", H2D_PAGEABLE, 1 * MIB},
 	{"H2D 2D pinned", H2D_2D_PINNED, 4 * KIB},
 	{"H2D 2D pinned", H2D_2D_PINNED, 1 * MIB},
+	{"H2D 2D one row", H2D_2D_ROW, 4 * KIB},
+	{"H2D 2D one row", H2D_2D_ROW, 16 * KIB},
+	{"H2D 2D two halves", H2D_2D_HALVES, 4 * KIB},
 	{"D2H pinned", D2H_PINNED, 4 * KIB},
 	{"D2H pinned", D2H_PINNED, 16 * MIB},
 	{"D2H pageable", D2H_PAGEABLE, 4 * KIB},
 	{"D2D", D2D, 4 * KIB},
 	{"D2D", D2D, 16 * MIB},
+	{"D2D 2D one row", D2D_2D_ROW, 4 * KIB},
+	{"D2D 2D pitched", D2D_2D_PITCHED, 4 * KIB},
 	{"memset", MEMSET, 4 * KIB},
 	{"memset", MEMSET, 16 * MIB},
+	{"memset 2D one row", MEMSET_2D_ROW, 4 * KIB},
+	{"memset 2D pitched", MEMSET_2D_PITCHED, 4 * KIB},
 	{"empty kernel", EMPTY_KERNEL, 0},
 	{"stream sync, no work", SYNC_ONLY, 0},
 	{"H2D pinned, batch+hint", H2D_PINNED_HINT, 4 * KIB},
@@ -115,6 +130,7 @@ struct control {
 	int kind;          /* what the other issues now; -1: stop */
 	int acked;         /* the kind the other has switched to */
 	long calls;        /* calls the other completed */
+	long long call_ns; /* and the time they took, issue to synchronized */
 	int ready;         /* the other's context exists */
 	int failed;
 	int refused;       /* a hinted kind the driver refused (-1: none), and */
@@ -174,6 +190,7 @@ static void other(struct control *c, long period_ns)
 		__atomic_store_n(&c->acked, kind, __ATOMIC_RELEASE);
 		const struct call_kind *k = &kinds[kind];
 		char *d = (char *)dev;
+		long long t0 = now_ns();
 		cudaError_t e = cudaSuccess;
 		switch (k->op) {
 		case IDLE:
@@ -189,6 +206,14 @@ static void other(struct control *c, long period_ns)
 			e = cudaMemcpy2DAsync(dev, KIB, pinned, 2 * KIB, KIB, k->bytes / KIB,
 					      cudaMemcpyHostToDevice, s);
 			break;
+		case H2D_2D_ROW:
+			e = cudaMemcpy2DAsync(dev, k->bytes, pinned, k->bytes, k->bytes, 1,
+					      cudaMemcpyHostToDevice, s);
+			break;
+		case H2D_2D_HALVES:
+			e = cudaMemcpy2DAsync(dev, k->bytes / 2, pinned, k->bytes / 2, k->bytes / 2,
+					      2, cudaMemcpyHostToDevice, s);
+			break;
 		case D2H_PINNED:
 			e = cudaMemcpyAsync(pinned, dev, k->bytes, cudaMemcpyDeviceToHost, s);
 			break;
@@ -198,8 +223,22 @@ static void other(struct control *c, long period_ns)
 		case D2D:
 			e = cudaMemcpyAsync(d + LARGE, d, k->bytes, cudaMemcpyDeviceToDevice, s);
 			break;
+		case D2D_2D_ROW:
+			e = cudaMemcpy2DAsync(d + LARGE, k->bytes, d, k->bytes, k->bytes, 1,
+					      cudaMemcpyDeviceToDevice, s);
+			break;
+		case D2D_2D_PITCHED:
+			e = cudaMemcpy2DAsync(d + LARGE, 2 * KIB, d, 2 * KIB, KIB, k->bytes / KIB,
+					      cudaMemcpyDeviceToDevice, s);
+			break;
 		case MEMSET:
 			e = cudaMemsetAsync(dev, 0, k->bytes, s);
+			break;
+		case MEMSET_2D_ROW:
+			e = cudaMemset2DAsync(dev, k->bytes, 0, k->bytes, 1, s);
+			break;
+		case MEMSET_2D_PITCHED:
+			e = cudaMemset2DAsync(dev, 2 * KIB, 0, KIB, k->bytes / KIB, s);
 			break;
 		case EMPTY_KERNEL:
 			empty<<<1, 32, 0, s>>>();
@@ -230,8 +269,10 @@ static void other(struct control *c, long period_ns)
 			__atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
 			_exit(2);
 		}
-		if (k->op != IDLE)
+		if (k->op != IDLE) {
+			__atomic_add_fetch(&c->call_ns, now_ns() - t0, __ATOMIC_ACQ_REL);
 			__atomic_add_fetch(&c->calls, 1, __ATOMIC_ACQ_REL);
+		}
 		while (now_ns() < next)
 			; /* a spinning wait: the period stays the period */
 	}
@@ -339,18 +380,31 @@ int main(int argc, char **argv)
 	printf("interference: %s, driver API %d; holder: %d kernels of %.0f us (%d blocks x 256), "
 	       "the other: one call every %.0f us, waited for; median of %d\n",
 	       prop.name, drv, kernels, kernel_us, blocks, period_us, reps);
-	printf("%-26s %8s %8s %12s %10s %14s\n", "the other issues", "bytes", "calls", "holder [ms]",
-	       "vs idle", "holder us/call");
+	printf("%-26s %8s %8s %12s %10s %14s %10s %10s\n", "the other issues", "bytes", "calls",
+	       "holder [ms]", "vs idle", "holder us/call", "call us", "alone us");
 
 	float idle = 0;
 	for (int kind = IDLE; kind < NKINDS; kind++) {
 		std::vector<float> t, n;
 		switch_other(c, kind);
+		/* The other's calls alone first: what one takes, issued to
+		 * synchronized, with nothing of ours on the GPU. */
+		long calls0 = __atomic_load_n(&c->calls, __ATOMIC_ACQUIRE);
+		long long ns0 = __atomic_load_n(&c->call_ns, __ATOMIC_ACQUIRE);
+		usleep((useconds_t)(40 * period_us));
+		long alone_calls = __atomic_load_n(&c->calls, __ATOMIC_ACQUIRE) - calls0;
+		double alone_us = alone_calls ? (__atomic_load_n(&c->call_ns, __ATOMIC_ACQUIRE) - ns0)
+						       / 1e3 / alone_calls : 0;
+		calls0 = __atomic_load_n(&c->calls, __ATOMIC_ACQUIRE);
+		ns0 = __atomic_load_n(&c->call_ns, __ATOMIC_ACQUIRE);
 		for (int r = 0; r < reps; r++) {
 			long before = __atomic_load_n(&c->calls, __ATOMIC_ACQUIRE);
 			t.push_back(holder_ms(kernels, cycles, blocks, s, a, b));
 			n.push_back((float)(__atomic_load_n(&c->calls, __ATOMIC_ACQUIRE) - before));
 		}
+		long busy_calls = __atomic_load_n(&c->calls, __ATOMIC_ACQUIRE) - calls0;
+		double busy_us = busy_calls ? (__atomic_load_n(&c->call_ns, __ATOMIC_ACQUIRE) - ns0)
+						      / 1e3 / busy_calls : 0;
 		std::sort(t.begin(), t.end());
 		std::sort(n.begin(), n.end());
 		float ms = t[t.size() / 2], calls = n[n.size() / 2];
@@ -369,9 +423,9 @@ int main(int argc, char **argv)
 		}
 		printf("%-26s %8s %8.0f %12.2f %9.3fx", kinds[kind].name, size, calls, ms, ms / idle);
 		if (kind != IDLE && calls > 0)
-			printf(" %14.1f\n", (ms - idle) * 1e3 / calls);
+			printf(" %14.1f %10.1f %10.1f\n", (ms - idle) * 1e3 / calls, busy_us, alone_us);
 		else
-			printf(" %14s\n", "-");
+			printf(" %14s %10s %10s\n", "-", "-", "-");
 	}
 	__atomic_store_n(&c->kind, -1, __ATOMIC_RELEASE);
 	int status = 0;
