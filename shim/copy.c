@@ -154,8 +154,11 @@ static void staged_memcpy(void *dst, const void *src, size_t n)
 		memcpy(dst, src, n);
 		return;
 	}
+	/* k parts of a multiple of 64 bytes each, at least n / k rounded up:
+	 * rounded down, the parts of 2^18 + 1 bytes in two came to 2^18, and
+	 * the last byte was never copied. */
 	k = nworkers + 1;
-	part = (n / (size_t)k + 63) & ~(size_t)63;
+	part = ((n + (size_t)k - 1) / (size_t)k + 63) & ~(size_t)63;
 	off = part;
 	for (i = 0; i < nworkers && off < n; i++) {
 		struct copy_worker *w = &workers[i];

@@ -149,8 +149,12 @@ static void device_checksum(const void *d, size_t n, bool async,
 
 // --- the matrix -----------------------------------------------------------------
 
-static const size_t sizes[] = { 1, 4096, 65536, 65537, (3u << 20) + 17,
-				20u << 20 };
+// Small ones on both sides of what the GPU server sends to a copy engine
+// as two rows (even, under 32 KiB) and of 32 KiB; pageable ones that the
+// shim splits between its copy helpers (256 KiB and more) into 2, 4 or 8
+// parts whose size n / parts, rounded down, is a multiple of 64 bytes.
+static const size_t sizes[] = { 1, 2, 6, 4094, 4096, 32766, 32767, 65536, 65537,
+				(256u << 10) + 1, 300033, (3u << 20) + 17, 20u << 20 };
 static const size_t MAXSZ = 20u << 20;
 static const size_t GUARD = 64;
 
@@ -257,7 +261,11 @@ static void offsets(void *d1)
 		{ 1, 3, 1 },	       { 13, 4096, 4096 },
 		{ 4095, 1, 65537 },    { 100003, 7, 300001 },
 		{ 777, 65536, 1 << 20 }, { 4096, 4096, (2 << 20) + 5 },
+		{ 5, 9, 4094 },	       { 3, 2, 32766 },
+		{ 8, 8, 2 },
 	};
+	const size_t around = 16; // device bytes either side that must stay
+	std::vector<unsigned char> window;
 	const size_t bufsz = (3u << 20) + 8192;
 	std::vector<unsigned char> before(bufsz);
 
@@ -274,11 +282,22 @@ static void offsets(void *d1)
 				fill_bytes(q, bufsz, 900 + c * 2 + async);
 				memcpy(before.data(), q, bufsz);
 				// Place the data at an odd device offset too.
-				unsigned char *d = (unsigned char *)d1 + 3 + c;
+				unsigned char *d = (unsigned char *)d1 + around + 3 + c;
+				CHECK(cudaMemset(d - around, 0x5a, len + 2 * around));
 				copy(d, p + so, len, cudaMemcpyHostToDevice, async);
 				copy(q + dof, d, len, cudaMemcpyDeviceToHost, async);
 				if (async)
 					CHECK(cudaStreamSynchronize(stream));
+				// The upload wrote its bytes and none beside them.
+				window.assign(len + 2 * around, 0);
+				CHECK(cudaMemcpy(window.data(), d - around, window.size(),
+						 cudaMemcpyDeviceToHost));
+				for (size_t i = 0; i < around; i++)
+					REQUIRE(window[i] == 0x5a && window[around + len + i] == 0x5a,
+						"%s offset case %zu %s: the upload wrote beside its bytes"
+						" (%zu: %02x %02x)", kind_name[k], c,
+						async ? "async" : "sync", i, window[i],
+						window[around + len + i]);
 				REQUIRE_SAME(q + dof, p + so, len,
 					     "%s offset case %zu %s", kind_name[k], c,
 					     async ? "async" : "sync");
