@@ -320,6 +320,7 @@ struct gpud {
 	} prof_op[MIG_OP_COUNT];
 	uint64_t prof_sleeps, prof_sleep_ns, prof_handoffs;
 	uint64_t prof_images, prof_image_bytes;
+	uint64_t htod_rows; /* small host-to-device copies issued as two rows */
 	/* Turns given back, by the turn's length (< 0.5 ms, < 2 ms, more)
 	 * and by how soon the client asked again (< 100 us, < 250 us,
 	 * < 1 ms, later or never): a turn given back and asked for again

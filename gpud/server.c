@@ -793,6 +793,46 @@ static void finish_issue(struct gpud *g, const struct mig_msg_hdr *m,
 	pending_try_now(g);
 }
 
+/*
+ * A host-to-device copy from pinned memory (ours all are).  The driver
+ * writes one under 32 KiB into the command stream of the GPU's compute
+ * engine: without MPS it then waits for a time slice while another
+ * context's kernels run (2.4 ms on the H200, against 8 us alone) and
+ * preempts them, about 300 us each time (call_class()).  The same bytes
+ * as a 2D copy of two rows go to a copy engine instead, beside another's
+ * kernels at no cost to either, in 10 us alone (bench/sharing/
+ * interference, driver 580; a 2D copy of one row is taken as a 1D one and
+ * written into the stream).  So an even-sized small copy goes as two
+ * rows; an odd-sized one as it is, and call_class() counts it for the
+ * compute engine.
+ */
+#define H2D_ON_COMPUTE_BELOW (32u << 10)
+
+static bool htod_in_two_rows(uint64_t size)
+{
+	return size && size < H2D_ON_COMPUTE_BELOW && !(size & 1);
+}
+
+static CUresult htod_async(struct gpud *g, CUdeviceptr dst, const void *src, uint64_t size,
+			   CUstream s)
+{
+	CUDA_MEMCPY2D c;
+
+	if (!htod_in_two_rows(size))
+		return g->b->cuMemcpyHtoDAsync(dst, src, size, s);
+	memset(&c, 0, sizeof(c));
+	c.srcMemoryType = CU_MEMORYTYPE_HOST;
+	c.srcHost = src;
+	c.srcPitch = size / 2;
+	c.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+	c.dstDevice = dst;
+	c.dstPitch = size / 2;
+	c.WidthInBytes = size / 2;
+	c.Height = 2;
+	g->htod_rows++;
+	return g->b->cuMemcpy2DAsync(&c, s);
+}
+
 static void op_memcpy_htod(struct gpud *g, const struct mig_msg_hdr *m,
 			   const uint8_t *body, uint32_t len)
 {
@@ -812,9 +852,7 @@ static void op_memcpy_htod(struct gpud *g, const struct mig_msg_hdr *m,
 		while (r == CUDA_SUCCESS && done < a.size) {
 			uint64_t n = pinned_piece(g, a.src + done, a.size - done);
 
-			r = g->b->cuMemcpyHtoDAsync(a.dst + done,
-						    (void *)(uintptr_t)(a.src + done),
-						    n, s);
+			r = htod_async(g, a.dst + done, (void *)(uintptr_t)(a.src + done), n, s);
 			done += n;
 		}
 	} else {
@@ -830,7 +868,7 @@ static void op_memcpy_htod(struct gpud *g, const struct mig_msg_hdr *m,
 			goto out;
 		}
 		memcpy(bb, body + sizeof(a), a.size);
-		r = g->b->cuMemcpyHtoDAsync(a.dst, bb, a.size, s);
+		r = htod_async(g, a.dst, bb, a.size, s);
 		bounce_fence(g, s);
 	}
 	g->stats.bytes_htod += a.size;
@@ -916,7 +954,7 @@ static void op_memcpy_staged(struct gpud *g, const struct mig_msg_hdr *m,
 	chunk = g->staging + (uint64_t)a.chunk * MIG_STAGING_CHUNK;
 	r = resolve_stream(g, m, a.stream, &s);
 	if (r == CUDA_SUCCESS) {
-		r = htod ? g->b->cuMemcpyHtoDAsync(a.dev, chunk, a.size, s) :
+		r = htod ? htod_async(g, a.dev, chunk, a.size, s) :
 			   g->b->cuMemcpyDtoHAsync(chunk, a.dev, a.size, s);
 	}
 	if (htod)
@@ -2189,6 +2227,8 @@ static void profile_write(const struct gpud *g, FILE *f)
 	pline(g, f, "  images received %llu (%.1f MiB); module cache: %u loaded ahead, %u used, %u misses\n",
 		(unsigned long long)g->prof_images, g->prof_image_bytes / 1048576.0,
 		g->mc.preloaded, g->mc.hits, g->mc.misses);
+	pline(g, f, "  small host-to-device copies sent to a copy engine as two rows: %llu\n",
+		(unsigned long long)g->htod_rows);
 	if (!g->arb)
 		return;
 	pline(g, f, "  arbiter (%s): %llu turns taken (%llu resumed next after a cut), %.1f ms waited for them\n",
@@ -2340,20 +2380,24 @@ static unsigned int op_class(uint16_t op)
  * another context's kernels; it waits for a time slice (about 1.5 ms) and
  * then preempts them.  On the H200 (driver 580,
  * bench/sharing/interference) each one cost the kernels running in
- * another context about 300 us, whatever its size: memsets,
- * device-to-device copies, and host-to-device copies under 32 KiB from
- * pinned memory (the driver writes those into its command stream; from
- * pageable memory up to 64 KiB; ours are all from pinned memory).  Copies
- * to the host, larger copies from it and 2D copies from it (4 KiB and
- * 1 MiB measured) run on a copy engine and cost another context's kernels
- * nothing.  2D device-to-device copies were not measured: taken as 1D
- * ones.
+ * another context about 300 us, whatever its size: memsets (2D ones too),
+ * device-to-device copies (2D ones too, of one row or pitched), and
+ * host-to-device copies under 32 KiB from pinned memory (the driver
+ * writes those into its command stream; from pageable memory up to
+ * 64 KiB; ours are all from pinned memory) unless they are 2D copies of
+ * more than one row.  We issue an even-sized one as two rows
+ * (htod_async()): only an odd-sized one stays on the compute engine.
+ * Copies to the host, larger copies from it and 2D copies of two rows or
+ * more from it run on a copy engine and cost another context's kernels
+ * nothing (a client's own 2D copy of one small row from the host stays on
+ * the compute engine: rare, issued as it comes).
  *
  * The client writes @body: it may change a size between our look here and
  * the dispatch.  All it gains is what every copy had before this rule:
- * running beside another's kernels.
+ * running beside another's kernels.  So does a copy from the client's
+ * segment whose pinned pieces (pinned_piece()) come out odd-sized: an
+ * even one that starts at an odd address and crosses a granule.
  */
-#define H2D_ON_COMPUTE_BELOW (32u << 10)
 #define ON_ENGINE (MIG_CLASS_COPY | MIG_CLASS_ON_COMPUTE_ENGINE)
 
 static unsigned int call_class(const struct mig_msg_hdr *h, const uint8_t *body, uint32_t len)
@@ -2370,17 +2414,24 @@ static unsigned int call_class(const struct mig_msg_hdr *h, const uint8_t *body,
 		if (len < sizeof(htod))
 			break; /* refused when dispatched */
 		memcpy(&htod, body, sizeof(htod));
-		return htod.size < H2D_ON_COMPUTE_BELOW ? ON_ENGINE : MIG_CLASS_COPY;
+		return htod.size < H2D_ON_COMPUTE_BELOW && !htod_in_two_rows(htod.size) ?
+			       ON_ENGINE : MIG_CLASS_COPY;
 	case MIG_OP_MEMCPY_STAGED_HTOD:
 		if (len < sizeof(staged))
 			break;
 		memcpy(&staged, body, sizeof(staged));
-		return staged.size < H2D_ON_COMPUTE_BELOW ? ON_ENGINE : MIG_CLASS_COPY;
+		return staged.size < H2D_ON_COMPUTE_BELOW && !htod_in_two_rows(staged.size) ?
+			       ON_ENGINE : MIG_CLASS_COPY;
 	case MIG_OP_MEMCPY_2D:
 		if (len < sizeof(c2d))
 			break;
 		memcpy(&c2d, body, sizeof(c2d));
-		return c2d.src_is_host || c2d.dst_is_host ? MIG_CLASS_COPY : ON_ENGINE;
+		if (c2d.dst_is_host)
+			return MIG_CLASS_COPY;
+		if (c2d.src_is_host)
+			return c2d.height == 1 && c2d.width < H2D_ON_COMPUTE_BELOW ? ON_ENGINE :
+										      MIG_CLASS_COPY;
+		return ON_ENGINE;
 	}
 	return op_class(h->op);
 }

@@ -459,6 +459,10 @@ PROFILE_FIGURES = (
      re.compile(r"in its turns: ([\d.]+) ms held, (\d+) calls issued in ([\d.]+) ms")),
     (("doorbell_sleeps", "doorbell_sleep_ms"),
      re.compile(r"doorbell sleeps (\d+) \(([\d.]+) ms\)")),
+    (("engine_copies_waited", "engine_copy_wait_ms"),
+     re.compile(r"copies that waited out another's turn: (\d+), ([\d.]+) ms")),
+    (("htod_two_rows",),
+     re.compile(r"copies sent to a copy engine as two rows: (\d+)")),
 )
 PROFILE_CALL = re.compile(r"^  call (\S+)\s+(\d+)\s+([\d.]+)\s+[\d.]+$")
 
@@ -842,6 +846,10 @@ def main(argv):
                  f"{p['held_calls']} calls issued in them in {p['held_call_ms']:.1f} ms, "
                  f"gaps kept while others waited {p['kept_gaps']} ({p['kept_gap_ms']:.1f} ms); "
                  if p.get("turns") else "")
+              + (f"compute-engine copies waited {p['engine_copies_waited']} "
+                 f"({p['engine_copy_wait_ms']:.1f} ms); " if p.get("engine_copies_waited") else "")
+              + (f"{p['htod_two_rows']} small copies in two rows; "
+                 if p.get("htod_two_rows") else "")
               + f"{launch[0]} launches at {launch[1] / max(launch[0], 1):.2f} us each",
               file=sys.stderr, flush=True)
 
