@@ -103,7 +103,10 @@ static const struct call_kind kinds[] = {
 	{"H2D 2D pinned", H2D_2D_PINNED, 1 * MIB},
 	{"H2D 2D one row", H2D_2D_ROW, 4 * KIB},
 	{"H2D 2D one row", H2D_2D_ROW, 16 * KIB},
+	{"H2D 2D two halves", H2D_2D_HALVES, 8},
 	{"H2D 2D two halves", H2D_2D_HALVES, 4 * KIB},
+	{"H2D 2D two halves", H2D_2D_HALVES, 4 * KIB + 2}, /* rows of an odd width */
+	{"H2D 2D two halves", H2D_2D_HALVES, 30 * KIB},
 	{"D2H pinned", D2H_PINNED, 4 * KIB},
 	{"D2H pinned", D2H_PINNED, 16 * MIB},
 	{"D2H pageable", D2H_PAGEABLE, 4 * KIB},
@@ -413,8 +416,10 @@ int main(int argc, char **argv)
 		char size[24] = "-";
 		if (kinds[kind].bytes >= MIB)
 			snprintf(size, sizeof(size), "%zu MiB", kinds[kind].bytes / MIB);
-		else if (kinds[kind].bytes)
+		else if (kinds[kind].bytes && kinds[kind].bytes % KIB == 0)
 			snprintf(size, sizeof(size), "%zu KiB", kinds[kind].bytes / KIB);
+		else if (kinds[kind].bytes)
+			snprintf(size, sizeof(size), "%zu B", kinds[kind].bytes);
 		if (__atomic_load_n(&c->refused, __ATOMIC_ACQUIRE) == kind) {
 			printf("%-26s %8s   refused by the driver: %s\n", kinds[kind].name, size,
 			       cudaGetErrorName((cudaError_t)__atomic_load_n(&c->refused_err,
