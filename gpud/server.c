@@ -2377,8 +2377,8 @@ static unsigned int op_class(uint16_t op)
  * the arbiter: its op's class, and for the copies the GPU runs on its
  * compute engine MIG_CLASS_ON_COMPUTE_ENGINE besides.  Without MPS,
  * contexts share that engine by time-slicing: such a copy cannot overlap
- * another context's kernels; it waits for a time slice (about 1.5 ms) and
- * then preempts them.  On the H200 (driver 580,
+ * another context's kernels; it waits for a time slice (2.4 ms measured)
+ * and then preempts them.  On the H200 (driver 580,
  * bench/sharing/interference) each one cost the kernels running in
  * another context about 300 us, whatever its size: memsets (2D ones too),
  * device-to-device copies (2D ones too, of one row or pitched), and

@@ -155,8 +155,8 @@ static void staged_memcpy(void *dst, const void *src, size_t n)
 		return;
 	}
 	/* k parts of a multiple of 64 bytes each, at least n / k rounded up:
-	 * rounded down, the parts of 2^18 + 1 bytes in two came to 2^18, and
-	 * the last byte was never copied. */
+	 * rounded down, 2^18 + 1 bytes in two made parts of 2^17, and the
+	 * last byte was never copied. */
 	k = nworkers + 1;
 	part = ((n + (size_t)k - 1) / (size_t)k + 63) & ~(size_t)63;
 	off = part;

@@ -365,9 +365,10 @@ int gpu_cut(const struct mig_payload *in, struct mig_payload *out)
 /*
  * gpu_copies "N [KIND]": N synchronous copies, no kernel.  KIND (default
  * roundtrip): roundtrip, 1 MiB host to device and back; h2d-small, 4 KiB
- * host to device; h2d-odd, 4095 bytes host to device; h2d-large, 1 MiB
- * host to device; d2h, 1 MiB device to host; dtod, 1 MiB device to
- * device; memset, 4 KiB.  Answers {"ms":
+ * host to device; h2d-odd, 4095 bytes host to device; h2d-2d-row, 4 KiB
+ * host to device as a 2D copy of one row; h2d-large, 1 MiB host to
+ * device; d2h, 1 MiB device to host; dtod, 1 MiB device to device;
+ * memset, 4 KiB.  Answers {"ms":
  * elapsed, "cpu_ms": the CPU time the calling thread used meanwhile}.
  */
 int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
@@ -381,7 +382,7 @@ int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 	CUresult r = CUDA_SUCCESS;
 
 	if (sscanf(in->data ? in->data : "", "%u %15s", &n, kind) < 1)
-		return reply(out, "payload: N [roundtrip|h2d-small|h2d-odd|h2d-large|d2h|dtod|memset]");
+		return reply(out, "payload: N [roundtrip|h2d-small|h2d-odd|h2d-2d-row|h2d-large|d2h|dtod|memset]");
 	if ((r = context()) || (r = cuMemAlloc(&d, 2 * sizeof(buf))))
 		return cu_fail(out, "context or cuMemAlloc", r);
 	t0 = clock_ns(CLOCK_MONOTONIC);
@@ -394,6 +395,15 @@ int gpu_copies(const struct mig_payload *in, struct mig_payload *out)
 			r = cuMemcpyHtoD(d, buf, 4096);
 		} else if (!strcmp(kind, "h2d-odd")) {
 			r = cuMemcpyHtoD(d, buf, 4095);
+		} else if (!strcmp(kind, "h2d-2d-row")) {
+			CUDA_MEMCPY2D c = {
+				.srcMemoryType = CU_MEMORYTYPE_HOST, .srcHost = buf,
+				.srcPitch = 4096, .dstMemoryType = CU_MEMORYTYPE_DEVICE,
+				.dstDevice = d, .dstPitch = 4096, .WidthInBytes = 4096,
+				.Height = 1,
+			};
+
+			r = cuMemcpy2D(&c);
 		} else if (!strcmp(kind, "h2d-large")) {
 			r = cuMemcpyHtoD(d, buf, sizeof(buf));
 		} else if (!strcmp(kind, "d2h")) {

@@ -983,9 +983,9 @@ def test_copies_wait_only_where_the_model_says(harness, built, model, copies_wai
 def test_compute_engine_copies_wait_under_overlap_cpu_copy(harness, built):
     """Under overlap-cpu-copy the copies that the GPU runs on its compute
     engine (memsets, device-to-device copies, host-to-device copies under
-    32 KiB of an odd size) wait out another's turn, 5 ms at most; the
-    others (1 MiB to or from the host, 4 KiB from it, which its server
-    sends to a copy engine as two rows) do not wait.  Ten synchronous
+    32 KiB of an odd size or as a 2D copy of one row) wait out another's
+    turn, 5 ms at most; the others (1 MiB to or from the host, 4 KiB from
+    it, which its server sends to a copy engine as two rows) do not wait.  Ten synchronous
     calls of each kind.  The
     other runs back-to-back 100 ms kernels with a synchronize after each:
     its turn may end at a kernel's end (when its client is slower to launch
@@ -996,8 +996,8 @@ def test_compute_engine_copies_wait_under_overlap_cpu_copy(harness, built):
     fixture(built, h, "kern", "gpu_phases", gpu=True, keep_alive_ms=60000)
     fixture(built, h, "copy", "gpu_copies", gpu=True, keep_alive_ms=60000)
     assert h.invoke("kern", "0 30 0")["status"] == 200
-    kinds = {"h2d-odd": True, "memset": True, "dtod": True, "h2d-small": False,
-             "h2d-large": False, "d2h": False}
+    kinds = {"h2d-odd": True, "h2d-2d-row": True, "memset": True, "dtod": True,
+             "h2d-small": False, "h2d-large": False, "d2h": False}
     for kind in kinds:
         assert h.invoke("copy", f"1 {kind}")["status"] == 200
     took = {}
