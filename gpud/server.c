@@ -813,6 +813,13 @@ static bool htod_in_two_rows(uint64_t size)
 	return size && size < H2D_ON_COMPUTE_BELOW && !(size & 1);
 }
 
+/* Whether the GPU runs an upload of @size from pinned memory, as we issue
+ * it, on its compute engine: only an odd-sized small one. */
+static bool htod_on_compute_engine(uint64_t size)
+{
+	return size < H2D_ON_COMPUTE_BELOW && !htod_in_two_rows(size);
+}
+
 static CUresult htod_async(struct gpud *g, CUdeviceptr dst, const void *src, uint64_t size,
 			   CUstream s)
 {
@@ -2414,14 +2421,12 @@ static unsigned int call_class(const struct mig_msg_hdr *h, const uint8_t *body,
 		if (len < sizeof(htod))
 			break; /* refused when dispatched */
 		memcpy(&htod, body, sizeof(htod));
-		return htod.size < H2D_ON_COMPUTE_BELOW && !htod_in_two_rows(htod.size) ?
-			       ON_ENGINE : MIG_CLASS_COPY;
+		return htod_on_compute_engine(htod.size) ? ON_ENGINE : MIG_CLASS_COPY;
 	case MIG_OP_MEMCPY_STAGED_HTOD:
 		if (len < sizeof(staged))
 			break;
 		memcpy(&staged, body, sizeof(staged));
-		return staged.size < H2D_ON_COMPUTE_BELOW && !htod_in_two_rows(staged.size) ?
-			       ON_ENGINE : MIG_CLASS_COPY;
+		return htod_on_compute_engine(staged.size) ? ON_ENGINE : MIG_CLASS_COPY;
 	case MIG_OP_MEMCPY_2D:
 		if (len < sizeof(c2d))
 			break;
