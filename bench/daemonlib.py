@@ -49,9 +49,10 @@ START_TIMEOUT = 30
 
 class Daemon:
     """One mignificentd of @build with @config (a dict; the bench tenant is
-    added), its files under @workdir/@name."""
+    added), its files under @workdir/@name; @env: variables added to our
+    environment for it (and so for its GPU servers)."""
 
-    def __init__(self, build, backend, name, workdir, config=None):
+    def __init__(self, build, backend, name, workdir, config=None, env=None):
         self.name = name
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
@@ -64,7 +65,8 @@ class Daemon:
             [os.path.join(build, "bin", "mignificentd"), "--config", cfg,
              "--data-dir", os.path.join(self.dir, "data"), "--backend", backend,
              "--listen", "127.0.0.1:0"],
-            stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT)
+            stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT,
+            env={**os.environ, **env} if env else None)
         self.host, self.port = self._wait_listening()
         self.conn = self.connect()
 

@@ -271,6 +271,14 @@ struct gpud {
 	pthread_t control_watcher;
 	bool control_watching;  /* the thread runs (joinable) */
 	uint32_t control_unwatch; /* set: the thread ends */
+	/* The client's last call: when it came, and whether it queued GPU
+	 * work without waiting for it (a launch, an async copy or memset:
+	 * the client is most likely in the middle of its GPU phase). */
+	uint64_t last_call_ns;
+	bool last_call_queued;
+	/* How long the loop spins for the next call after one that queued
+	 * GPU work (MIG_GPUD_PHASE_SPIN_US; after others, SPIN_IDLE_NS). */
+	uint64_t phase_spin_ns;
 	/* The partition's arbiter (ipc/arbiter.h), or NULL: time-sharing. */
 	struct mig_arbiter *arb;
 	uint32_t arb_id;       /* ours, as the daemon knows us */
@@ -279,8 +287,6 @@ struct gpud {
 	bool arb_told_waiting; /* hdr->turn_wait is 1 (as we last wrote it) */
 	uint32_t arb_ticket;
 	uint64_t arb_held_since;
-	uint64_t arb_last_call_ns;  /* holding: when the client's last call came */
-	bool arb_last_call_queued;  /* ... and whether it queued GPU work */
 	bool arb_cut;          /* our last turn, young, went to a waiter: */
 	uint32_t arb_gave_way; /* ... to this ticket */
 	bool arb_resumed;      /* our ticket or turn is a resume one */
@@ -319,6 +325,9 @@ struct gpud {
 		uint64_t n, ns;
 	} prof_op[MIG_OP_COUNT];
 	uint64_t prof_sleeps, prof_sleep_ns, prof_handoffs;
+	/* Sleeps after a call that queued GPU work, ended by the client's
+	 * next call: a wake-up on its GPU phase's path. */
+	uint64_t prof_phase_wakes, prof_phase_wake_ns;
 	uint64_t prof_images, prof_image_bytes;
 	uint64_t htod_rows; /* small host-to-device copies issued as two rows */
 	/* Turns given back, by the turn's length (< 0.5 ms, < 2 ms, more)
@@ -386,6 +395,11 @@ void modcache_close(struct gpud *g);
 int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 			size_t errlen);
 
+/* The loop's spin after a call that queued GPU work (server.c): @us, from
+ * MIG_GPUD_PHASE_SPIN_US, in microseconds (0 to 100000; below
+ * SPIN_IDLE_NS's 50, as after any call), or the default with @us NULL or
+ * empty.  -1 with @err set for anything else. */
+int gpud_phase_spin_from_env(struct gpud *g, const char *us, char *err, size_t errlen);
 /* All GPU work the client asked for has completed (server.c). */
 bool gpud_streams_idle(struct gpud *g);
 /* Wait for the arbiter's turn for calls of class @cls (server.c). */

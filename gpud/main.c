@@ -98,6 +98,11 @@ int main(int argc, char **argv)
 	if (getenv("MIG_GPUD_PROFILE_LINE_DELAY_US"))
 		g.profile_line_delay_us =
 			(unsigned)strtoul(getenv("MIG_GPUD_PROFILE_LINE_DELAY_US"), NULL, 10);
+	if (gpud_phase_spin_from_env(&g, getenv("MIG_GPUD_PHASE_SPIN_US"), err,
+				     sizeof(err)) < 0) {
+		fprintf(stderr, "mig-gpud: %s\n", err);
+		return 1;
+	}
 	/* For comparisons: cut turns wait in order of asking. */
 	g.arb_no_resume = getenv("MIG_GPUD_RESUME") && *getenv("MIG_GPUD_RESUME") == '0';
 	g.prof_turn_back_len = -1;

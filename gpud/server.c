@@ -2231,6 +2231,9 @@ static void profile_write(const struct gpud *g, FILE *f)
 	pline(g, f, "  doorbell sleeps %llu (%.1f ms), hand-offs to the waiter %llu\n",
 		(unsigned long long)g->prof_sleeps, g->prof_sleep_ns / 1e6,
 		(unsigned long long)g->prof_handoffs);
+	pline(g, f, "  woken in its client's GPU phase (a call after queued GPU work, spinning %llu us first): %llu, %.1f ms asleep\n",
+		(unsigned long long)(g->phase_spin_ns > SPIN_IDLE_NS ? g->phase_spin_ns : SPIN_IDLE_NS) / 1000,
+		(unsigned long long)g->prof_phase_wakes, g->prof_phase_wake_ns / 1e6);
 	pline(g, f, "  images received %llu (%.1f MiB); module cache: %u loaded ahead, %u used, %u misses\n",
 		(unsigned long long)g->prof_images, g->prof_image_bytes / 1048576.0,
 		g->mc.preloaded, g->mc.hits, g->mc.misses);
@@ -2653,8 +2656,8 @@ static uint64_t arb_sleep_slice(struct gpud *g)
 	if (!gpud_streams_idle(g))
 		return mig_arb_waiting(g->arb) ? SLEEP_POLL_NS : ARB_LOOK_NS;
 	now = mig_now_ns();
-	quiet = now - g->arb_last_call_ns;
-	if (g->arb_last_call_queued && quiet < ARB_LAUNCH_GRACE_NS) {
+	quiet = now - g->last_call_ns;
+	if (g->last_call_queued && quiet < ARB_LAUNCH_GRACE_NS) {
 		if (g->profile && !g->prof_gap_since && mig_arb_waiting(g->arb))
 			g->prof_gap_since = now;
 		return ARB_LAUNCH_GRACE_NS - quiet; /* or the client's next call */
@@ -2748,18 +2751,17 @@ bool gpud_drain(struct gpud *g)
 			g->prof_held_calls++;
 			g->prof_held_call_ns += mig_now_ns() - t0;
 		}
-		if (g->arb_excl)
-			g->arb_last_call_queued = call_queued_gpu_work(&h);
+		g->last_call_queued = call_queued_gpu_work(&h);
 		head += h.size;
 		avail -= h.size;
 		g->head = head;
 		mig_seqword_publish(&g->hdr->req_head, head);
 		progress = true;
 	}
-	if (progress && g->arb_held) {
-		g->arb_last_call_ns = mig_now_ns();
-		if (g->profile)
-			prof_gap_end(g, g->arb_last_call_ns);
+	if (progress) {
+		g->last_call_ns = mig_now_ns();
+		if (g->profile && g->arb_held)
+			prof_gap_end(g, g->last_call_ns);
 	}
 	return progress;
 }
@@ -2842,7 +2844,7 @@ static void sleep_on_doorbell(struct gpud *g, uint64_t ns)
 			       .tv_nsec = (long)(ns % 1000000000ull) };
 	uint32_t v = mig_load_acquire(&g->hdr->doorbell.value);
 
-	uint64_t t0 = g->profile ? mig_now_ns() : 0;
+	uint64_t t0 = g->profile ? mig_now_ns() : 0, slept;
 
 	__atomic_store_n(&g->hdr->doorbell.waiters, 1, __ATOMIC_RELAXED);
 	mig_smp_mb();
@@ -2850,9 +2852,58 @@ static void sleep_on_doorbell(struct gpud *g, uint64_t ns)
 		mig_futex_wait(&g->hdr->doorbell.value, v, &ts);
 	__atomic_store_n(&g->hdr->doorbell.waiters, 0, __ATOMIC_RELAXED);
 	if (g->profile) {
+		slept = mig_now_ns() - t0;
 		g->prof_sleeps++;
-		g->prof_sleep_ns += mig_now_ns() - t0;
+		g->prof_sleep_ns += slept;
+		if (g->last_call_queued &&
+		    mig_load_acquire(&g->hdr->req_tail.value) != (uint32_t)g->head) {
+			g->prof_phase_wakes++;
+			g->prof_phase_wake_ns += slept;
+		}
 	}
+}
+
+/*
+ * Whether the loop, idle since @idle_since, spins on (polls the ring)
+ * rather than sleeping.  A sleeping server costs its client's next call a
+ * wake-up: the client's futex call, then the server's way back onto a CPU
+ * (tens of microseconds on a busy or virtual machine), the GPU idle all
+ * along when the client is launch-bound.  So the loop spins longer after
+ * a call that queued GPU work (g->phase_spin_ns, ARB_LAUNCH_GRACE_NS by
+ * default: the client is most likely in its GPU phase, between two
+ * launches) than after others (SPIN_IDLE_NS), and SPIN_PENDING_NS while
+ * a client thread waits for work on the GPU.
+ */
+#define PHASE_SPIN_NS ARB_LAUNCH_GRACE_NS /* (default) a holder's turn then
+					      passes at the spin's end */
+#define PHASE_SPIN_MAX_US 100000ull
+
+int gpud_phase_spin_from_env(struct gpud *g, const char *us, char *err, size_t errlen)
+{
+	unsigned long long v;
+	char *end;
+
+	g->phase_spin_ns = PHASE_SPIN_NS;
+	if (!us || !*us)
+		return 0;
+	errno = 0;
+	v = strtoull(us, &end, 10);
+	if (errno || *end || *us < '0' || *us > '9' || v > PHASE_SPIN_MAX_US) {
+		snprintf(err, errlen,
+			 "MIG_GPUD_PHASE_SPIN_US=%s: want microseconds, 0 to %llu",
+			 us, PHASE_SPIN_MAX_US);
+		return -1;
+	}
+	g->phase_spin_ns = v * 1000ull;
+	return 0;
+}
+
+static bool spin_on(const struct gpud *g, uint64_t idle_since, uint64_t now)
+{
+	if (g->npend)
+		return now - idle_since < SPIN_PENDING_NS;
+	return now - idle_since < SPIN_IDLE_NS ||
+	       (g->last_call_queued && now - g->last_call_ns < g->phase_spin_ns);
 }
 
 int gpud_serve(struct gpud *g)
@@ -2900,8 +2951,7 @@ int gpud_serve(struct gpud *g)
 			idle_since = 0;
 			continue;
 		}
-		if (mig_now_ns() - idle_since <
-		    (g->npend ? SPIN_PENDING_NS : SPIN_IDLE_NS)) {
+		if (spin_on(g, idle_since, mig_now_ns())) {
 			mig_cpu_relax();
 			continue;
 		}

@@ -288,6 +288,41 @@ def test_module_cache_across_runs(prog, tmp_path):
     assert sorted(p for p in cache.iterdir() if p.suffix in (".lib", ".mod")) == kept
 
 
+def _phase_wakes(err):
+    """(the spin, the wake-ups) of the profile's GPU-phase line in @err."""
+    m = re.search(r"woken in its client's GPU phase \(a call after queued GPU work, "
+                  r"spinning (\d+) us first\): (\d+), [\d.]+ ms", err)
+    assert m, err
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_server_spins_through_a_launch_bound_clients_gaps():
+    """A client that launches every 120 us (CPU work between): the server
+    spins through the gaps instead of sleeping, so no launch pays its
+    wake-up; with MIG_GPUD_PHASE_SPIN_US=50 (the spin after any call) it
+    sleeps in nearly every gap."""
+    n = 200
+
+    def wakes(extra):
+        r = run([MIG, "run", "--backend", BACKEND, "--", binary("launch_gaps", "static"),
+                 str(n), "120"], mig_env({"MIG_GPUD_PROFILE": "1", **extra}))
+        assert_ok(r)
+        return _phase_wakes(r.err)
+
+    spin, woken = wakes({})
+    assert spin == 250 and woken <= n // 10, (spin, woken)
+    spin, woken = wakes({"MIG_GPUD_PHASE_SPIN_US": "50"})
+    assert spin == 50 and woken >= n // 2, (spin, woken)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "100001", " 5", "5us"])
+def test_phase_spin_setting_is_checked(value):
+    r = run([MIG, "run", "--backend", BACKEND, "--", binary("launch_gaps", "static"), "5", "0"],
+            mig_env({"MIG_GPUD_PHASE_SPIN_US": value}))
+    assert r.rc != 0 and f"MIG_GPUD_PHASE_SPIN_US={value}: want microseconds" in r.err, \
+        r.describe()
+
+
 def test_module_cache_argument_errors(tmp_path):
     r = run([MIG, "run", "--backend", BACKEND, "--module-cache", tmp_path / "nope", "--",
              "true"], mig_env())

@@ -28,6 +28,9 @@ untimed and then -n timed requests, all clients at once, to
                     overlap-cpu-copy measures the poll in the same rounds;
                     a variant of overlap-cpu-copy gets its own row of
                     ratios ("alexnet@3000")
+  MODEL@KEY=VALUE   a variant whose daemon, and so its GPU servers, has
+                    MIG_GPUD_KEY=VALUE in its environment (KEY in lower
+                    case), e.g. overlap-cpu-copy@phase_spin_us=50
 
 (one daemon per model, sharing set for the node, all started once; each
 client gets its own instance: max_instances = clients; the largest client
@@ -146,17 +149,31 @@ def base_model(side):
     return side.split("@", 1)[0]
 
 
-def side_poll_us(side, default):
-    """The executor_poll_us of a side's daemon: the number after "@", or
-    @default (--exec-poll-us) without one.  ValueError for a bad one."""
-    model, at, us = side.partition("@")
+GPUD_KNOB = re.compile(r"([a-z][a-z0-9_]*)=([A-Za-z0-9_.]*)")
+
+
+def side_variant(side, default):
+    """(executor_poll_us, environment) of a side's daemon: "MODEL@US" polls
+    US, "MODEL@KEY=VALUE" has MIG_GPUD_KEY=VALUE for its GPU servers, a
+    plain model polls @default (--exec-poll-us).  ValueError for a bad
+    one."""
+    model, at, spec = side.partition("@")
     if model not in MODELS:
         raise ValueError(f"unknown sharing model {model}")
     if not at:
-        return default
-    if not us.isdigit() or int(us) > 100000:
-        raise ValueError(f"{side}: the poll after @ is 0 to 100000 us")
-    return int(us)
+        return default, {}
+    knob = GPUD_KNOB.fullmatch(spec)
+    if knob:
+        return default, {"MIG_GPUD_" + knob.group(1).upper(): knob.group(2)}
+    if not spec.isdigit() or int(spec) > 100000:
+        raise ValueError(f"{side}: after @ the executors' poll, 0 to 100000 us, "
+                         "or a GPU server's setting KEY=VALUE")
+    return int(spec), {}
+
+
+def side_poll_us(side, default):
+    """The executor_poll_us of a side's daemon (side_variant())."""
+    return side_variant(side, default)[0]
 
 
 def occ_sides(args):
@@ -463,6 +480,9 @@ PROFILE_FIGURES = (
      re.compile(r"copies that waited out another's turn: (\d+), ([\d.]+) ms")),
     (("htod_two_rows",),
      re.compile(r"copies sent to a copy engine as two rows: (\d+)")),
+    (("phase_wakes", "phase_wake_ms"),
+     re.compile(r"woken in its client's GPU phase \(a call after queued GPU work, "
+                r"spinning \d+ us first\): (\d+), ([\d.]+) ms")),
 )
 PROFILE_CALL = re.compile(r"^  call (\S+)\s+(\d+)\s+([\d.]+)\s+[\d.]+$")
 
@@ -573,13 +593,14 @@ def tables(results, args, header, rounds=None):
         rows = [(w, [results[clients][w].get(s) for s in sides]) for w in args.workloads
                 if w in results[clients]]
         text.append(f"{clients} clients x {args.n} requests: mean +- std per request [ms]")
-        text.append(f"{'workload':<10}" + "".join(f"{s:>22}" for s in sides))
+        colw = max([22] + [len(s) + 2 for s in sides])  # a variant's name may be long
+        text.append(f"{'workload':<10}" + "".join(f"{s:>{colw}}" for s in sides))
         md.append(f"**{clients} clients × {args.n} requests**: mean ± std per request [ms]\n")
         md.append("| workload | " + " | ".join(sides) + " |")
         md.append("|---|" + "---:|" * len(sides))
         for w, cells in rows:
             f = [f"{c['mean']:.1f} +- {c['std']:.1f}" if c else "-" for c in cells]
-            text.append(f"{w:<10}" + "".join(f"{x:>22}" for x in f))
+            text.append(f"{w:<10}" + "".join(f"{x:>{colw}}" for x in f))
             md.append(f"| {w} | " + " | ".join(x.replace("+-", "±") for x in f) + " |")
         text.append("")
         md.append("")
@@ -797,8 +818,10 @@ def main(argv):
                 + (f"; native requests {native_how}" if args.backend == "cuda" else "")
                 + (f"; executors poll {args.exec_poll_us} us for the next invocation"
                    if args.exec_poll_us else "")
-                + "".join(f"; {m}: its executors poll {side_poll_us(m, 0)} us"
-                          for m in args.models if "@" in m)
+                + "".join(f"; {m}: " + (" ".join(f"{k}={v}" for k, v in env.items())
+                                        if env else f"its executors poll {poll} us")
+                          for m in args.models if "@" in m
+                          for poll, env in [side_variant(m, 0)])
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
                    f"{threads} CPU threads each"
@@ -887,13 +910,14 @@ def main(argv):
     daemons = {}
     try:
         for k, model in enumerate(args.models):
-            poll = side_poll_us(model, args.exec_poll_us)
+            poll, env = side_variant(model, args.exec_poll_us)
             daemons[model] = daemonlib.Daemon(
                 args.build, args.backend, model, workdir,
                 {"sharing": base_model(model), "isolation": args.isolation,
                  **({"executor_poll_us": poll} if poll else {}),
                  "sandbox": {"uid_base": UID_BASE + k * UID_COUNT, "uid_count": UID_COUNT,
-                             "cpu_placement": args.cpu_placement}})
+                             "cpu_placement": args.cpu_placement}},
+                env=env)
             gpu = daemons[model].gpu_name()
         for w in args.workloads:
             native = (NativeClients(specs[w], most, args.warmup, workdir, native_cpus)

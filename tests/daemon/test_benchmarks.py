@@ -32,15 +32,17 @@ def test_sharing_benchmark_runs(tmp_path):
                 "--workloads", "hotspot", "--clients", "2", "-n", "2", "--warmup", "1",
                 "--rounds", "2", "--logs", str(tmp_path / "logs"), "--exec-poll-us", "200",
                 "--models", "time-sharing,sequential,overlap-cpu,overlap-cpu-copy,"
-                "overlap-cpu-copy@0",
+                "overlap-cpu-copy@0,overlap-cpu-copy@phase_spin_us=50",
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")],
                env={"MIG_GPUD_PROFILE": "1"})
     assert "2 clients x 2 requests" in out and "overlap-cpu-copy" in out, out
     assert "executors poll 200 us" in out, out  # the daemons took the setting
     assert "overlap-cpu-copy@0: its executors poll 0 us" in out, out  # but this one
-    # The variant is a column of its own, after its model, with a row of ratios.
+    assert "overlap-cpu-copy@phase_spin_us=50: MIG_GPUD_PHASE_SPIN_US=50" in out, out
+    # A variant is a column of its own, after its model, with a row of ratios.
     head = next(line for line in out.splitlines() if line.startswith("workload"))
-    assert head.split()[-2:] == ["overlap-cpu-copy", "overlap-cpu-copy@0"], out
+    assert head.split()[-3:] == ["overlap-cpu-copy", "overlap-cpu-copy@0",
+                                 "overlap-cpu-copy@phase_spin_us=50"], out
     assert any(line.split()[:1] == ["hotspot@0"] for line in out.splitlines()), out
     assert "medians of 2 rounds" in out, out
     assert (tmp_path / "r.json").exists() and "| hotspot |" in (tmp_path / "r.md").read_text()
@@ -65,8 +67,13 @@ def test_sharing_benchmark_runs(tmp_path):
     assert occ["turns"] > 0 and 0 < occ["held_call_ms"] <= occ["held_ms"], occ
     assert occ["held_calls"] >= occ["calls"]["launch"][0], occ  # every launch in a turn
     assert profiles["time-sharing"].get("turns", 0) == 0, profiles
+    assert all("phase_wakes" in p for p in profiles.values()), profiles
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert logs == {f"{m}.log" for m in cells}, logs
+    # The variant's GPU servers, and only its, had the setting.
+    for m in cells:
+        spin = "50" if m.endswith("=50") else "250"
+        assert f"spinning {spin} us first" in (tmp_path / "logs" / f"{m}.log").read_text(), m
     assert "listening on" in (tmp_path / "logs" / "sequential.log").read_text()
 
 
@@ -81,9 +88,15 @@ def test_sharing_benchmark_names_its_sides():
     assert run.side_poll_us("sequential", 200) == 200
     assert run.base_model("overlap-cpu-copy@3000") == "overlap-cpu-copy"
     for bad in ("overlap@3000", "sequential@", "sequential@-1", "sequential@100001",
-                "sequential@3k"):
+                "sequential@3k", "sequential@=5", "sequential@Spin=5", "sequential@a=b c",
+                "overlap@x=1"):
         with pytest.raises(ValueError):
-            run.side_poll_us(bad, 0)
+            run.side_variant(bad, 0)
+    # MODEL@KEY=VALUE: MIG_GPUD_KEY=VALUE for its daemon, the poll as the others'.
+    assert run.side_variant("overlap-cpu-copy@phase_spin_us=50", 200) == (
+        200, {"MIG_GPUD_PHASE_SPIN_US": "50"})
+    assert run.side_variant("overlap-cpu-copy@3000", 200) == (3000, {})
+    assert run.base_model("overlap-cpu-copy@resume=0") == "overlap-cpu-copy"
     args = type("A", (), {"backend": "cuda", "native_sides": ["native"],
                           "models": ["overlap-cpu-copy@3000", "sequential", "overlap-cpu-copy",
                                      "overlap-cpu-copy@100"]})
