@@ -2863,17 +2863,6 @@ static void sleep_on_doorbell(struct gpud *g, uint64_t ns)
 	}
 }
 
-/*
- * Whether the loop, idle since @idle_since, spins on (polls the ring)
- * rather than sleeping.  A sleeping server costs its client's next call a
- * wake-up: the client's futex call, then the server's way back onto a CPU
- * (tens of microseconds on a busy or virtual machine), the GPU idle all
- * along when the client is launch-bound.  So the loop spins longer after
- * a call that queued GPU work (g->phase_spin_ns, ARB_LAUNCH_GRACE_NS by
- * default: the client is most likely in its GPU phase, between two
- * launches) than after others (SPIN_IDLE_NS), and SPIN_PENDING_NS while
- * a client thread waits for work on the GPU.
- */
 #define PHASE_SPIN_NS ARB_LAUNCH_GRACE_NS /* (default) a holder's turn then
 					      passes at the spin's end */
 #define PHASE_SPIN_MAX_US 100000ull
@@ -2898,6 +2887,19 @@ int gpud_phase_spin_from_env(struct gpud *g, const char *us, char *err, size_t e
 	return 0;
 }
 
+/*
+ * Whether the loop, idle since @idle_since, spins on (polls the ring)
+ * rather than sleeping.  A sleeping server costs its client's next call a
+ * wake-up: the client's futex call, then the server's way back onto a CPU
+ * (tens of microseconds on a busy or virtual machine), the GPU idle all
+ * along when the client is launch-bound.  So the loop spins longer after
+ * a call that queued GPU work (g->phase_spin_ns, ARB_LAUNCH_GRACE_NS by
+ * default: the client is most likely in its GPU phase, between two
+ * launches) than after others (SPIN_IDLE_NS), and SPIN_PENDING_NS while
+ * a client thread waits for work on the GPU.  BERT on the H200, twelve
+ * rounds of two and four clients: 16058 wake-ups in its GPU phases (about
+ * 18 a request) with 50 us, 73 with 250 us, for up to 5 % more CPU.
+ */
 static bool spin_on(const struct gpud *g, uint64_t idle_since, uint64_t now)
 {
 	if (g->npend)

@@ -171,9 +171,10 @@ def side_variant(side, default):
     return int(spec), {}
 
 
-def side_poll_us(side, default):
-    """The executor_poll_us of a side's daemon (side_variant())."""
-    return side_variant(side, default)[0]
+def variant_note(side):
+    """What a variant side's daemon differs in, for the header."""
+    poll, env = side_variant(side, 0)
+    return " ".join(f"{k}={v}" for k, v in env.items()) or f"its executors poll {poll} us"
 
 
 def occ_sides(args):
@@ -770,7 +771,7 @@ def main(argv):
             ap.error(f"unknown workload {w} (this backend has {', '.join(specs)})")
     for m in args.models:
         try:
-            side_poll_us(m, args.exec_poll_us)
+            side_variant(m, args.exec_poll_us)
         except ValueError as e:
             ap.error(str(e))
     if len(set(args.models)) != len(args.models):
@@ -818,10 +819,7 @@ def main(argv):
                 + (f"; native requests {native_how}" if args.backend == "cuda" else "")
                 + (f"; executors poll {args.exec_poll_us} us for the next invocation"
                    if args.exec_poll_us else "")
-                + "".join(f"; {m}: " + (" ".join(f"{k}={v}" for k, v in env.items())
-                                        if env else f"its executors poll {poll} us")
-                          for m in args.models if "@" in m
-                          for poll, env in [side_variant(m, 0)])
+                + "".join(f"; {m}: {variant_note(m)}" for m in args.models if "@" in m)
                 + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else "")
                 + (f"; vision requests: a {args.image} JPEG photo; ML functions: "
                    f"{threads} CPU threads each"

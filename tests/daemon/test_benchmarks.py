@@ -84,8 +84,8 @@ def test_sharing_benchmark_names_its_sides():
     """--models MODEL@US: the poll of the side's daemon; what the tables
     order by; bad names refused."""
     run = _sharing_module()
-    assert run.side_poll_us("overlap-cpu-copy@3000", 0) == 3000
-    assert run.side_poll_us("sequential", 200) == 200
+    assert run.side_variant("overlap-cpu-copy@3000", 0) == (3000, {})
+    assert run.side_variant("sequential", 200) == (200, {})
     assert run.base_model("overlap-cpu-copy@3000") == "overlap-cpu-copy"
     for bad in ("overlap@3000", "sequential@", "sequential@-1", "sequential@100001",
                 "sequential@3k", "sequential@=5", "sequential@Spin=5", "sequential@a=b c",
@@ -95,7 +95,6 @@ def test_sharing_benchmark_names_its_sides():
     # MODEL@KEY=VALUE: MIG_GPUD_KEY=VALUE for its daemon, the poll as the others'.
     assert run.side_variant("overlap-cpu-copy@phase_spin_us=50", 200) == (
         200, {"MIG_GPUD_PHASE_SPIN_US": "50"})
-    assert run.side_variant("overlap-cpu-copy@3000", 200) == (3000, {})
     assert run.base_model("overlap-cpu-copy@resume=0") == "overlap-cpu-copy"
     args = type("A", (), {"backend": "cuda", "native_sides": ["native"],
                           "models": ["overlap-cpu-copy@3000", "sequential", "overlap-cpu-copy",
