@@ -297,7 +297,7 @@ def _phase_wakes(err):
 
 
 def test_server_spins_through_a_launch_bound_clients_gaps():
-    """A client that launches every 120 us (CPU work between): the server
+    """A client that launches every 100 us (CPU work between): the server
     spins through the gaps instead of sleeping, so no launch pays its
     wake-up; with MIG_GPUD_PHASE_SPIN_US=50 (the spin after any call) it
     sleeps in nearly every gap."""
@@ -305,12 +305,13 @@ def test_server_spins_through_a_launch_bound_clients_gaps():
 
     def wakes(extra):
         r = run([MIG, "run", "--backend", BACKEND, "--", binary("launch_gaps", "static"),
-                 str(n), "120"], mig_env({"MIG_GPUD_PROFILE": "1", **extra}))
+                 str(n), "100"], mig_env({"MIG_GPUD_PROFILE": "1", **extra}))
         assert_ok(r)
         return _phase_wakes(r.err)
 
     spin, woken = wakes({})
-    assert spin == 250 and woken <= n // 10, (spin, woken)
+    assert spin == 250 and woken <= n // 4, (spin, woken)  # a preempted client may
+    # leave the odd gap longer than the spin
     spin, woken = wakes({"MIG_GPUD_PHASE_SPIN_US": "50"})
     assert spin == 50 and woken >= n // 2, (spin, woken)
 

@@ -37,6 +37,14 @@
  *   device_sync_idle_us  cudaDeviceSynchronize with nothing queued (median).
  *   memcpy_1B_pair_us    1-byte H->D then 1-byte D->H cudaMemcpy from
  *                        pageable memory (median of the pair).
+ *   h2d_pageable_588KiB_after_cpu_us, launch_sync_after_cpu_us
+ *                        a synchronous copy of a vision model's input
+ *                        tensor (224 x 224 x 3 floats) from pageable
+ *                        memory, and one launch + cudaStreamSynchronize,
+ *                        each after CPU work (5 ms, 2 ms with --quick):
+ *                        what a function's request meets after its CPU
+ *                        phase, every helper thread and server asleep
+ *                        (median; informational).
  *   {h2d,d2h}_{pageable,pinned,mignificent_malloc}_<size>
  *                        synchronous cudaMemcpy bandwidth, GB/s, from the
  *                        median time of >= MIN_REPS copies and >= ~50 ms.
@@ -95,6 +103,8 @@ struct params {
 	double bw_min_seconds;  /* timed copies per bandwidth point, at least */
 	int bw_min_reps;
 	int bw_max_reps;
+	int cpu_reps;           /* timed reps of an after-CPU metric */
+	double cpu_us;          /* the CPU work before each */
 };
 
 static const unsigned long long sizes[] = {
@@ -222,6 +232,54 @@ static void bench_byte_pair(const struct params *p)
 	CHECK(cudaFree(d));
 	free(h);
 	printf("metric memcpy_1B_pair_us %.3f us\n", median(v));
+}
+
+/* --- after CPU work ------------------------------------------------------ */
+
+/* Busy for @us, writing @buf's @n bytes as a transform writes its output. */
+static void cpu_work(unsigned char *buf, size_t n, double us, int round)
+{
+	double end = now() + us * 1e-6;
+
+	memset(buf, round & 0xff, n);
+	while (now() < end)
+		;
+}
+
+static void bench_after_cpu(const struct params *p)
+{
+	const size_t n = 224 * 224 * 3 * sizeof(float); /* 588 KiB */
+	std::vector<double> copy, launch;
+	unsigned char *h = (unsigned char *)malloc(n), *d;
+	int i;
+
+	if (!h) {
+		fprintf(stderr, "remoting_bench: out of memory\n");
+		exit(1);
+	}
+	CHECK(cudaMalloc(&d, n));
+	for (i = 0; i < 2 + p->cpu_reps; i++) {
+		double t0, t1;
+
+		cpu_work(h, n, p->cpu_us, i);
+		t0 = now();
+		CHECK(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice));
+		t1 = now();
+		cpu_work(h, n, p->cpu_us, i);
+		if (i >= 2) /* two warm-ups */
+			copy.push_back((t1 - t0) * 1e6);
+		t0 = now();
+		empty_kernel<<<1, 1>>>();
+		CHECK(cudaStreamSynchronize(0));
+		t1 = now();
+		if (i >= 2)
+			launch.push_back((t1 - t0) * 1e6);
+	}
+	CHECK(cudaGetLastError());
+	CHECK(cudaFree(d));
+	free(h);
+	printf("metric h2d_pageable_588KiB_after_cpu_us %.3f us\n", median(copy));
+	printf("metric launch_sync_after_cpu_us %.3f us\n", median(launch));
 }
 
 /* --- copy bandwidth ------------------------------------------------------ */
@@ -470,6 +528,8 @@ int main(int argc, char **argv)
 		p.bw_min_seconds = 0.005;
 		p.bw_min_reps = 3;
 		p.bw_max_reps = 1000;
+		p.cpu_reps = 20;
+		p.cpu_us = 2000;
 	} else {
 		p.launch_batches = 9;
 		p.launch_batch = 2000;
@@ -478,6 +538,8 @@ int main(int argc, char **argv)
 		p.bw_min_seconds = 0.05;
 		p.bw_min_reps = 5;
 		p.bw_max_reps = 20000;
+		p.cpu_reps = 100;
+		p.cpu_us = 5000;
 	}
 	/* A partial run still leaves every finished line behind. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -498,6 +560,7 @@ int main(int argc, char **argv)
 	bench_launch_sync(&p);
 	bench_idle_sync(&p);
 	bench_byte_pair(&p);
+	bench_after_cpu(&p);
 	bench_bandwidth(&p);
 
 	CHECK(cudaDeviceSynchronize());
