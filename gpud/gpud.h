@@ -292,6 +292,7 @@ struct gpud {
 	bool arb_resumed;      /* our ticket or turn is a resume one */
 	bool arb_no_resume;    /* MIG_GPUD_RESUME=0: never take one */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
+	uint64_t arb_ticket_ns; /* when our ticket was taken */
 	uint64_t arb_resumes;  /* statistics: resume tickets taken */
 	bool arb_copy_waits;   /* a copy for the compute engine waits out */
 	uint32_t arb_copy_behind; /* ... the turn of this ticket (another's) */
@@ -328,6 +329,9 @@ struct gpud {
 	/* Sleeps after a call that queued GPU work, ended by the client's
 	 * next call: a wake-up on its GPU phase's path. */
 	uint64_t prof_phase_wakes, prof_phase_wake_ns;
+	/* Turns passed to us by a release while we waited, and how long
+	 * after the release we noticed each: a wake-up, the GPU idle. */
+	uint64_t prof_handovers, prof_handover_ns;
 	uint64_t prof_images, prof_image_bytes;
 	uint64_t htod_rows; /* small host-to-device copies issued as two rows */
 	/* Turns given back, by the turn's length (< 0.5 ms, < 2 ms, more)

@@ -2245,6 +2245,8 @@ static void profile_write(const struct gpud *g, FILE *f)
 		mig_sharing_name((int)g->arb->model),
 		(unsigned long long)g->arb_grants,
 		(unsigned long long)g->arb_resumes, g->arb_wait_ns / 1e6);
+	pline(g, f, "  turns passed to it by another's release while it waited: %llu, noticed %.1f ms after their releases in all\n",
+		(unsigned long long)g->prof_handovers, g->prof_handover_ns / 1e6);
 	pline(g, f, "  compute-engine copies that waited out another's turn: %llu, %.1f ms\n",
 		(unsigned long long)g->arb_copy_waited, g->arb_copy_wait_ns / 1e6);
 	pline(g, f, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
@@ -2623,6 +2625,7 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 		if (g->arb_ticket == ~0u)
 			return true; /* cannot happen with < 1024 servers */
 		g->arb_ticket_taken = true;
+		g->arb_ticket_ns = mig_now_ns();
 		g->arb_waits++;
 		g->arb_resumes += g->arb_resumed;
 		if (g->profile)
@@ -2637,6 +2640,16 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 	g->arb_held = true;
 	g->arb_held_since = now;
 	g->arb_grants++;
+	if (g->profile) {
+		uint64_t passed = __atomic_load_n(&g->arb->passed_ns, __ATOMIC_RELAXED);
+
+		/* Passed on by a release after we asked, not free when we
+		 * asked: we noticed it now. */
+		if (passed > g->arb_ticket_ns && passed <= now) {
+			g->prof_handovers++;
+			g->prof_handover_ns += now - passed;
+		}
+	}
 	return true;
 }
 

@@ -227,6 +227,7 @@ static bool grant_next(struct mig_arbiter *a)
 	if (t != a->next) {
 		add_waiting(a, -1);
 		resume_done(a, t);
+		a->passed_ns = now_ns();
 	}
 	mig_store_release(&a->serving, t);
 	return t != a->next;

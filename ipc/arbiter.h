@@ -44,7 +44,7 @@
 #include <stdint.h>
 
 #define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
-#define MIG_ARB_VERSION 4
+#define MIG_ARB_VERSION 5
 #define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
 
 enum mig_sharing {
@@ -77,6 +77,9 @@ struct mig_arbiter {
 	uint32_t holder;         /* id of the holder once it noticed, 0 none */
 	uint32_t resuming;       /* resume tickets outstanding, not granted */
 	uint64_t grant_ns;       /* CLOCK_MONOTONIC of the current grant */
+	uint64_t passed_ns;      /* statistics: when the last release passed
+				    the GPU to a waiting ticket (its server
+				    notices later: a wake-up) */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
 				    holder noticed it to its release */

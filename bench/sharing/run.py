@@ -481,6 +481,9 @@ PROFILE_FIGURES = (
      re.compile(r"copies that waited out another's turn: (\d+), ([\d.]+) ms")),
     (("htod_two_rows",),
      re.compile(r"copies sent to a copy engine as two rows: (\d+)")),
+    (("handovers", "handover_ms"),
+     re.compile(r"turns passed to it by another's release while it waited: (\d+), "
+                r"noticed ([\d.]+) ms after")),
     (("phase_wakes", "phase_wake_ms"),
      re.compile(r"woken in its client's GPU phase \(a call after queued GPU work, "
                 r"spinning \d+ us first\): (\d+), ([\d.]+) ms")),

@@ -68,6 +68,7 @@ def test_sharing_benchmark_runs(tmp_path):
     assert occ["held_calls"] >= occ["calls"]["launch"][0], occ  # every launch in a turn
     assert profiles["time-sharing"].get("turns", 0) == 0, profiles
     assert all("phase_wakes" in p for p in profiles.values()), profiles
+    assert occ["handovers"] > 0 and occ["handover_ms"] >= 0, occ  # two clients take turns
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert logs == {f"{m}.log" for m in cells}, logs
     # The variant's GPU servers, and only its, had the setting.

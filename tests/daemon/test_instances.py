@@ -1108,9 +1108,9 @@ def test_a_launcher_behind_the_gpu_keeps_the_turn_through_its_phase(harness, bui
     assert statistics.median(turns) <= 10, f"the holder gave the turn back in its gaps: {turns}"
 
 
-def _kept_gaps(h):
-    """Each GPU server's profile line on the gaps its turn was kept through
-    while others waited: {server name: (gaps, ms)} (after shutdown)."""
+def _profile_figures(h, pattern):
+    """Each GPU server's profile line that @pattern (a count, then ms)
+    matches: {server name: (count, ms)} (after shutdown)."""
     h.log.flush()
     h.log.seek(0)
     name, out = None, {}
@@ -1118,10 +1118,23 @@ def _kept_gaps(h):
         m = re.search(r"mig-gpud (\S+): profile:", line)
         if m:
             name = m.group(1)
-        m = re.search(r"through its client's gaps while others waited: (\d+) gaps, ([\d.]+) ms", line)
+        m = re.search(pattern, line)
         if m and name:
             out[name] = (int(m.group(1)), float(m.group(2)))
     return out
+
+
+def _kept_gaps(h):
+    """The gaps each server's turn was kept through while others waited."""
+    return _profile_figures(h, r"through its client's gaps while others waited: (\d+) gaps, "
+                               r"([\d.]+) ms")
+
+
+def _handovers(h):
+    """The turns each server was passed by another's release while it
+    waited, and how long after those releases it noticed them in all."""
+    return _profile_figures(h, r"turns passed to it by another's release while it waited: "
+                               r"(\d+), noticed ([\d.]+) ms after")
 
 
 def test_servers_stopping_together_write_their_profiles_whole(harness, built):
@@ -1152,7 +1165,8 @@ def test_servers_stopping_together_write_their_profiles_whole(harness, built):
     assert set(blocks) == ids, h.stderr()
     for name, lines in blocks.items():
         for once in ("doorbell sleeps", "images received", "arbiter", "kept, GPU idle",
-                     "in its turns", "turns given back"):
+                     "in its turns", "turns given back", "turns passed to it",
+                     "woken in its client's GPU phase"):
             assert sum(ln.startswith(once) for ln in lines) == 1, (name, once, lines)
         assert sum(ln.startswith("call launch") for ln in lines) == 1, (name, lines)
 
@@ -1178,10 +1192,16 @@ def test_profile_counts_the_gaps_a_turn_is_kept_through_while_others_wait(harnes
             assert h.invoke("w", "1 30 0")["status"] == 200
         assert h.wait("lag")["status"] == 200
         assert h.cmd("shutdown", timeout=30)["ok"]
-        gaps = _kept_gaps(h)
-        print(f"waiter {waiter}: gaps kept while others waited {gaps}")
-        assert set(gaps) == {lag, w}, h.stderr()
+        gaps, handed = _kept_gaps(h), _handovers(h)
+        print(f"waiter {waiter}: gaps kept while others waited {gaps}, hand-overs {handed}")
+        assert set(gaps) == set(handed) == {lag, w}, h.stderr()
         assert gaps[w][0] <= 1, gaps  # at most the end of its one turn
+        # With both asking, one waited for the other's release (the waiter
+        # as a rule; the launcher if it lost the turn in a gap first); alone,
+        # neither.  Each noticed within a second.
+        assert (handed[lag][0] + handed[w][0] >= 1 if waiter else
+                handed == {lag: (0, 0.0), w: (0, 0.0)}), handed
+        assert all(ms <= 1000 * n for n, ms in handed.values()), handed
         return gaps[lag]
 
     assert once(False) == (0, 0.0)
