@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "units.h"
 
 #define DRAIN_ANSWERS_MS 5000   /* for answers to leave after the drain */
 
@@ -296,8 +297,16 @@ int main(int argc, char **argv)
 	sigset_t s;
 	int sig;
 
+	uint64_t spin_ns;
+
 	if (config_load(&d->cfg, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "mignificentd: %s\n", err);
+		return 2;
+	}
+	/* The GPU servers inherit our environment: one that none of them
+	 * would start with is refused here, not at every cold start. */
+	if (mig_parse_phase_spin(getenv("MIG_GPUD_PHASE_SPIN_US"), &spin_ns, err, sizeof(err))) {
+		fprintf(stderr, "mignificentd: %s (read by the GPU servers)\n", err);
 		return 2;
 	}
 	daemon_log_level(d->cfg.verbose);

@@ -277,7 +277,8 @@ struct gpud {
 	uint64_t last_call_ns;
 	bool last_call_queued;
 	/* How long the loop spins for the next call after one that queued
-	 * GPU work (MIG_GPUD_PHASE_SPIN_US; after others, SPIN_IDLE_NS). */
+	 * GPU work (MIG_GPUD_PHASE_SPIN_US, ipc/units.h; after others,
+	 * SPIN_IDLE_NS). */
 	uint64_t phase_spin_ns;
 	/* The partition's arbiter (ipc/arbiter.h), or NULL: time-sharing. */
 	struct mig_arbiter *arb;
@@ -399,11 +400,6 @@ void modcache_close(struct gpud *g);
 int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 			size_t errlen);
 
-/* The loop's spin after a call that queued GPU work (server.c): @us, from
- * MIG_GPUD_PHASE_SPIN_US, in microseconds (0 to 100000; below
- * SPIN_IDLE_NS's 50, as after any call), or the default with @us NULL or
- * empty.  -1 with @err set for anything else. */
-int gpud_phase_spin_from_env(struct gpud *g, const char *us, char *err, size_t errlen);
 /* All GPU work the client asked for has completed (server.c). */
 bool gpud_streams_idle(struct gpud *g);
 /* Wait for the arbiter's turn for calls of class @cls (server.c). */

@@ -30,6 +30,7 @@
 
 #include "gpud.h"
 #include "segment.h"
+#include "units.h"
 
 volatile int gpud_stop_requested;
 
@@ -98,8 +99,8 @@ int main(int argc, char **argv)
 	if (getenv("MIG_GPUD_PROFILE_LINE_DELAY_US"))
 		g.profile_line_delay_us =
 			(unsigned)strtoul(getenv("MIG_GPUD_PROFILE_LINE_DELAY_US"), NULL, 10);
-	if (gpud_phase_spin_from_env(&g, getenv("MIG_GPUD_PHASE_SPIN_US"), err,
-				     sizeof(err)) < 0) {
+	if (mig_parse_phase_spin(getenv("MIG_GPUD_PHASE_SPIN_US"), &g.phase_spin_ns, err,
+				 sizeof(err)) < 0) {
 		fprintf(stderr, "mig-gpud: %s\n", err);
 		return 1;
 	}

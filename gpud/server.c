@@ -33,6 +33,7 @@
 #include "launch_attrs.h"
 #include "segment.h"
 #include "seqword.h"
+#include "units.h"
 
 #define SPIN_IDLE_NS 50000ull     /* spin on an empty ring before sleeping */
 #define SPIN_PENDING_NS 2000000ull /* poll pending work before handing off:
@@ -2876,29 +2877,9 @@ static void sleep_on_doorbell(struct gpud *g, uint64_t ns)
 	}
 }
 
-#define PHASE_SPIN_NS ARB_LAUNCH_GRACE_NS /* (default) a holder's turn then
-					      passes at the spin's end */
-#define PHASE_SPIN_MAX_US 100000ull
-
-int gpud_phase_spin_from_env(struct gpud *g, const char *us, char *err, size_t errlen)
-{
-	unsigned long long v;
-	char *end;
-
-	g->phase_spin_ns = PHASE_SPIN_NS;
-	if (!us || !*us)
-		return 0;
-	errno = 0;
-	v = strtoull(us, &end, 10);
-	if (errno || *end || *us < '0' || *us > '9' || v > PHASE_SPIN_MAX_US) {
-		snprintf(err, errlen,
-			 "MIG_GPUD_PHASE_SPIN_US=%s: want microseconds, 0 to %llu",
-			 us, PHASE_SPIN_MAX_US);
-		return -1;
-	}
-	g->phase_spin_ns = v * 1000ull;
-	return 0;
-}
+/* By default a holder's turn passes at the spin's end, without a sleep. */
+_Static_assert(MIG_PHASE_SPIN_DEFAULT_US * 1000ull == ARB_LAUNCH_GRACE_NS,
+	       "the phase spin's default is the launch grace");
 
 /*
  * Whether the loop, idle since @idle_since, spins on (polls the ring)

@@ -5,8 +5,28 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int mig_parse_phase_spin(const char *s, uint64_t *ns, char *err, size_t errlen)
+{
+	unsigned long long v;
+	char *end;
+
+	*ns = MIG_PHASE_SPIN_DEFAULT_US * 1000ull;
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || !isdigit((unsigned char)*s) || v > MIG_PHASE_SPIN_MAX_US) {
+		snprintf(err, errlen, "MIG_GPUD_PHASE_SPIN_US=%s: want microseconds, 0 to %llu",
+			 s, MIG_PHASE_SPIN_MAX_US);
+		return -1;
+	}
+	*ns = v * 1000ull;
+	return 0;
+}
 
 int mig_parse_size(const char *s, uint64_t *out)
 {

@@ -680,6 +680,21 @@ def test_bad_json_config(start_daemon, tmp_path):
     assert "line 2" in d.logs(), d.logs()
 
 
+@pytest.mark.parametrize("value", ["fast", "-5", "100001"])
+def test_a_gpu_server_setting_none_could_start_with_is_refused(start_daemon, value):
+    """The GPU servers inherit the daemon's environment: a value of
+    MIG_GPUD_PHASE_SPIN_US that would stop every one of them from starting
+    stops the daemon at its start instead, saying why."""
+    d = start_daemon(wait=False, env={"MIG_GPUD_PHASE_SPIN_US": value})
+    assert d.p.wait(10) == 2
+    assert f"MIG_GPUD_PHASE_SPIN_US={value}: want microseconds" in d.logs(), d.logs()
+
+
+def test_a_gpu_server_setting_is_taken(start_daemon):
+    d = start_daemon(env={"MIG_GPUD_PHASE_SPIN_US": "1000"})
+    assert d.stop() == 0
+
+
 def test_unknown_flag_and_help(daemon_built):
     p = subprocess.run([str(daemon_built), "--bogus"], capture_output=True, text=True)
     assert p.returncode == 2 and "--bogus" in p.stderr
