@@ -386,6 +386,15 @@ CUresult shim_begin(struct shim_tx *tx, uint16_t op, uint32_t body_len,
 	return CUDA_SUCCESS;
 }
 
+/* Wake the server if it sleeps on its doorbell. */
+void shim_ring_doorbell(void)
+{
+	if (mig_load_relaxed(&shim.hdr->doorbell.waiters)) {
+		__atomic_fetch_add(&shim.hdr->doorbell.value, 1, __ATOMIC_RELEASE);
+		mig_futex_wake(&shim.hdr->doorbell.value, 1);
+	}
+}
+
 CUresult shim_commit(struct shim_tx *tx)
 {
 	struct mig_reply_slot *s;
@@ -396,10 +405,7 @@ CUresult shim_commit(struct shim_tx *tx)
 	/* Publish the message; pairs with the server's acquire of tail. */
 	mig_store_release(&shim.hdr->req_tail.value, shim.tail);
 	mig_smp_mb();
-	if (mig_load_relaxed(&shim.hdr->doorbell.waiters)) {
-		__atomic_fetch_add(&shim.hdr->doorbell.value, 1, __ATOMIC_RELEASE);
-		mig_futex_wake(&shim.hdr->doorbell.value, 1);
-	}
+	shim_ring_doorbell();
 	pthread_mutex_unlock(&shim.ring_lock);
 	__atomic_fetch_add(&stat_calls[tx->op][!!(tx->flags & MIG_MSGF_REPLY)], 1,
 			   __ATOMIC_RELAXED);

@@ -218,6 +218,9 @@ static CUresult htod_staged(CUdeviceptr dst, const uint8_t *src, size_t n,
 	size_t done = 0;
 	uint32_t c = 0, i;
 
+	/* A server asleep (the client's CPU phase before this copy) wakes
+	 * while we fill the first chunk, not after. */
+	shim_ring_doorbell();
 	pthread_mutex_lock(&shim.staging_lock);
 	while (done < n && r == CUDA_SUCCESS) {
 		size_t piece = n - done < MIG_STAGING_CHUNK ? n - done :

@@ -90,6 +90,10 @@ CUresult shim_begin(struct shim_tx *tx, uint16_t op, uint32_t body_len,
  * thread's next call); otherwise return CUDA_SUCCESS.
  */
 CUresult shim_commit(struct shim_tx *tx);
+/* Wake the server if it sleeps (shim_commit() does, after publishing): a
+ * call that has work to do before its request can wake it first, so that
+ * the server's wake-up overlaps that work. */
+void shim_ring_doorbell(void);
 struct mig_reply_slot *shim_my_slot(void);
 /* Wait until done(w->value, arg), the server's answer in @w: spin a while,
  * then sleep; at once while the server holds our calls back for the GPU
