@@ -67,6 +67,8 @@ enum part_state {
 struct copy_worker {
 	pthread_t thread;
 	uint32_t state; /* enum part_state; the helper's futex word */
+	uint32_t sleeping; /* 1 while the helper sleeps on @state: posting
+			      a part must wake it (else it spins for one) */
 	void *dst;
 	const void *src;
 	size_t n;
@@ -99,7 +101,13 @@ static void *copy_worker_main(void *arg)
 			if ((++spins & 63) || mig_now_ns() - since < COPY_LINGER_NS) {
 				mig_cpu_relax();
 			} else {
-				mig_futex_wait(&w->state, st, NULL);
+				/* Pairs with the fence between the caller's
+				 * post and its look at @sleeping. */
+				__atomic_store_n(&w->sleeping, 1, __ATOMIC_RELAXED);
+				mig_smp_mb();
+				if (mig_load_acquire(&w->state) == st)
+					mig_futex_wait(&w->state, st, NULL);
+				__atomic_store_n(&w->sleeping, 0, __ATOMIC_RELAXED);
 				since = mig_now_ns();
 			}
 		}
@@ -168,7 +176,9 @@ static void staged_memcpy(void *dst, const void *src, size_t n)
 		w->n = n - off < part ? n - off : part;
 		off += w->n;
 		mig_store_release(&w->state, PART_POSTED);
-		mig_futex_wake(&w->state, 1);
+		mig_smp_mb();
+		if (mig_load_relaxed(&w->sleeping)) /* else it spins: no syscall */
+			mig_futex_wake(&w->state, 1);
 		posted++;
 	}
 	memcpy(dst, src, part < n ? part : n);
