@@ -35,7 +35,8 @@ enum kind { K_HOST, K_PINNED, K_DEVICE };
  * MIG_COPY_THREADS sets their number (0 turns this off).
  *
  * After a piece a helper spins COPY_LINGER_NS for the next one, then
- * sleeps.  That covers the gap between the chunks of one staged copy and
+ * sleeps, and says so (@sleeping): only then does posting it a part cost
+ * the caller a futex call, on a virtual machine the wake-up's IPI.  That covers the gap between the chunks of one staged copy and
  * between copies issued back to back; a copy now and then (a service's
  * input per request) costs each helper that much spinning.  A spin
  * counted in pauses instead lasted 1-3 ms, depending on the CPU, per
