@@ -1179,9 +1179,14 @@ def test_profile_counts_the_gaps_a_turn_is_kept_through_while_others_wait(harnes
     whose one kernel keeps the GPU busy, at most the spin at its turn's
     end, before it gives the turn back. (On 2 busy cores the launcher may
     be preempted for longer than the grace as soon as the waiter asks, and
-    lose the turn before any gap: up to four tries for that case.)"""
+    lose the turn before any gap: up to four tries for that case.  The
+    servers spin 50 us in the launcher's gaps, not the default 250: on 2
+    cores a server spinning through every gap takes the CPU the launcher
+    needs to keep to its gaps, and the sanitized build lost the turn in all
+    four tries so, in one of three runs.)"""
     def once(waiter):
-        h = harness(sharing="overlap-cpu-copy", env={"MIG_GPUD_PROFILE": "1"})
+        h = harness(sharing="overlap-cpu-copy",
+                    env={"MIG_GPUD_PROFILE": "1", "MIG_GPUD_PHASE_SPIN_US": "50"})
         fixture(built, h, "lag", "gpu_launches", gpu=True, keep_alive_ms=60000)
         fixture(built, h, "w", "gpu_phases", gpu=True, keep_alive_ms=60000)
         lag = h.invoke("lag", "1 0")["instance"]
