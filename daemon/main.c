@@ -295,9 +295,8 @@ int main(int argc, char **argv)
 	char err[2048];
 	pthread_t t;
 	sigset_t s;
-	int sig;
-
 	uint64_t spin_ns;
+	int sig;
 
 	if (config_load(&d->cfg, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "mignificentd: %s\n", err);

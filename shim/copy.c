@@ -35,14 +35,15 @@ enum kind { K_HOST, K_PINNED, K_DEVICE };
  * MIG_COPY_THREADS sets their number (0 turns this off).
  *
  * After a piece a helper spins COPY_LINGER_NS for the next one, then
- * sleeps, and says so (@sleeping): only then does posting it a part cost
- * the caller a futex call, on a virtual machine the wake-up's IPI.  That covers the gap between the chunks of one staged copy and
+ * sleeps.  That covers the gap between the chunks of one staged copy and
  * between copies issued back to back; a copy now and then (a service's
  * input per request) costs each helper that much spinning.  A spin
  * counted in pauses instead lasted 1-3 ms, depending on the CPU, per
  * helper and per copy: CPU time taken from whatever else runs, the
  * instance's own threads included, and on a busy machine from the thread
- * the helpers wait for.
+ * the helpers wait for.  A helper says when it sleeps (@sleeping): only
+ * then does posting it a part cost the caller a futex call (on a virtual
+ * machine, the wake-up's interrupt to another CPU).
  *
  * The caller never waits for a helper that has not started its part: on a
  * node whose CPUs are all busy (four functions' CPU pools on its cores) a
