@@ -293,7 +293,7 @@ struct gpud {
 	bool arb_resumed;      /* our ticket or turn is a resume one */
 	bool arb_no_resume;    /* MIG_GPUD_RESUME=0: never take one */
 	uint64_t arb_waits, arb_wait_ns, arb_grants; /* statistics */
-	uint64_t arb_ticket_ns; /* when our ticket was taken */
+	uint64_t arb_ticket_ns; /* profile: when our ticket was taken */
 	uint64_t arb_resumes;  /* statistics: resume tickets taken */
 	bool arb_copy_waits;   /* a copy for the compute engine waits out */
 	uint32_t arb_copy_behind; /* ... the turn of this ticket (another's) */

@@ -2626,7 +2626,8 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 		if (g->arb_ticket == ~0u)
 			return true; /* cannot happen with < 1024 servers */
 		g->arb_ticket_taken = true;
-		g->arb_ticket_ns = mig_now_ns();
+		if (g->profile) /* for the hand-over figure only */
+			g->arb_ticket_ns = mig_now_ns();
 		g->arb_waits++;
 		g->arb_resumes += g->arb_resumed;
 		if (g->profile)
