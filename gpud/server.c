@@ -2248,6 +2248,8 @@ static void profile_write(const struct gpud *g, FILE *f)
 		(unsigned long long)g->arb_resumes, g->arb_wait_ns / 1e6);
 	pline(g, f, "  turns passed to it by another's release while it waited: %llu, noticed %.1f ms after their releases in all\n",
 		(unsigned long long)g->prof_handovers, g->prof_handover_ns / 1e6);
+	pline(g, f, "  releases announced to the next waiter: %llu; spun %.3f ms for announced releases while it waited\n",
+		(unsigned long long)g->arb_announcements, g->arb_release_spin_ns / 1e6);
 	pline(g, f, "  compute-engine copies that waited out another's turn: %llu, %.1f ms\n",
 		(unsigned long long)g->arb_copy_waited, g->arb_copy_wait_ns / 1e6);
 	pline(g, f, "  kept, GPU idle, through its client's gaps while others waited: %llu gaps, %.1f ms\n",
@@ -2344,6 +2346,8 @@ void gpud_profile_report(const struct gpud *g)
 #define ARB_LAUNCH_GRACE_NS 250000ull /* quiet after queued GPU work: kept */
 #define ARB_YOUNG_NS 1000000ull       /* a turn given back sooner: cut */
 #define ARB_COPY_WAIT_NS 5000000ull   /* a compute-engine copy waits, at most */
+#define ARB_ANNOUNCE_AFTER_NS 20000ull /* quiet this long: announce the release */
+#define ARB_ANNOUNCE_SLACK_NS 50000ull /* the loop's lateness, announced too */
 
 int gpud_arbiter_attach(struct gpud *g, int fd, uint32_t id, char *err,
 			size_t errlen)
@@ -2541,7 +2545,44 @@ static void arb_release(struct gpud *g)
 	}
 	g->arb_cut = mig_arb_release(g->arb, g->arb_ticket, &g->arb_gave_way) &&
 		     may_resume;
-	g->arb_held = g->arb_ticket_taken = false;
+	g->arb_held = g->arb_ticket_taken = g->arb_announced = false;
+}
+
+/*
+ * The holder's client has been quiet for a while (ARB_ANNOUNCE_AFTER_NS:
+ * past the gaps of a client that keeps up with its launches; the loop
+ * looks again every as long while it spins).  If the GPU is idle too and
+ * others wait, the turn passes at the end of the grace (arb_sleep_slice())
+ * unless the client calls again: announce it, so that the waiter next in
+ * line is back on a CPU by then rather than woken by the release
+ * (ipc/arbiter.h).  The client's next call withdraws it (arb_withdraw()).
+ * Only where servers spin through their clients' GPU phases
+ * (MIG_GPUD_PHASE_SPIN_US at least the grace, the default): a node set to
+ * spare its CPUs spares the waiter's spin too.
+ */
+static void arb_announce_release(struct gpud *g, uint64_t now)
+{
+	uint64_t quiet = now - g->last_call_ns;
+	uint64_t grace = g->last_call_queued ? ARB_LAUNCH_GRACE_NS : SPIN_IDLE_NS;
+
+	if (!g->arb_held || g->phase_spin_ns < ARB_LAUNCH_GRACE_NS ||
+	    g->arb_announced || g->npend ||
+	    g->bq_head != g->bq_tail || !mig_arb_waiting(g->arb) ||
+	    !gpud_streams_idle(g))
+		return;
+	mig_arb_announce(g->arb, g->arb_ticket,
+			 (grace > quiet ? grace - quiet : 0) + ARB_ANNOUNCE_SLACK_NS);
+	g->arb_announced = true;
+	g->arb_announcements++;
+}
+
+/* The client called again: the turn stays; the waiter spins no longer. */
+static void arb_withdraw(struct gpud *g)
+{
+	if (!g->arb_announced)
+		return;
+	mig_arb_announce(g->arb, g->arb_ticket, 0);
+	g->arb_announced = false;
 }
 
 /*
@@ -2675,6 +2716,7 @@ static uint64_t arb_sleep_slice(struct gpud *g)
 	if (g->last_call_queued && quiet < ARB_LAUNCH_GRACE_NS) {
 		if (g->profile && !g->prof_gap_since && mig_arb_waiting(g->arb))
 			g->prof_gap_since = now;
+		arb_announce_release(g, now);
 		return ARB_LAUNCH_GRACE_NS - quiet; /* or the client's next call */
 	}
 	arb_release(g);
@@ -2694,7 +2736,8 @@ static bool call_queued_gpu_work(const struct mig_msg_hdr *h)
 static bool arb_wait(struct gpud *g, uint64_t ns)
 {
 	uint64_t t0 = mig_now_ns();
-	bool ok = mig_arb_wait(g->arb, g->arb_ticket, g->arb_id, ns);
+	bool ok = mig_arb_wait_spin(g->arb, g->arb_ticket, g->arb_id, ns,
+				    &g->arb_release_spin_ns);
 
 	g->arb_wait_ns += mig_now_ns() - t0;
 	return ok;
@@ -2775,6 +2818,7 @@ bool gpud_drain(struct gpud *g)
 	}
 	if (progress) {
 		g->last_call_ns = mig_now_ns();
+		arb_withdraw(g);
 		if (g->profile && g->arb_held)
 			prof_gap_end(g, g->last_call_ns);
 	}
@@ -2905,7 +2949,7 @@ static bool spin_on(const struct gpud *g, uint64_t idle_since, uint64_t now)
 
 int gpud_serve(struct gpud *g)
 {
-	uint64_t idle_since = 0;
+	uint64_t idle_since = 0, now, next_look = 0; /* for a release to announce */
 
 	while (!g->broken && !gpud_stop_requested) {
 		bool progress = gpud_drain(g), holding;
@@ -2921,6 +2965,7 @@ int gpud_serve(struct gpud *g)
 		}
 		if (!idle_since) {
 			idle_since = mig_now_ns();
+			next_look = idle_since + ARB_ANNOUNCE_AFTER_NS;
 			if (g->profile && g->arb_held && !g->prof_gap_since &&
 			    !g->npend && g->bq_head == g->bq_tail &&
 			    mig_arb_waiting(g->arb) && gpud_streams_idle(g))
@@ -2948,7 +2993,13 @@ int gpud_serve(struct gpud *g)
 			idle_since = 0;
 			continue;
 		}
-		if (spin_on(g, idle_since, mig_now_ns())) {
+		now = mig_now_ns();
+		if (spin_on(g, idle_since, now)) {
+			if (g->arb_held && !g->arb_announced &&
+			    now >= next_look) {
+				next_look = now + ARB_ANNOUNCE_AFTER_NS;
+				arb_announce_release(g, now);
+			}
 			mig_cpu_relax();
 			continue;
 		}

@@ -170,27 +170,105 @@ bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id)
 	return true;
 }
 
-bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
-		  uint64_t timeout_ns)
+/* Under the lock: the ticket a release would grant now, @next if none:
+ * the oldest resume ticket, else the oldest outstanding one besides the
+ * one served. */
+static uint32_t next_in_line(const struct mig_arbiter *a)
+{
+	uint32_t t;
+
+	if (a->resuming)
+		for (t = a->oldest; t != a->next; t++)
+			if (outstanding(a, t) && SLOT(a, t)->resume)
+				return t;
+	for (t = a->oldest; t != a->next; t++)
+		if (outstanding(a, t) && t != a->serving)
+			return t;
+	return a->next;
+}
+
+/* Spin until ticket @v is no longer served, or until the time announced
+ * for its release or @end passes; returns the time spun. */
+static uint64_t spin_for_release(struct mig_arbiter *a, uint32_t v,
+				 uint64_t until, uint64_t end)
+{
+	uint64_t start = now_ns(), now = start;
+	unsigned int i = 0;
+
+	if (end < until)
+		until = end;
+	while (mig_load_acquire(&a->serving) == v && now < until) {
+		mig_cpu_relax();
+		if ((++i & 63) == 0) {
+			now = now_ns();
+			if (__atomic_load_n(&a->soon_until_ns, __ATOMIC_ACQUIRE) == 0)
+				break; /* withdrawn: the holder keeps the turn */
+		}
+	}
+	return now_ns() - start;
+}
+
+bool mig_arb_wait_spin(struct mig_arbiter *a, uint32_t t, uint32_t id,
+		       uint64_t timeout_ns, uint64_t *spun_ns)
 {
 	uint64_t end = now_ns() + timeout_ns;
 
 	for (;;) {
 		uint32_t v = mig_load_acquire(&a->serving);
-		uint64_t now;
+		uint64_t now, until;
 		struct timespec ts;
+		bool live, next;
 
 		if (v == t)
 			return mig_arb_granted(a, t, id);
-		if (!mig_arb_outstanding(a, t))
+		lock(a);
+		live = outstanding(a, t);
+		next = live && next_in_line(a) == t;
+		unlock(a);
+		if (!live)
 			return false; /* given back by another (its server gone) */
 		now = now_ns();
 		if (now >= end)
 			return false;
+		/* The holder announced its release, and it is ours: spin. */
+		until = __atomic_load_n(&a->soon_until_ns, __ATOMIC_ACQUIRE);
+		if (next && until > now && __atomic_load_n(&a->soon, __ATOMIC_RELAXED) == v) {
+			uint64_t spun = spin_for_release(a, v, until, end);
+
+			if (spun_ns)
+				*spun_ns += spun;
+			continue;
+		}
 		ts.tv_sec = (time_t)((end - now) / 1000000000ull);
 		ts.tv_nsec = (long)((end - now) % 1000000000ull);
 		mig_futex_wait(&a->serving, v, &ts);
 	}
+}
+
+bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
+		  uint64_t timeout_ns)
+{
+	return mig_arb_wait_spin(a, t, id, timeout_ns, NULL);
+}
+
+/*
+ * The waiters sleep on @serving; an announcement wakes them without
+ * changing it.  Each looks whether it is next in line: that one spins,
+ * the others sleep again.  A withdrawal wakes nobody: the spinning waiter
+ * sees @soon_until_ns cleared.
+ */
+void mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns)
+{
+	if (mig_load_acquire(&a->serving) != t)
+		return;
+	if (!within_ns) {
+		__atomic_store_n(&a->soon_until_ns, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	__atomic_store_n(&a->soon, t, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->soon_until_ns, now_ns() + within_ns, __ATOMIC_RELEASE);
+	if (mig_arb_waiting(a))
+		mig_futex_wake(&a->serving, 0x7fffffff);
 }
 
 bool mig_arb_outstanding(struct mig_arbiter *a, uint32_t t)
@@ -213,17 +291,12 @@ uint32_t mig_arb_waiting(const struct mig_arbiter *a)
  * Under the lock. */
 static bool grant_next(struct mig_arbiter *a)
 {
-	uint32_t t = a->oldest;
+	uint32_t t = next_in_line(a);
 
 	if (a->holder)
 		__atomic_fetch_add(&a->held_ns, now_ns() - a->grant_ns, __ATOMIC_RELAXED);
 	a->holder = 0;
-	if (a->resuming)
-		for (uint32_t r = a->oldest; r != a->next; r++)
-			if (outstanding(a, r) && SLOT(a, r)->resume) {
-				t = r;
-				break;
-			}
+	__atomic_store_n(&a->soon_until_ns, 0, __ATOMIC_RELAXED);
 	if (t != a->next) {
 		add_waiting(a, -1);
 		resume_done(a, t);

@@ -26,6 +26,16 @@
  * a server whose turn was cut would go next, was measured on the H200 and
  * left: see docs/benchmarks.md, "Cut turns".)
  *
+ * A release wakes the servers that wait for the GPU, and a sleeping
+ * thread's wake-up takes tens to hundreds of microseconds on a virtual
+ * machine (bench/machine/cpu_probe wake), the GPU idle all along.  So a
+ * holder whose client has gone quiet with the GPU idle, and which will
+ * therefore give the turn back within a known time unless the client
+ * calls again, announces that (mig_arb_announce()): the waiter next in
+ * line is woken then and spins for the release instead of sleeping,
+ * until the announced time, or until the holder withdraws the
+ * announcement (its client called again: the turn stays).
+ *
  * A server that dies with a ticket (held or waiting) would stall the rest:
  * the daemon, which sees every server's exit, abandons its tickets
  * (mig_arb_abandon()).  The page is written only by the daemon and our GPU
@@ -44,7 +54,7 @@
 #include <stdint.h>
 
 #define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
-#define MIG_ARB_VERSION 5
+#define MIG_ARB_VERSION 6
 #define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
 
 enum mig_sharing {
@@ -80,6 +90,9 @@ struct mig_arbiter {
 	uint64_t passed_ns;      /* statistics: when the last release passed
 				    the GPU to a waiting ticket (its server
 				    notices later: a wake-up) */
+	uint32_t soon;           /* the ticket whose holder announced that it
+				    gives the GPU back by @soon_until_ns */
+	uint64_t soon_until_ns;  /* CLOCK_MONOTONIC; 0: no announcement */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
 				    holder noticed it to its release */
@@ -114,6 +127,15 @@ bool mig_arb_granted(struct mig_arbiter *a, uint32_t t, uint32_t id);
  * outstanding (mig_arb_abandon() gave it back: its server is gone). */
 bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
 		  uint64_t timeout_ns);
+/* The same; *@spun_ns (if not NULL) adds the time spent spinning for an
+ * announced release (mig_arb_announce()) rather than sleeping. */
+bool mig_arb_wait_spin(struct mig_arbiter *a, uint32_t t, uint32_t id,
+		       uint64_t timeout_ns, uint64_t *spun_ns);
+/* @t's holder expects to give the GPU back within @within_ns: the waiter
+ * next in line is woken to spin for it.  @within_ns 0 withdraws the
+ * announcement (the holder keeps the turn after all).  No effect unless
+ * @t is the ticket served. */
+void mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns);
 /* Is ticket @t still waiting or held (not given back)? */
 bool mig_arb_outstanding(struct mig_arbiter *a, uint32_t t);
 /* Tickets taken and not yet served, besides the holder's. */

@@ -484,6 +484,8 @@ PROFILE_FIGURES = (
     (("handovers", "handover_ms"),
      re.compile(r"turns passed to it by another's release while it waited: (\d+), "
                 r"noticed ([\d.]+) ms after")),
+    (("announced", "announce_spin_ms"),
+     re.compile(r"releases announced to the next waiter: (\d+); spun ([\d.]+) ms")),
     (("phase_wakes", "phase_wake_ms"),
      re.compile(r"woken in its client's GPU phase \(a call after queued GPU work, "
                 r"spinning \d+ us first\): (\d+), ([\d.]+) ms")),
@@ -870,6 +872,11 @@ def main(argv):
                  f"{p['held_calls']} calls issued in them in {p['held_call_ms']:.1f} ms, "
                  f"gaps kept while others waited {p['kept_gaps']} ({p['kept_gap_ms']:.1f} ms); "
                  if p.get("turns") else "")
+              + (f"hand-overs {p['handovers']} noticed "
+                 f"{p['handover_ms'] * 1e3 / p['handovers']:.0f} us after the release on average; "
+                 if p.get("handovers") else "")
+              + (f"releases announced {p['announced']} (waiters spun "
+                 f"{p['announce_spin_ms']:.1f} ms); " if p.get("announced") else "")
               + (f"compute-engine copies waited {p['engine_copies_waited']} "
                  f"({p['engine_copy_wait_ms']:.1f} ms); " if p.get("engine_copies_waited") else "")
               + (f"{p['htod_two_rows']} small copies in two rows; "

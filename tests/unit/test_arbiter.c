@@ -2,13 +2,16 @@
  * test_arbiter.c - the partition's ticket lock (ipc/arbiter.c): order,
  * resume tickets, release of a waiting ticket, abandonment by a dead owner
  * (and its waiter's wait ending with it), a lock left by
- * a killed process, and mutual exclusion between real processes.
+ * a killed process, announced releases (the next waiter spins for one,
+ * the others sleep on, a withdrawal puts it back to sleep), and mutual
+ * exclusion between real processes.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,8 +263,152 @@ static void test_lock_of_a_killed_process_is_taken_over(void **state)
 	munmap(a, sizeof(*a));
 }
 
+/* A process's scheduler state ('R' running, 'S' asleep...), from /proc. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Wait up to 5 s for @pid to be in state @want; true if it was. */
+static bool await_state(pid_t pid, char want)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (proc_state(pid) == want)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+struct wait_result {
+	uint64_t spun_ns;
+	int granted;
+};
+
+static pid_t wait_in_child(struct mig_arbiter *a, uint32_t t, uint32_t id,
+			   struct wait_result *r)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		r->granted = mig_arb_wait_spin(a, t, id, 20000000000ull, &r->spun_ns);
+		_exit(0);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	int status;
+
+	alarm(10); /* a wait to its 20 s timeout fails the test */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	alarm(0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
+ * The holder announces its release: the waiter next in line wakes and
+ * spins for it (on a CPU when it comes, not asleep); the one behind it
+ * sleeps on.  An announcement by a ticket not served changes nothing, and
+ * a release ends the announcement: the next holder's waiter sleeps.
+ */
+static void test_announced_release_is_spun_for_by_the_next_waiter(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU_COPY);
+	struct wait_result *r = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint32_t t1, t2, t3;
+	pid_t next, behind;
+
+	(void)state;
+	assert_true(r != MAP_FAILED);
+	t1 = mig_arb_take(a, 1, NULL, NULL);
+	t2 = mig_arb_take(a, 2, NULL, NULL);
+	t3 = mig_arb_take(a, 3, NULL, NULL);
+	assert_true(mig_arb_granted(a, t1, 1));
+	mig_arb_announce(a, t2, 5000000000ull); /* not served: ignored */
+	assert_int_equal(a->soon_until_ns, 0);
+	next = wait_in_child(a, t2, 2, &r[0]);
+	behind = wait_in_child(a, t3, 3, &r[1]);
+	assert_true(await_state(next, 'S'));
+	assert_true(await_state(behind, 'S'));
+
+	mig_arb_announce(a, t1, 5000000000ull);
+	assert_true(await_state(next, 'R'));
+	usleep(20000);
+	assert_int_equal(proc_state(behind), 'S');
+	mig_arb_release(a, t1, NULL);
+	reap(next);
+	assert_true(r[0].granted);
+	assert_true(r[0].spun_ns >= 10000000ull);  /* the 20 ms at least, */
+	assert_true(r[0].spun_ns < 4000000000ull); /* not to the announced end */
+	assert_int_equal(a->soon_until_ns, 0);
+
+	/* t2's turn (its process gone: given back here) passes to t3, which
+	 * never spun: it was never next in line at an announcement. */
+	mig_arb_release(a, t2, NULL);
+	reap(behind);
+	assert_true(r[1].granted);
+	assert_int_equal(r[1].spun_ns, 0);
+	mig_arb_release(a, t3, NULL);
+	assert_free(a);
+	munmap(r, 4096);
+	munmap(a, sizeof(*a));
+}
+
+/* A holder whose client called again withdraws its announcement: the
+ * spinning waiter goes back to sleep, long before the announced time. */
+static void test_withdrawn_announcement_puts_the_waiter_back_to_sleep(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU_COPY);
+	struct wait_result *r = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint32_t t1, t2;
+	pid_t pid;
+
+	(void)state;
+	assert_true(r != MAP_FAILED);
+	t1 = mig_arb_take(a, 1, NULL, NULL);
+	t2 = mig_arb_take(a, 2, NULL, NULL);
+	assert_true(mig_arb_granted(a, t1, 1));
+	pid = wait_in_child(a, t2, 2, r);
+	assert_true(await_state(pid, 'S'));
+	mig_arb_announce(a, t1, 60000000000ull); /* a minute */
+	assert_true(await_state(pid, 'R'));
+	usleep(20000); /* spinning, not just woken */
+	assert_int_equal(proc_state(pid), 'R');
+	mig_arb_announce(a, t1, 0);
+	assert_int_equal(a->soon_until_ns, 0);
+	assert_true(await_state(pid, 'S'));
+	mig_arb_release(a, t1, NULL);
+	reap(pid);
+	assert_true(r->granted);
+	assert_true(r->spun_ns >= 10000000ull && r->spun_ns < 30000000000ull);
+	mig_arb_release(a, t2, NULL);
+	assert_free(a);
+	munmap(r, 4096);
+	munmap(a, sizeof(*a));
+}
+
 /* Four processes, each 200 times: take a turn, check nobody else is inside,
- * stay a moment, leave.  Every turn is served (no starvation, no loss). */
+ * stay a moment, leave (every other time announcing it first, as a holder
+ * whose client went quiet does).  Every turn is served (no starvation, no
+ * loss). */
 static void test_exclusion_between_processes(void **state)
 {
 	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU);
@@ -289,6 +436,8 @@ static void test_exclusion_between_processes(void **state)
 				if (__atomic_fetch_add(inside, 1, __ATOMIC_SEQ_CST))
 					_exit(2);
 				usleep(50);
+				if (i % 2)
+					mig_arb_announce(a, t, 100000);
 				__atomic_fetch_sub(inside, 1, __ATOMIC_SEQ_CST);
 				cut = mig_arb_release(a, t, &gave);
 			}
@@ -317,6 +466,8 @@ int main(void)
 		cmocka_unit_test(test_resume_ticket_goes_next),
 		cmocka_unit_test(test_resume_ticket_given_back_or_abandoned),
 		cmocka_unit_test(test_lock_of_a_killed_process_is_taken_over),
+		cmocka_unit_test(test_announced_release_is_spun_for_by_the_next_waiter),
+		cmocka_unit_test(test_withdrawn_announcement_puts_the_waiter_back_to_sleep),
 		cmocka_unit_test(test_exclusion_between_processes),
 	};
 
