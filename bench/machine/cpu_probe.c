@@ -196,7 +196,7 @@ static void probe_speed(void)
 	memcpy(all, t, total * sizeof(*t));
 	median = quantile(all, total, 0.5);
 
-	printf("\nspeed: one compute loop per CPU, %d samples %s apart; "
+	printf("\nspeed: one compute loop per CPU, %d samples, %s; "
 	       "time / the median of all samples (%.2f ms)\n",
 	       samples, quick ? "back to back" : "0.25 s apart", (double)median / 1e6);
 	printf("  cpu     min  median     max  slow samples (> 1.25x)\n");
