@@ -23,7 +23,9 @@
  *
  * Usage: cpu_probe [speed|load|wake|all] [--quick]   (default: all)
  * --quick takes a second or two (the test suite runs it so); the full run
- * takes about a minute on 16 CPUs.  Linux only (futex, affinity).
+ * takes about 45 s on 16 CPUs.  It measures the CPUs it may run on (its
+ * affinity: run it under taskset, or in an instance's cgroup, to measure
+ * those); load needs two of them, wake two.  Linux only (futex, affinity).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -315,9 +317,15 @@ static void probe_load(void)
 
 /* --- wake: a sleeping thread's wake-up ----------------------------------- */
 
+/*
+ * One hand-off at a time: the waiter says it is ready, the waker (after
+ * the sleep asked for) sets @word and wakes it, the waiter stamps @seen.
+ * Only the waker writes @word: it clears it before it lets the waiter go
+ * round again, and its last store (quit) cannot be overwritten.
+ */
 struct handoff {
 	int word;             /* the futex: 1 = go */
-	volatile int ready;   /* the waiter is about to wait again */
+	volatile int ready;   /* the waiter waits (again) */
 	volatile int quit;
 	volatile uint64_t sent, seen;
 	bool spin;            /* the waiter spins instead of sleeping */
@@ -330,7 +338,6 @@ static void *waiter_main(void *arg)
 
 	pin_self(h->cpu);
 	while (!h->quit) {
-		__atomic_store_n(&h->word, 0, __ATOMIC_RELAXED);
 		h->ready = 1;
 		while (!__atomic_load_n(&h->word, __ATOMIC_ACQUIRE)) {
 			if (h->spin)
@@ -377,10 +384,10 @@ static void handoffs(uint64_t sleep_ns, bool spin, int reps, int waker_cpu,
 			;
 		lat[r] = h.seen - h.sent;
 		h.seen = 0;
-		h.ready = 0;
+		__atomic_store_n(&h.word, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&h.ready, 0, __ATOMIC_RELEASE);
 	}
 	h.quit = 1;
-	h.ready = 0;
 	__atomic_store_n(&h.word, 1, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &h.word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(th, NULL);
@@ -392,8 +399,8 @@ static void handoffs(uint64_t sleep_ns, bool spin, int reps, int waker_cpu,
 static void probe_wake(void)
 {
 	static const uint64_t sleep_us[] = { 20, 100, 1000, 5000, 20000 };
-	int waker = cpus[ncpus > 2 ? 1 : 0];
-	int waiter = cpus[ncpus > 2 ? 2 : ncpus - 1];
+	int waker = cpus[ncpus > 2 ? 1 : 0]; /* CPU 0 takes most interrupts */
+	int waiter = cpus[ncpus > 2 ? 2 : 1];
 	uint64_t spin_med, spin_p90;
 
 	handoffs(0, true, quick ? 50 : 2000, waker, waiter, &spin_med, &spin_p90);
@@ -461,7 +468,11 @@ int main(int argc, char **argv)
 		probe_speed();
 	if (ncpus > 1 && (!strcmp(what, "load") || !strcmp(what, "all")))
 		probe_load();
-	if (!strcmp(what, "wake") || !strcmp(what, "all"))
-		probe_wake();
+	if (!strcmp(what, "wake") || !strcmp(what, "all")) {
+		if (ncpus > 1)
+			probe_wake();
+		else /* a spinning waiter would hold the waker's one CPU */
+			printf("\nwake: needs two CPUs to run on\n");
+	}
 	return 0;
 }
