@@ -296,6 +296,7 @@ struct gpud {
 	uint64_t arb_ticket_ns; /* profile: when our ticket was taken */
 	uint64_t arb_resumes;  /* statistics: resume tickets taken */
 	bool arb_announced;    /* we announced our release (arbiter.h) */
+	bool arb_announce_refused; /* ... as often as a turn may */
 	uint64_t arb_announcements, arb_release_spin_ns; /* statistics */
 	bool arb_copy_waits;   /* a copy for the compute engine waits out */
 	uint32_t arb_copy_behind; /* ... the turn of this ticket (another's) */

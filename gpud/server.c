@@ -2561,7 +2561,12 @@ static void arb_release(struct gpud *g)
  * machine, 200 us at p90) against the spins of announcements withdrawn.
  * Only where servers spin through their clients' GPU phases
  * (MIG_GPUD_PHASE_SPIN_US at least the grace, the default): a node set to
- * spare its CPUs spares the waiter's spin too.
+ * spare its CPUs spares the waiter's spin too.  An announcement wakes
+ * every waiting server of the partition (each looks whether it is next);
+ * a client that alternated short quiet spells and calls could make its
+ * server wake the others thousands of times a second, so the page takes
+ * at most MIG_ARB_ANNOUNCE_PER_TURN a turn (BERT on the H200: 2.5 a
+ * turn); once refused, the server stops looking until its next turn.
  */
 static void arb_announce_release(struct gpud *g, uint64_t now)
 {
@@ -2569,12 +2574,15 @@ static void arb_announce_release(struct gpud *g, uint64_t now)
 	uint64_t grace = g->last_call_queued ? ARB_LAUNCH_GRACE_NS : SPIN_IDLE_NS;
 
 	if (!g->arb_held || g->phase_spin_ns < ARB_LAUNCH_GRACE_NS ||
-	    g->arb_announced || g->npend ||
+	    g->arb_announced || g->arb_announce_refused || g->npend ||
 	    g->bq_head != g->bq_tail || !mig_arb_waiting(g->arb) ||
 	    !gpud_streams_idle(g))
 		return;
-	mig_arb_announce(g->arb, g->arb_ticket,
-			 (grace > quiet ? grace - quiet : 0) + ARB_ANNOUNCE_SLACK_NS);
+	if (!mig_arb_announce(g->arb, g->arb_ticket,
+			      (grace > quiet ? grace - quiet : 0) + ARB_ANNOUNCE_SLACK_NS)) {
+		g->arb_announce_refused = true;
+		return;
+	}
 	g->arb_announced = true;
 	g->arb_announcements++;
 }
@@ -2700,6 +2708,7 @@ static bool arb_may_issue(struct gpud *g, unsigned int cls)
 	now = mig_now_ns();
 	g->arb_held = true;
 	g->arb_held_since = now;
+	g->arb_announce_refused = false;
 	g->arb_grants++;
 	if (g->profile) {
 		uint64_t passed = __atomic_load_n(&g->arb->passed_ns, __ATOMIC_RELAXED);

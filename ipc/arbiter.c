@@ -257,18 +257,27 @@ bool mig_arb_wait(struct mig_arbiter *a, uint32_t t, uint32_t id,
  * the others sleep again.  A withdrawal wakes nobody: the spinning waiter
  * sees @soon_until_ns cleared.
  */
-void mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns)
+bool mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns)
 {
 	if (mig_load_acquire(&a->serving) != t)
-		return;
+		return false;
 	if (!within_ns) {
 		__atomic_store_n(&a->soon_until_ns, 0, __ATOMIC_RELEASE);
-		return;
+		return true;
 	}
+	/* Only the holder announces: these two are its own to count. */
+	if (a->soon_turn != t) {
+		a->soon_turn = t;
+		a->soon_count = 0;
+	}
+	if (a->soon_count >= MIG_ARB_ANNOUNCE_PER_TURN)
+		return false;
+	a->soon_count++;
 	__atomic_store_n(&a->soon, t, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->soon_until_ns, now_ns() + within_ns, __ATOMIC_RELEASE);
 	if (mig_arb_waiting(a))
 		mig_futex_wake(&a->serving, 0x7fffffff);
+	return true;
 }
 
 bool mig_arb_outstanding(struct mig_arbiter *a, uint32_t t)

@@ -56,6 +56,7 @@
 #define MIG_ARB_MAGIC 0x4252414du /* "MARB" */
 #define MIG_ARB_VERSION 6
 #define MIG_ARB_SLOTS 1024u       /* tickets outstanding at once, at most */
+#define MIG_ARB_ANNOUNCE_PER_TURN 8u /* mig_arb_announce(), at most a turn */
 
 enum mig_sharing {
 	MIG_SHARING_TIME = 0,         /* everything concurrent (native) */
@@ -93,6 +94,8 @@ struct mig_arbiter {
 	uint32_t soon;           /* the ticket whose holder announced that it
 				    gives the GPU back by @soon_until_ns */
 	uint64_t soon_until_ns;  /* CLOCK_MONOTONIC; 0: no announcement */
+	uint32_t soon_turn;      /* the ticket @soon_count counts for */
+	uint32_t soon_count;     /* announcements made in that turn */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
 				    holder noticed it to its release */
@@ -133,9 +136,12 @@ bool mig_arb_wait_spin(struct mig_arbiter *a, uint32_t t, uint32_t id,
 		       uint64_t timeout_ns, uint64_t *spun_ns);
 /* @t's holder expects to give the GPU back within @within_ns: the waiter
  * next in line is woken to spin for it.  @within_ns 0 withdraws the
- * announcement (the holder keeps the turn after all).  No effect unless
- * @t is the ticket served. */
-void mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns);
+ * announcement (the holder keeps the turn after all).  false (and no
+ * effect) unless @t is the ticket served and has made fewer than
+ * MIG_ARB_ANNOUNCE_PER_TURN announcements: each wakes every waiting
+ * server, and a holder's client decides how often its server would make
+ * one.  A withdrawal always succeeds. */
+bool mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns);
 /* Is ticket @t still waiting or held (not given back)? */
 bool mig_arb_outstanding(struct mig_arbiter *a, uint32_t t);
 /* Tickets taken and not yet served, besides the holder's. */

@@ -3,8 +3,8 @@
  * resume tickets, release of a waiting ticket, abandonment by a dead owner
  * (and its waiter's wait ending with it), a lock left by
  * a killed process, announced releases (the next waiter spins for one,
- * the others sleep on, a withdrawal puts it back to sleep), and mutual
- * exclusion between real processes.
+ * the others sleep on, a withdrawal puts it back to sleep, a turn makes
+ * a bounded number), and mutual exclusion between real processes.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -371,6 +371,37 @@ static void test_announced_release_is_spun_for_by_the_next_waiter(void **state)
 	munmap(a, sizeof(*a));
 }
 
+/* A turn makes MIG_ARB_ANNOUNCE_PER_TURN announcements at most (each
+ * wakes every waiter; a client decides how often its server would make
+ * one); withdrawals always go through; the next turn counts anew. */
+static void test_announcements_per_turn_are_bounded(void **state)
+{
+	struct mig_arbiter *a = page(MIG_SHARING_OVERLAP_CPU_COPY);
+	uint32_t t1, t2;
+
+	(void)state;
+	t1 = mig_arb_take(a, 1, NULL, NULL);
+	t2 = mig_arb_take(a, 2, NULL, NULL);
+	assert_true(mig_arb_granted(a, t1, 1));
+	for (unsigned int i = 0; i < MIG_ARB_ANNOUNCE_PER_TURN; i++) {
+		assert_true(mig_arb_announce(a, t1, 1000000));
+		assert_true(a->soon_until_ns != 0);
+		assert_true(mig_arb_announce(a, t1, 0));
+		assert_int_equal(a->soon_until_ns, 0);
+	}
+	assert_false(mig_arb_announce(a, t1, 1000000));
+	assert_int_equal(a->soon_until_ns, 0);
+	assert_true(mig_arb_announce(a, t1, 0));
+	assert_false(mig_arb_announce(a, t2, 1000000)); /* not served */
+	mig_arb_release(a, t1, NULL);
+	assert_true(mig_arb_granted(a, t2, 2));
+	assert_true(mig_arb_announce(a, t2, 1000000));
+	mig_arb_release(a, t2, NULL);
+	assert_int_equal(a->soon_until_ns, 0);
+	assert_free(a);
+	munmap(a, sizeof(*a));
+}
+
 /* A holder whose client called again withdraws its announcement: the
  * spinning waiter goes back to sleep, long before the announced time. */
 static void test_withdrawn_announcement_puts_the_waiter_back_to_sleep(void **state)
@@ -468,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_lock_of_a_killed_process_is_taken_over),
 		cmocka_unit_test(test_announced_release_is_spun_for_by_the_next_waiter),
 		cmocka_unit_test(test_withdrawn_announcement_puts_the_waiter_back_to_sleep),
+		cmocka_unit_test(test_announcements_per_turn_are_bounded),
 		cmocka_unit_test(test_exclusion_between_processes),
 	};
 
