@@ -358,6 +358,10 @@ int instances_kill(struct mig_daemon *d, const char *tenant, const char *id);
 struct mig_swap_report;
 int instances_swap(struct mig_daemon *d, const char *tenant, const char *id,
 		   bool out, struct mig_swap_report *rep, char *err, size_t errlen);
+/* Test hook (tests/daemon/instances_harness.c, "delay_swap_answers"): a
+ * swap's answer is taken this many ms after it came, as a busy daemon may
+ * take it late.  0 (the default) everywhere else. */
+extern unsigned int instances_swap_answer_delay_ms;
 /* The function was updated or deleted: retire its instances. */
 void instances_retire(struct mig_daemon *d, const char *tenant,
 		      const char *name);

@@ -2694,24 +2694,29 @@ static int swap_request(int fd, uint16_t type, struct mig_swap_report *rep,
  * for; then the flag is cleared and @in->swapped says where its memory is.
  * 0 with @status (a CUresult) set, or a negative errno.
  */
+unsigned int instances_swap_answer_delay_ms;
+
 static int swap_claimed(struct im *im, struct inst *in, int fd, bool out,
 			struct mig_swap_report *rep, int32_t *status)
 {
 	int rc = swap_request(fd, out ? MIG_CTL_SWAP_OUT : MIG_CTL_SWAP_IN, rep, status);
+	/* Taken by an invocation while the swap-out ran: its server swaps in
+	 * at the first call, within the memory it kept.  The invocation may
+	 * be over by now (the server answers us before it serves that call,
+	 * and we may read the answer later than the invocation ends), so what
+	 * counts is that one took it.  One that made no call leaves the
+	 * server swapped out and the memory counted: too much, never too
+	 * little.  (Read before the flag is cleared below.) */
+	bool taken;
 
+	if (instances_swap_answer_delay_ms)
+		usleep(instances_swap_answer_delay_ms * 1000u);
 	pthread_mutex_lock(&im->lock);
+	taken = out && (in->state == ST_BUSY || in->taken_swapping);
 	in->swapping = false;
 	in->taken_swapping = false;
 	if (!rc && !*status) {
 		bool moved = in->swapped != out; /* (or it was there already) */
-		/* Taken by an invocation while the swap-out ran: its server
-		 * swaps in at the first call, within the memory it kept.  The
-		 * invocation may be over by now (the server answers us before
-		 * it serves that call, and we may read the answer later than
-		 * the invocation ends), so what counts is that one took it.
-		 * One that made no call leaves the server swapped out and
-		 * the memory counted: too much, never too little. */
-		bool taken = out && (in->state == ST_BUSY || in->taken_swapping);
 
 		in->swapped = out && !taken;
 		in->swapped_bytes = in->swapped ? rep->bytes : 0;

@@ -25,6 +25,8 @@
  *   list [TENANT] | kill TENANT ID | retire TENANT NAME
  *   swap ID out|in         instances_swap(); goswap TAG ID out|in: the
  *                          same in the background (`wait TAG` answers)
+ *   delay_swap_answers MS  the daemon takes each swap's answer MS late
+ *                          (instances_swap_answer_delay_ms)
  *   turns [PARTITION]      its arbiter's model, grants, held_ms, waiting
  *                          (default: the first partition)
  *   fds                    this process's open file descriptors
@@ -610,6 +612,9 @@ int main(void)
 				cmd_goswap(a1, id, a2 ? a2 : "");
 			else
 				answer(json_pack("{s:s}", "error", "goswap TAG ID out|in"));
+		} else if (!strcmp(cmd, "delay_swap_answers") && a1) {
+			instances_swap_answer_delay_ms = (unsigned int)strtoul(a1, NULL, 10);
+			answer(json_pack("{s:b}", "ok", 1));
 		} else if (!strcmp(cmd, "turns")) {
 			struct mig_gpu_turns t;
 

@@ -751,11 +751,15 @@ def test_instance_invoked_during_its_swap_out_stays_in(harness, built):
     that memory starts only by stopping it (lukewarm.on_pressure off).
     On the H200 the invocation was over before the daemon read the
     swap-out's answer, and the instance was listed swapped out, until the
-    daemon counted the taking rather than the instance's state then."""
+    daemon counted the taking rather than the instance's state then.  The
+    daemon here takes the answer 500 ms late, so that the invocation is
+    always over by then (the flag that counts the taking was once cleared
+    before it was read: one CI run in several failed so)."""
     total = 64 if BACKEND == "host" else 140000  # the partition, MiB
     h = harness(mem_mib=64)
     assert h.cmd("set lukewarm_on_pressure 0")["ok"]
     fixture(built, h, "lv", "gpu_leave", gpu=True, gpu_mib=40, keep_alive_ms=60000)
+    assert h.cmd("delay_swap_answers 500")["ok"]
     fixture(built, h, "other", "gpu_leave", gpu=True, gpu_mib=total - 24)
     first = h.invoke("lv", "24 0")
     assert first["status"] == 200, first
