@@ -89,6 +89,13 @@ request means its GPU phase was cut, each cut costing it a turn of every
 waiter (one other turn since resume tickets), and every cell its CPU time
 per request.
 
+Before each round, where build/bench/machine/cpu_probe was built, a
+snapshot of the CPUs' speed (`cpu_probe speed --quick`: a 1 ms loop three
+times on each CPU, about 50 ms): a virtual machine's CPUs are not equal,
+and which ones are slow changes (docs/benchmarks.md).  The output ends
+with how many CPUs were over 1.25x the others' median per snapshot; --json
+keeps each snapshot.
+
 --json FILE keeps every round's cells with each client's requests on a
 timeline (start, latency, time in the instance, the function's phases);
 --markdown FILE the tables; --plot FILE a PNG of the first table (needs
@@ -526,6 +533,40 @@ def thr_target(occ, seq, clients):
     return share, allows, min(1.9, 0.95 * allows)
 
 
+SLOW_CPU = 1.25  # a CPU this much slower than the others' median is slow
+
+
+def cpu_snapshot(build):
+    """Each CPU's speed now, from `cpu_probe speed --quick`: {"at": unix
+    seconds, "ratios": {cpu: its median loop time over the median of all
+    samples}}; None where the probe was not built or did not answer."""
+    probe = os.path.join(build, "bench", "machine", "cpu_probe")
+    if not os.access(probe, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([probe, "speed", "--quick"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    ratios = {int(m.group(1)): float(m.group(2)) for m in
+              re.finditer(r"^\s+(\d+)\s+[\d.]+x\s+([\d.]+)x\s+[\d.]+x", out, re.M)}
+    return {"at": round(time.time(), 1), "ratios": ratios} if ratios else None
+
+
+def with_cpu_snapshots(text, md, snapshots):
+    """The tables' @text and @md with a line on the rounds' CPU snapshots
+    (none without any)."""
+    if not snapshots:
+        return text, md
+    slow = [sum(r > SLOW_CPU for r in s["ratios"].values()) for s in snapshots]
+    worst = max(max(s["ratios"].values()) for s in snapshots)
+    line = (f"CPU snapshots before the rounds (cpu_probe speed --quick): CPUs whose loop "
+            f"took over {SLOW_CPU}x the median of all: median {statistics.median(slow):g} of "
+            f"{len(snapshots[0]['ratios'])}, at least one in {sum(n > 0 for n in slow)} of "
+            f"{len(snapshots)} snapshots; slowest {worst:.2f}x")
+    return f"{text}\n{line}", f"{md}\n\n{line}"
+
+
 def combine(rounds):
     """Several rounds' summaries of one cell: the median of each figure
     over the rounds that have it (the per-client throughputs and the
@@ -760,6 +801,7 @@ def main(argv):
         args.backend = "cuda" if args.native_sides else "host"
         text, md = tables(results, args, saved["header"],
                           {int(c): ws for c, ws in saved.get("rounds", {}).items()})
+        text, md = with_cpu_snapshots(text, md, saved.get("cpu_snapshots"))
         print(text)
         if args.markdown:
             with open(args.markdown, "w") as f:
@@ -915,7 +957,7 @@ def main(argv):
     # native processes) and the rounds rotate the sides over them, so that
     # a round costs only its requests and many short rounds can follow a
     # machine whose speed drifts.
-    daemons = {}
+    daemons, snapshots = {}, []
     try:
         for k, model in enumerate(args.models):
             poll, env = side_variant(model, args.exec_poll_us)
@@ -935,6 +977,9 @@ def main(argv):
                 for d in daemons.values():
                     d.deploy(w, specs[w], most)
                 for rnd in range(args.rounds):  # each round starts with the next side
+                    snap = cpu_snapshot(args.build)
+                    if snap:
+                        snapshots.append({"workload": w, "round": rnd, **snap})
                     k = rnd % len(sides)
                     for side in sides[k:] + sides[:k]:
                         run_side(side, w, native, daemons)
@@ -955,6 +1000,7 @@ def main(argv):
                 shutil.copyfile(d.log_path, os.path.join(args.logs, f"{d.name}.log"))
     shutil.rmtree(workdir, ignore_errors=True)
     text, md = tables(results, args, header(), rounds)
+    text, md = with_cpu_snapshots(text, md, snapshots)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -962,7 +1008,8 @@ def main(argv):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header(), "n": args.n, "results": results,
-                       "rounds": rounds, "profiles": profiles}, f, indent=1)
+                       "rounds": rounds, "profiles": profiles,
+                       "cpu_snapshots": snapshots}, f, indent=1)
     if args.plot:
         plot(results, args, args.plot)
     return 0

@@ -69,6 +69,15 @@ def test_sharing_benchmark_runs(tmp_path):
     assert profiles["time-sharing"].get("turns", 0) == 0, profiles
     assert all("phase_wakes" in p for p in profiles.values()), profiles
     assert occ["handovers"] > 0 and occ["handover_ms"] >= 0, occ  # two clients take turns
+    assert occ["announced"] >= 0 and occ["announce_spin_ms"] >= 0, occ
+    # A server spinning 50 us announces nothing (it spares the CPUs).
+    assert profiles["overlap-cpu-copy@phase_spin_us=50"]["announced"] == 0, profiles
+    # A snapshot of the CPUs' speed before each round, every CPU in each.
+    snaps = json.loads((tmp_path / "r.json").read_text())["cpu_snapshots"]
+    assert [(s["workload"], s["round"]) for s in snaps] == [("hotspot", 0), ("hotspot", 1)]
+    assert all(sorted(int(c) for c in s["ratios"]) == sorted(os.sched_getaffinity(0))
+               for s in snaps), snaps
+    assert "CPU snapshots before the rounds" in out and "of 2 snapshots" in out, out
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert logs == {f"{m}.log" for m in cells}, logs
     # The variant's GPU servers, and only its, had the setting.
