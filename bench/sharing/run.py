@@ -93,8 +93,8 @@ Before each round, where build/bench/machine/cpu_probe was built, a
 snapshot of the CPUs' speed (`cpu_probe speed --quick`: a 1 ms loop three
 times on each CPU, about 50 ms): a virtual machine's CPUs are not equal,
 and which ones are slow changes (docs/benchmarks.md).  The output ends
-with how many CPUs were over 1.25x the others' median per snapshot; --json
-keeps each snapshot.
+with how many CPUs took over 1.25x the median of all CPUs' loops per
+snapshot; --json keeps each snapshot.
 
 --json FILE keeps every round's cells with each client's requests on a
 timeline (start, latency, time in the instance, the function's phases);
@@ -533,7 +533,7 @@ def thr_target(occ, seq, clients):
     return share, allows, min(1.9, 0.95 * allows)
 
 
-SLOW_CPU = 1.25  # a CPU this much slower than the others' median is slow
+SLOW_CPU = 1.25  # a CPU whose loop takes this much over the median of all is slow
 
 
 def cpu_snapshot(build):
