@@ -265,15 +265,16 @@ bool mig_arb_announce(struct mig_arbiter *a, uint32_t t, uint64_t within_ns)
 		__atomic_store_n(&a->soon_until_ns, 0, __ATOMIC_RELEASE);
 		return true;
 	}
-	/* Only the holder announces: these two are its own to count. */
-	if (a->soon_turn != t) {
-		a->soon_turn = t;
+	/* Only the holder announces: @soon_count is its own to count.  A
+	 * waiter reads @soon only under a live @soon_until_ns, which the
+	 * last grant cleared. */
+	if (mig_load_relaxed(&a->soon) != t) {
+		__atomic_store_n(&a->soon, t, __ATOMIC_RELAXED);
 		a->soon_count = 0;
 	}
 	if (a->soon_count >= MIG_ARB_ANNOUNCE_PER_TURN)
 		return false;
 	a->soon_count++;
-	__atomic_store_n(&a->soon, t, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->soon_until_ns, now_ns() + within_ns, __ATOMIC_RELEASE);
 	if (mig_arb_waiting(a))
 		mig_futex_wake(&a->serving, 0x7fffffff);

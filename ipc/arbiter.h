@@ -93,9 +93,8 @@ struct mig_arbiter {
 				    notices later: a wake-up) */
 	uint32_t soon;           /* the ticket whose holder announced that it
 				    gives the GPU back by @soon_until_ns */
+	uint32_t soon_count;     /* announcements made in @soon's turn */
 	uint64_t soon_until_ns;  /* CLOCK_MONOTONIC; 0: no announcement */
-	uint32_t soon_turn;      /* the ticket @soon_count counts for */
-	uint32_t soon_count;     /* announcements made in that turn */
 	uint64_t grants;         /* statistics: grants handed out */
 	uint64_t held_ns;        /* statistics: grants' time, from when each
 				    holder noticed it to its release */
