@@ -1157,12 +1157,16 @@ def test_a_holder_announces_its_release_to_the_next_waiter(harness, built):
     then 40 ms asleep with no call: most of it after its turn came), then
     w2.  When hog's turn comes, it announces its release to w2, which
     spins for it.  Every invocation completes, and the spins are bounded
-    by the announcements (each at most the grace and its slack).  (On 2
-    busy cores a server may be kept off a CPU through the whole grace: up
-    to five tries.  The sanitizer pass's servers are slower to wake than
-    the 200 us an announcement after queued work leaves: there only the
-    announcement is required, the waiter's spin is printed.)"""
+    by the announcements (each at most the grace and its slack).  Up to
+    five tries.  Whether w2 is back on a CPU within the 200 us an
+    announcement after queued work leaves is the machine's: on 2 CPUs
+    (CI) a server asleep for milliseconds took about 170 us, and w2 spun
+    in about one try of three; the sanitizer pass's servers are slower
+    still.  There only the announcement is required and the spin is
+    printed; the waiter's spin itself is tested with real processes in
+    tests/unit/test_arbiter.c (test_announced_release_is_spun_for_...)."""
     sanitized = os.environ.get("MIG_GPUD", "") not in ("", str(BUILD / "bin" / "mig-gpud"))
+    spin_required = not sanitized and len(os.sched_getaffinity(0)) > 2
 
     def once():
         h = harness(sharing="overlap-cpu-copy", env={"MIG_GPUD_PROFILE": "1"})
@@ -1186,7 +1190,7 @@ def test_a_holder_announces_its_release_to_the_next_waiter(harness, built):
         return told[ids["hog"]][0], told[ids["w2"]][1]
 
     def done(t):
-        return t[0] >= 1 and (t[1] > 0 or sanitized)
+        return t[0] >= 1 and (t[1] > 0 or not spin_required)
 
     tries = []
     for _ in range(5):
