@@ -138,7 +138,7 @@ static char *route(const char *fmt, const char *name)
 
 /* --- tables ------------------------------------------------------------- */
 
-enum fmt { F_STR, F_BYTES, F_BOOL, F_MS };
+enum fmt { F_STR, F_BYTES, F_BOOL, F_MS, F_POOL };
 
 struct column {
 	const char *title;
@@ -168,7 +168,18 @@ static void cell(json_t *row, const struct column *c, char *out, size_t n)
 		snprintf(out, n, "-");
 		return;
 	}
-	if (json_is_string(v)) {
+	if (c->fmt == F_POOL && json_is_object(v)) {
+		/* server_pool (/v1/devices): its ready servers, or what is wrong */
+		long long ready = json_integer_value(json_object_get(v, "ready"));
+
+		if (json_is_string(json_object_get(v, "error")))
+			snprintf(out, n, "failing (%lld tries)",
+				 json_integer_value(json_object_get(v, "failures")));
+		else if (!ready && json_integer_value(json_object_get(v, "starting")))
+			snprintf(out, n, "starting");
+		else
+			snprintf(out, n, "%lld ready", ready);
+	} else if (json_is_string(v)) {
 		snprintf(out, n, "%s", *json_string_value(v) ?
 				 json_string_value(v) : "-");
 	} else if (json_is_boolean(v)) {
@@ -234,10 +245,12 @@ static void print_table(json_t *rows, const struct column *cols, int ncols)
 		}
 }
 
-/* GET @path and print its rows; 0, or 1 after saying why. */
+/* GET @path and print its rows, then @notes(rows) if given; 0, or 1
+ * after saying why. */
 static int get_table(const char *cmd, struct mig_http *h, const char *path,
 		     const char *key, const char *what,
-		     const struct column *cols, int ncols)
+		     const struct column *cols, int ncols,
+		     void (*notes)(json_t *rows))
 {
 	struct mig_http_response r;
 	json_error_t jerr;
@@ -260,6 +273,8 @@ static int get_table(const char *cmd, struct mig_http *h, const char *path,
 		printf("no %s\n", what);
 	else
 		print_table(rows, cols, ncols);
+	if (notes)
+		notes(rows);
 	json_decref(j);
 	mig_http_response_free(&r);
 	return 0;
@@ -700,7 +715,25 @@ static const struct column device_cols[] = {
 	{ "RESERVED", { "mem_reserved" }, F_BYTES },
 	{ "INSTANCES", { "instances" }, F_STR },
 	{ "PRESENT", { "present" }, F_BOOL },
+	{ "SERVERS", { "server_pool" }, F_POOL },
 };
+
+/* Why a partition's pre-initialized GPU servers fail, under the table. */
+static void device_notes(json_t *rows)
+{
+	size_t i;
+	json_t *row;
+
+	json_array_foreach(rows, i, row) {
+		json_t *err = json_object_get(json_object_get(row, "server_pool"), "error");
+
+		if (json_is_string(err))
+			printf("\n%s: its pre-initialized GPU servers fail: %s\n",
+			       json_string_value(json_object_get(row, "uuid")) ?
+			       json_string_value(json_object_get(row, "uuid")) : "?",
+			       json_string_value(err));
+	}
+}
 
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -717,12 +750,12 @@ int mig_cmd_ls(int argc, char **argv)
 	if (!h)
 		return 1;
 	ret = get_table("ls", h, API_FUNCTIONS, "functions", "functions",
-			function_cols, NCOLS(function_cols));
+			function_cols, NCOLS(function_cols), NULL);
 	if (!ret) {
 		printf("\n");
 		ret = get_table("ls", h, API_INSTANCES, "instances",
 				"instances", instance_cols,
-				NCOLS(instance_cols));
+				NCOLS(instance_cols), NULL);
 	}
 	mig_http_free(h);
 	return ret;
@@ -741,7 +774,8 @@ int mig_cmd_devices(int argc, char **argv)
 	if (!h)
 		return 1;
 	ret = get_table("devices", h, API_DEVICES, "partitions",
-			"GPU partitions", device_cols, NCOLS(device_cols));
+			"GPU partitions", device_cols, NCOLS(device_cols),
+			device_notes);
 	mig_http_free(h);
 	return ret;
 }
@@ -763,7 +797,7 @@ int mig_cmd_reload(int argc, char **argv)
 		mig_http_response_free(&r);
 		ret = get_table("reload", h, API_DEVICES, "partitions",
 				"GPU partitions", device_cols,
-				NCOLS(device_cols));
+				NCOLS(device_cols), device_notes);
 	}
 	mig_http_free(h);
 	return ret;

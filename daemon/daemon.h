@@ -338,6 +338,18 @@ struct mig_gpu_turns {
 int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 			struct mig_gpu_turns *out);
 
+/* A partition's pre-initialized GPU servers (pool_per_partition), for
+ * /metrics and /v1/devices: 0, or -1 if the daemon has none for @uuid. */
+struct mig_server_pool {
+	unsigned int ready;       /* started and initialized, not taken */
+	unsigned int starting;    /* started, not ready yet */
+	unsigned long long failures; /* servers that failed to start, ever */
+	char error[256];          /* why the last one failed; "" once one
+				   * was ready again */
+};
+int instances_server_pool(struct mig_daemon *d, const char *uuid,
+			  struct mig_server_pool *out);
+
 /* Lukewarm functions, node-wide: swaps done since the start, and now. */
 struct mig_swap_stats {
 	uint64_t outs, ins, bytes_out, bytes_in, ns_out, ns_in;

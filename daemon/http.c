@@ -478,6 +478,24 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c, struct req *q)
 		     strlen(text), false);
 }
 
+/* The partition @p's pre-initialized GPU servers, as "server_pool". */
+static void server_pool_json(json_t *p)
+{
+	const char *uuid = json_string_value(json_object_get(p, "uuid"));
+	struct mig_server_pool sp;
+	json_t *o;
+
+	if (!uuid || instances_server_pool(H.d, uuid, &sp))
+		return;
+	o = json_pack("{s:I,s:I,s:I}", "ready", (json_int_t)sp.ready,
+		      "starting", (json_int_t)sp.starting,
+		      "failures", (json_int_t)sp.failures);
+	if (o && *sp.error)
+		json_object_set_new(o, "error", json_string(sp.error));
+	if (o)
+		json_object_set_new(p, "server_pool", o);
+}
+
 static json_t *devices_json(struct mig_devices *d)
 {
 	json_t *a = json_array(), *j;
@@ -501,6 +519,9 @@ static json_t *devices_json(struct mig_devices *d)
 	if (j && *d->error)
 		json_object_set_new(j, "error", json_string(d->error));
 	pthread_mutex_unlock(&d->lock);
+	/* Outside the devices lock: instances.c takes its own lock first. */
+	for (size_t k = 0; j && k < json_array_size(a); k++)
+		server_pool_json(json_array_get(a, k));
 	return j;
 }
 

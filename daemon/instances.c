@@ -260,6 +260,9 @@ struct part {
 	char *pool_kernels;             /* what the pool is filled with */
 	uint64_t pool_retry_ns;
 	unsigned int pool_backoff_ms;
+	uint64_t pool_failures;         /* pooled servers that failed, ever */
+	char pool_error[256];           /* why the last one failed; "" once
+					 * one is ready again */
 	uint64_t dying_mem;             /* reserved by dying instances */
 	uint64_t swapping_mem;          /* ... by instances to be swapped out */
 	int arb_fd;                     /* its arbiter page (ipc/arbiter.h) */
@@ -2591,6 +2594,38 @@ int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 	return rc;
 }
 
+int instances_server_pool(struct mig_daemon *d, const char *uuid,
+			  struct mig_server_pool *out)
+{
+	struct im *im = d->instances;
+	int rc = -1;
+
+	if (!im)
+		return -1;
+	pthread_mutex_lock(&im->lock);
+	for (int i = 0; i < im->nparts; i++) {
+		const struct part *part = im->parts[i];
+
+		if (strcmp(part->uuid, uuid))
+			continue;
+		memset(out, 0, sizeof(*out));
+		for (const struct list *l = part->pool.next; l != &part->pool; l = l->next) {
+			const struct server *s = list_entry(l, struct server, link);
+
+			if (s->ready)
+				out->ready++;
+			else
+				out->starting++;
+		}
+		out->failures = part->pool_failures;
+		snprintf(out->error, sizeof(out->error), "%s", part->pool_error);
+		rc = 0;
+		break;
+	}
+	pthread_mutex_unlock(&im->lock);
+	return rc;
+}
+
 void *instances_list(struct mig_daemon *d, const char *tenant)
 {
 	struct im *im = d->instances;
@@ -2941,8 +2976,21 @@ static void stop_pooled(struct im *im, struct server *s, const char *why)
 		list_add_tail(&s->link, &im->dying_srv);
 }
 
-static void pool_backoff(struct part *part)
+/* A pooled server on @part failed (@why): count it, say so, and start the
+ * next one later, twice as late each time. */
+static void pool_failed(struct part *part, const char *why)
 {
+	size_t i;
+
+	daemon_log(0, "a pre-initialized GPU server on %s failed: %s; retrying in %u ms",
+		   *part->uuid ? part->uuid : "the default device", why,
+		   part->pool_backoff_ms);
+	part->pool_failures++;
+	/* Shown by /v1/devices: printable ASCII only (the reason may quote
+	 * a driver's message, and a cut one must not split a character). */
+	for (i = 0; why[i] && i < sizeof(part->pool_error) - 1; i++)
+		part->pool_error[i] = why[i] >= 0x20 && why[i] < 0x7f ? why[i] : '?';
+	part->pool_error[i] = 0;
 	part->pool_retry_ns = now_ns() + part->pool_backoff_ms * 1000000ull;
 	part->pool_backoff_ms = part->pool_backoff_ms * 2 > POOL_BACKOFF_MAX_MS ?
 				POOL_BACKOFF_MAX_MS : part->pool_backoff_ms * 2;
@@ -2963,10 +3011,12 @@ static void on_gpud_exit(struct im *im, struct server *s)
 			return;
 		}
 		if (in_pool) {
-			daemon_log(0, "pre-initialized GPU server %s exited unexpectedly (status %d)",
-				   s->id, s->p.status);
+			char why[64];
+
+			snprintf(why, sizeof(why), "it exited unexpectedly (status %d)",
+				 s->p.status);
 			stop_pooled(im, s, "exited");
-			pool_backoff(s->part);
+			pool_failed(s->part, why);
 		} else {
 			list_del(&s->link);
 			list_add_tail(&s->link, &im->grave_srv);
@@ -3020,14 +3070,12 @@ static void on_ready(struct im *im, struct server *s)
 	}
 	if (rc > 0) {
 		s->part->pool_backoff_ms = POOL_BACKOFF_MIN_MS;
+		*s->part->pool_error = 0;
 		daemon_log(2, "GPU server %s: ready (pre-initialized)", s->id);
 		return;
 	}
-	daemon_log(0, "a pre-initialized GPU server on %s could not start: %s; retrying in %u ms",
-		   *s->part->uuid ? s->part->uuid : "the default device", err,
-		   s->part->pool_backoff_ms);
 	stop_pooled(im, s, "failed");
-	pool_backoff(s->part);
+	pool_failed(s->part, err);
 }
 
 /* Escalate the stops that are taking too long; returns the next deadline. */
@@ -3182,12 +3230,10 @@ static void pool_fill(struct im *im, uint64_t now)
 		rc = server_launch(im, s, s->id, err, sizeof(err));
 		pthread_mutex_lock(&im->lock);
 		if (rc < 0) {
-			daemon_log(0, "cannot start a pre-initialized GPU server on %s: %s",
-				   *part->uuid ? part->uuid : "the default device", err);
 			list_del(&s->link);
 			part->pool_n--;
 			server_free(s);
-			pool_backoff(part);
+			pool_failed(part, err);
 			continue;
 		}
 		fcntl(s->ready_r, F_SETFL, O_NONBLOCK);

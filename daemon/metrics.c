@@ -18,7 +18,9 @@
  *   mignificent_partition_instances, mignificent_partition_present,
  *   from the partition's arbiter: mignificent_partition_sharing_model
  *   (label model), _gpu_turns_total, _gpu_turn_waiters,
- *   _gpu_held_seconds_total
+ *   _gpu_held_seconds_total; from its pool of pre-initialized GPU
+ *   servers: mignificent_partition_preinitialized_servers (ready),
+ *   _preinitialized_servers_starting, _preinitialized_server_failures_total
  * Per node, from the instances (lukewarm functions):
  *   mignificent_swaps_total{direction}, mignificent_swap_bytes_total and
  *   mignificent_swap_seconds_total{direction}, mignificent_swap_failures_total,
@@ -395,11 +397,25 @@ static void render_partitions(FILE *o, struct mig_devices *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* The arbiters' view: the devices lock is not held (instances_gpu_turns
- * takes the instances lock). */
+/* A copy of the partitions, so that the devices lock is not held while
+ * the instances lock is taken (instances.c takes them the other way
+ * round).  NULL when out of memory. */
+static struct mig_partition *partitions_copy(struct mig_devices *d, int *n)
+{
+	struct mig_partition *copy;
+
+	pthread_mutex_lock(&d->lock);
+	*n = d->n;
+	copy = calloc((size_t)(*n ? *n : 1), sizeof(*copy));
+	if (copy)
+		memcpy(copy, d->p, (size_t)*n * sizeof(*copy));
+	pthread_mutex_unlock(&d->lock);
+	return copy;
+}
+
+/* The arbiters' view (instances_gpu_turns). */
 static void render_turns(FILE *o, struct mig_daemon *md)
 {
-	struct mig_devices *d = &md->devices;
 	static const char *const names[] = {
 		"mignificent_partition_sharing_model",
 		"mignificent_partition_gpu_turns_total",
@@ -416,12 +432,7 @@ static void render_turns(FILE *o, struct mig_daemon *md)
 	struct mig_partition *copy;
 	int n;
 
-	pthread_mutex_lock(&d->lock);
-	n = d->n;
-	copy = calloc((size_t)(n ? n : 1), sizeof(*copy));
-	if (copy)
-		memcpy(copy, d->p, (size_t)n * sizeof(*copy));
-	pthread_mutex_unlock(&d->lock);
+	copy = partitions_copy(&md->devices, &n);
 	if (!copy)
 		return;
 	for (int k = 0; k < 4; k++) {
@@ -439,6 +450,45 @@ static void render_turns(FILE *o, struct mig_daemon *md)
 			else
 				fprintf(o, " %llu\n", k == 0 ? 1ull : k == 1 ? t.grants :
 						      (unsigned long long)t.waiting);
+		}
+	}
+	free(copy);
+}
+
+/* The pre-initialized GPU servers (instances_server_pool). */
+static void render_server_pools(FILE *o, struct mig_daemon *md)
+{
+	static const char *const names[] = {
+		"mignificent_partition_preinitialized_servers",
+		"mignificent_partition_preinitialized_servers_starting",
+		"mignificent_partition_preinitialized_server_failures_total",
+	};
+	static const char *const help[] = {
+		"GPU servers started and initialized ahead of cold starts, not taken.",
+		"GPU servers being started ahead of cold starts.",
+		"GPU servers started ahead of cold starts that failed (the daemon "
+		"retries with a growing delay; GET /v1/devices says why).",
+	};
+	static const char *const type[] = { "gauge", "gauge", "counter" };
+	struct mig_partition *copy;
+	int n;
+
+	copy = partitions_copy(&md->devices, &n);
+	if (!copy)
+		return;
+	for (int k = 0; k < 3; k++) {
+		fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
+			type[k]);
+		for (int i = 0; i < n; i++) {
+			struct mig_server_pool sp;
+
+			if (instances_server_pool(md, copy[i].uuid, &sp))
+				continue;
+			fputs(names[k], o);
+			part_labels(o, &copy[i], NULL);
+			fprintf(o, " %llu\n", k == 0 ? (unsigned long long)sp.ready :
+					      k == 1 ? (unsigned long long)sp.starting :
+						       sp.failures);
 		}
 	}
 	free(copy);
@@ -508,6 +558,7 @@ char *metrics_render_for(struct mig_daemon *d, const char *tenant)
 	if (d) {
 		render_partitions(o, &d->devices);
 		render_turns(o, d);
+		render_server_pools(o, d);
 		render_swaps(o, d);
 	}
 	if (fclose(o)) {

@@ -739,6 +739,85 @@ def test_metrics_need_a_token_and_have_partitions(start_daemon):
     assert d2.request("GET", "/metrics", token=None).status == 200
 
 
+def server_pool(d):
+    """The first partition's "server_pool" in GET /v1/devices."""
+    r = d.request("GET", "/v1/devices")
+    assert r.status == 200, r
+    return json.loads(r.body)["partitions"][0]["server_pool"]
+
+
+def mig_devices(d):
+    """`mig devices` against @d: what it prints."""
+    mig = BUILD / "bin" / "mig"
+    if not mig.exists():
+        pytest.skip("build/bin/mig is not built")
+    env = dict(os.environ, MIG_SERVER=d.url, MIG_TOKEN=TOKENS["alice"])
+    p = subprocess.run([str(mig), "devices"], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def metric(text, name):
+    """The value of the one series called @name in a /metrics @text."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name + "{")]
+    assert len(values) == 1, (name, text)
+    return values[0]
+
+
+@invocation
+def test_the_server_pool_is_shown_ready(start_daemon):
+    d = start_daemon(two_tenants())
+    deadline = time.monotonic() + 20
+    while server_pool(d)["ready"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server_pool(d) == {"ready": 1, "starting": 0, "failures": 0}
+    out = mig_devices(d)
+    assert "SERVERS" in out and "1 ready" in out and "fail" not in out, out
+    text = d.request("GET", "/metrics").body.decode()
+    assert "# TYPE mignificent_partition_preinitialized_servers gauge" in text
+    assert metric(text, "mignificent_partition_preinitialized_servers") == 1
+    assert metric(text, "mignificent_partition_preinitialized_servers_starting") == 0
+    assert metric(text, "mignificent_partition_preinitialized_server_failures_total") == 0
+
+
+@invocation
+def test_a_failing_server_pool_is_counted_explained_and_retried_later(start_daemon,
+                                                                      fixture_so):
+    # Every GPU server this daemon starts cannot open its (test double's)
+    # device, and says why on its ready line.
+    d = start_daemon(two_tenants(), env={"MIG_HOST_MEM_MIB": "lots"})
+    deadline = time.monotonic() + 20
+    while server_pool(d)["failures"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pool = server_pool(d)
+    assert pool["failures"] >= 1 and pool["ready"] == 0, pool
+    assert "MIG_HOST_MEM_MIB=lots is not a size in MiB" in pool["error"], pool
+    # The next try comes 1 s later, the one after it 2 s later: not a loop.
+    first = time.monotonic()
+    while server_pool(d)["failures"] < 2 and time.monotonic() < first + 20:
+        time.sleep(0.05)
+    second = time.monotonic()
+    assert server_pool(d)["failures"] == 2 and second - first >= 0.9, second - first
+    time.sleep(1.0)
+    assert server_pool(d)["failures"] == 2, server_pool(d)
+    text = d.request("GET", "/metrics").body.decode()
+    assert metric(text, "mignificent_partition_preinitialized_servers") == 0
+    assert metric(text, "mignificent_partition_preinitialized_server_failures_total") >= 2
+    # A cold start cannot take one either, and says so.
+    deploy(d, "echo", c_spec(fixture_so))
+    r = d.request("POST", "/v1/functions/echo/invoke", b"x")
+    assert r.status >= 500, r
+    error = json.loads(r.body)["error"]
+    assert error["code"] == "gpu_unavailable", error
+    assert "MIG_HOST_MEM_MIB=lots is not a size in MiB" in error["message"], error
+    assert "a pre-initialized GPU server on " in d.logs()
+    out = mig_devices(d)
+    assert "failing (" in out, out
+    assert ("its pre-initialized GPU servers fail: host backend: MIG_HOST_MEM_MIB=lots"
+            in out), out
+
+
 # --- invocations (daemon/instances.c, real executors and GPU servers) ----------------
 
 
