@@ -760,13 +760,23 @@ static void arbiter_open(struct im *im, struct part *p)
 		   *p->uuid ? p->uuid : "(default)", mig_sharing_name(model));
 }
 
-static struct part *part_get(struct im *im, const char *uuid)
+/* The book-keeping of partition @uuid, or NULL if the daemon has none
+ * yet (im->lock held). */
+static struct part *part_find(struct im *im, const char *uuid)
 {
-	struct part *p, **v;
-
 	for (int i = 0; i < im->nparts; i++)
 		if (!strcmp(im->parts[i]->uuid, uuid))
 			return im->parts[i];
+	return NULL;
+}
+
+/* The same, made if there is none (NULL when out of memory). */
+static struct part *part_get(struct im *im, const char *uuid)
+{
+	struct part *p = part_find(im, uuid), **v;
+
+	if (p)
+		return p;
 	p = calloc(1, sizeof(*p));
 	v = realloc(im->parts, (size_t)(im->nparts + 1) * sizeof(*v));
 	if (v)
@@ -2572,42 +2582,36 @@ int instances_gpu_turns(struct mig_daemon *d, const char *uuid,
 			struct mig_gpu_turns *out)
 {
 	struct im *im = d->instances;
-	int rc = -1;
+	const struct part *part;
+	struct mig_arbiter *a;
 
 	if (!im)
 		return -1;
 	pthread_mutex_lock(&im->lock);
-	for (int i = 0; i < im->nparts; i++) {
-		struct mig_arbiter *a = im->parts[i]->arb;
-
-		if (strcmp(im->parts[i]->uuid, uuid) || !a)
-			continue;
+	part = part_find(im, uuid);
+	a = part ? part->arb : NULL;
+	if (a) {
 		out->model = (int)a->model;
 		out->grants = __atomic_load_n(&a->grants, __ATOMIC_RELAXED);
 		out->held_ns = __atomic_load_n(&a->held_ns, __ATOMIC_RELAXED);
 		out->waiting = mig_arb_waiting(a);
 		out->held = __atomic_load_n(&a->holder, __ATOMIC_RELAXED) != 0;
-		rc = 0;
-		break;
 	}
 	pthread_mutex_unlock(&im->lock);
-	return rc;
+	return a ? 0 : -1;
 }
 
 int instances_server_pool(struct mig_daemon *d, const char *uuid,
 			  struct mig_server_pool *out)
 {
 	struct im *im = d->instances;
-	int rc = -1;
+	const struct part *part;
 
 	if (!im)
 		return -1;
 	pthread_mutex_lock(&im->lock);
-	for (int i = 0; i < im->nparts; i++) {
-		const struct part *part = im->parts[i];
-
-		if (strcmp(part->uuid, uuid))
-			continue;
+	part = part_find(im, uuid);
+	if (part) {
 		memset(out, 0, sizeof(*out));
 		for (const struct list *l = part->pool.next; l != &part->pool; l = l->next) {
 			const struct server *s = list_entry(l, struct server, link);
@@ -2619,11 +2623,9 @@ int instances_server_pool(struct mig_daemon *d, const char *uuid,
 		}
 		out->failures = part->pool_failures;
 		snprintf(out->error, sizeof(out->error), "%s", part->pool_error);
-		rc = 0;
-		break;
 	}
 	pthread_mutex_unlock(&im->lock);
-	return rc;
+	return part ? 0 : -1;
 }
 
 void *instances_list(struct mig_daemon *d, const char *tenant)

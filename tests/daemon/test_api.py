@@ -669,6 +669,11 @@ def test_sharing_models_are_logged_per_partition(start_daemon, fixture_so):
     deploy(d, "f", c_spec(fixture_so))
     d.request("POST", "/v1/functions/f/invoke", b"")
     assert "sharing model overlap-cpu" in d.logs(), d.logs()
+    # /metrics reads the partition's arbiter: its model, one series each.
+    text = d.request("GET", "/metrics").body.decode()
+    assert 'model="overlap-cpu"} 1' in text, text
+    assert metric(text, "mignificent_partition_gpu_turn_waiters") == 0
+    assert text.count("\nmignificent_partition_gpu_turns_total{") == 1, text
     assert d.stop() == 0
 
 
