@@ -85,7 +85,15 @@ def _invoke(url, token, name, payload):
 def test_c_cuda_function_over_http(daemon):
     url, token, _ = daemon
     _deploy(url, token, "hello", "c", BUILD / "examples" / "libhello.so", "hello")
-    time.sleep(2)  # let the pool's GPU server create its context
+    # The pool's GPU server creates its context; /v1/devices says when.
+    deadline = time.monotonic() + 60
+    while True:
+        _, _, body = _req(url, token, "GET", "/v1/devices")
+        pool = json.loads(body)["partitions"][0]["server_pool"]
+        if pool["ready"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert pool["ready"] == 1 and pool["failures"] == 0 and "error" not in pool, pool
     h, out = _invoke(url, token, "hello", b"1048576")
     assert out["ok"] and h["X-Mig-Cold"] == "1"
     pooled = int(h["X-Mig-Cold-Start-Us"])
