@@ -709,6 +709,15 @@ def tables(results, args, header, rounds=None):
     return "\n".join(text), "\n".join(md)
 
 
+def plotted_workloads(cells, workloads, sides):
+    """The workloads of @cells ({workload: {side: result}}) with a result
+    for every side, and those left out.  A run cut short (a partial --json)
+    or a side that failed leaves a workload without some of its cells: a
+    plot of it would show an empty bar as if it took no time."""
+    ws = [w for w in workloads if all(cells.get(w, {}).get(s) for s in sides)]
+    return ws, [w for w in workloads if w not in ws]
+
+
 def plot(results, args, path):
     try:
         import matplotlib
@@ -719,7 +728,13 @@ def plot(results, args, path):
         return
     sides = table_sides(args)
     clients = args.clients[0]
-    ws = [w for w in args.workloads if w in results[clients]]
+    ws, left = plotted_workloads(results.get(clients, {}), args.workloads, sides)
+    if left:
+        print(f"(plot: {', '.join(left)} left out, not every side has a result)",
+              file=sys.stderr)
+    if not ws:
+        print(f"(no workload has every result: {path} not written)", file=sys.stderr)
+        return
     fig, axes = plt.subplots(1, len(ws), figsize=(3.2 * len(ws), 3.4), squeeze=False)
     for ax, w in zip(axes[0], ws):
         cells = [results[clients][w].get(s) for s in sides]

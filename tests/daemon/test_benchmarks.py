@@ -87,7 +87,9 @@ def test_sharing_benchmark_runs(tmp_path):
     assert "listening on" in (tmp_path / "logs" / "sequential.log").read_text()
 
 
-BUSY = "import time\nt = time.time()\nwhile time.time() - t < {}: pass\n"
+# A busy loop that ends after this much CPU time (not wall-clock time: on
+# a loaded machine it may get only part of a CPU).
+BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass\n"
 
 
 def test_sharing_benchmark_names_its_sides():
@@ -119,6 +121,33 @@ def test_sharing_benchmark_names_its_sides():
     assert p.returncode == 2 and "named twice" in p.stderr, p.stderr
 
 
+def test_sharing_plot_leaves_out_workloads_without_every_result():
+    """A partial --json (a run cut short) plots only the workloads that
+    have a result for every side, rather than empty bars."""
+    run = _sharing_module()
+    cell = {"mean": 1.0, "std": 0.1}
+    cells = {"resnet50": {"native": cell, "sequential": cell},
+             "bert": {"native": cell}}
+    assert run.plotted_workloads(cells, ["resnet50", "bert", "hotspot"],
+                                 ["native", "sequential"]) == (
+        ["resnet50"], ["bert", "hotspot"])
+    assert run.plotted_workloads({}, ["bfs"], ["native"]) == ([], ["bfs"])
+
+
+def _children_names(pid):
+    """The command names of process @pid's children (/proc)."""
+    names = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                for c in f.read().split():
+                    with open(f"/proc/{c}/comm") as g:
+                        names.append(g.read().strip())
+    except OSError:
+        pass  # gone meanwhile
+    return names
+
+
 def test_tree_cpu_counts_live_and_reaped_descendants():
     """bench/daemonlib.tree_cpu_s: a grandchild's CPU counts while it runs
     (a live descendant) and after its parent reaped it (the parent's
@@ -130,8 +159,15 @@ def test_tree_cpu_counts_live_and_reaped_descendants():
     live = subprocess.Popen(["sh", "-c", f"{sys.executable} -c '{BUSY.format(30)}' & wait"],
                             start_new_session=True)
     try:
-        time.sleep(1.5)
-        assert daemonlib.tree_cpu_s(reaped.pid) >= 0.3
+        # The reaped one: once its shell has gone on to "sleep", the busy
+        # child (0.4 s of CPU) was reaped.
+        deadline = time.monotonic() + 30
+        while "sleep" not in _children_names(reaped.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "sleep" in _children_names(reaped.pid)
+        assert daemonlib.tree_cpu_s(reaped.pid) >= 0.39
+        while daemonlib.tree_cpu_s(live.pid) < 0.8 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert daemonlib.tree_cpu_s(live.pid) >= 0.8
         assert daemonlib.tree_cpu_s(2 ** 22 + 12345) == 0  # no such process
     finally:
