@@ -413,84 +413,76 @@ static struct mig_partition *partitions_copy(struct mig_devices *d, int *n)
 	return copy;
 }
 
-/* The arbiters' view (instances_gpu_turns). */
-static void render_turns(FILE *o, struct mig_daemon *md)
+/* What instances.c knows of each partition: its arbiter
+ * (instances_gpu_turns) and its pre-initialized GPU servers
+ * (instances_server_pool), read once per partition. */
+struct part_state {
+	bool turns_known, pool_known;
+	struct mig_gpu_turns turns;
+	struct mig_server_pool pool;
+};
+
+static void render_partition_state(FILE *o, struct mig_daemon *md)
 {
-	static const char *const names[] = {
-		"mignificent_partition_sharing_model",
-		"mignificent_partition_gpu_turns_total",
-		"mignificent_partition_gpu_turn_waiters",
-		"mignificent_partition_gpu_held_seconds_total",
+	static const struct {
+		const char *name, *type, *help;
+	} series[] = {
+		{ "mignificent_partition_sharing_model", "gauge",
+		  "1, labelled with the partition's sharing model." },
+		{ "mignificent_partition_gpu_turns_total", "counter",
+		  "Turns on the GPU given to instances (exclusive sharing models)." },
+		{ "mignificent_partition_gpu_turn_waiters", "gauge",
+		  "Instances waiting for their turn on the GPU now." },
+		{ "mignificent_partition_gpu_held_seconds_total", "counter",
+		  "Time instances held their turns on the GPU (ended turns)." },
+		{ "mignificent_partition_preinitialized_servers", "gauge",
+		  "GPU servers started and initialized ahead of cold starts, not taken." },
+		{ "mignificent_partition_preinitialized_servers_starting", "gauge",
+		  "GPU servers being started ahead of cold starts." },
+		{ "mignificent_partition_preinitialized_server_failures_total", "counter",
+		  "GPU servers started ahead of cold starts that failed (the daemon "
+		  "retries with a growing delay; GET /v1/devices says why)." },
 	};
-	static const char *const help[] = {
-		"1, labelled with the partition's sharing model.",
-		"Turns on the GPU given to instances (exclusive sharing models).",
-		"Instances waiting for their turn on the GPU now.",
-		"Time instances held their turns on the GPU (ended turns).",
-	};
-	static const char *const type[] = { "gauge", "counter", "gauge", "counter" };
+	enum { MODEL, TURNS, WAITERS, HELD, READY, STARTING, FAILURES, NSERIES };
+	_Static_assert(sizeof(series) / sizeof(series[0]) == NSERIES, "one entry each");
 	struct mig_partition *copy;
+	struct part_state *st;
 	int n;
 
 	copy = partitions_copy(&md->devices, &n);
-	if (!copy)
+	st = copy ? calloc((size_t)(n ? n : 1), sizeof(*st)) : NULL;
+	if (!st) {
+		free(copy);
 		return;
-	for (int k = 0; k < 4; k++) {
-		fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
-			type[k]);
+	}
+	for (int i = 0; i < n; i++) {
+		st[i].turns_known = !instances_gpu_turns(md, copy[i].uuid, &st[i].turns);
+		st[i].pool_known = !instances_server_pool(md, copy[i].uuid, &st[i].pool);
+	}
+	for (int k = 0; k < NSERIES; k++) {
+		fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help,
+			series[k].name, series[k].type);
 		for (int i = 0; i < n; i++) {
-			struct mig_gpu_turns t;
+			const struct mig_gpu_turns *t = &st[i].turns;
+			const struct mig_server_pool *sp = &st[i].pool;
 
-			if (instances_gpu_turns(md, copy[i].uuid, &t))
+			if (!(k < READY ? st[i].turns_known : st[i].pool_known))
 				continue;
-			fputs(names[k], o);
-			part_labels(o, &copy[i], k ? NULL : mig_sharing_name(t.model));
-			if (k == 3)
-				fprintf(o, " %.6f\n", t.held_ns / 1e9);
+			fputs(series[k].name, o);
+			part_labels(o, &copy[i], k == MODEL ? mig_sharing_name(t->model) : NULL);
+			if (k == HELD)
+				fprintf(o, " %.6f\n", t->held_ns / 1e9);
 			else
-				fprintf(o, " %llu\n", k == 0 ? 1ull : k == 1 ? t.grants :
-						      (unsigned long long)t.waiting);
+				fprintf(o, " %llu\n",
+					k == MODEL ? 1ull :
+					k == TURNS ? t->grants :
+					k == WAITERS ? (unsigned long long)t->waiting :
+					k == READY ? (unsigned long long)sp->ready :
+					k == STARTING ? (unsigned long long)sp->starting :
+							sp->failures);
 		}
 	}
-	free(copy);
-}
-
-/* The pre-initialized GPU servers (instances_server_pool). */
-static void render_server_pools(FILE *o, struct mig_daemon *md)
-{
-	static const char *const names[] = {
-		"mignificent_partition_preinitialized_servers",
-		"mignificent_partition_preinitialized_servers_starting",
-		"mignificent_partition_preinitialized_server_failures_total",
-	};
-	static const char *const help[] = {
-		"GPU servers started and initialized ahead of cold starts, not taken.",
-		"GPU servers being started ahead of cold starts.",
-		"GPU servers started ahead of cold starts that failed (the daemon "
-		"retries with a growing delay; GET /v1/devices says why).",
-	};
-	static const char *const type[] = { "gauge", "gauge", "counter" };
-	struct mig_partition *copy;
-	int n;
-
-	copy = partitions_copy(&md->devices, &n);
-	if (!copy)
-		return;
-	for (int k = 0; k < 3; k++) {
-		fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
-			type[k]);
-		for (int i = 0; i < n; i++) {
-			struct mig_server_pool sp;
-
-			if (instances_server_pool(md, copy[i].uuid, &sp))
-				continue;
-			fputs(names[k], o);
-			part_labels(o, &copy[i], NULL);
-			fprintf(o, " %llu\n", k == 0 ? (unsigned long long)sp.ready :
-					      k == 1 ? (unsigned long long)sp.starting :
-						       sp.failures);
-		}
-	}
+	free(st);
 	free(copy);
 }
 
@@ -557,8 +549,7 @@ char *metrics_render_for(struct mig_daemon *d, const char *tenant)
 	render_functions(o, tenant);
 	if (d) {
 		render_partitions(o, &d->devices);
-		render_turns(o, d);
-		render_server_pools(o, d);
+		render_partition_state(o, d);
 		render_swaps(o, d);
 	}
 	if (fclose(o)) {
