@@ -236,7 +236,8 @@ static void print_table(json_t *rows, const struct column *cols, int ncols)
 				w[c] = (int)strlen(buf);
 		}
 	for (c = 0; c < ncols; c++)
-		printf("%-*s%s", w[c], cols[c].title, c + 1 < ncols ? "  " : "\n");
+		printf("%-*s%s", c + 1 < ncols ? w[c] : 0, cols[c].title,
+		       c + 1 < ncols ? "  " : "\n");
 	json_array_foreach(rows, i, row)
 		for (c = 0; c < ncols; c++) {
 			cell(row, &cols[c], buf, sizeof(buf));

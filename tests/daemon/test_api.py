@@ -779,6 +779,7 @@ def test_the_server_pool_is_shown_ready(start_daemon):
     assert server_pool(d) == {"ready": 1, "starting": 0, "failures": 0}
     out = mig_devices(d)
     assert "SERVERS" in out and "1 ready" in out and "fail" not in out, out
+    assert all(line == line.rstrip() for line in out.splitlines()), out
     text = d.request("GET", "/metrics").body.decode()
     assert "# TYPE mignificent_partition_preinitialized_servers gauge" in text
     assert metric(text, "mignificent_partition_preinitialized_servers") == 1
