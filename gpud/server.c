@@ -2550,6 +2550,14 @@ static void arb_release(struct gpud *g)
 	g->arb_held = g->arb_ticket_taken = g->arb_announced = false;
 }
 
+/* We hold the turn with nothing of ours queued or running, and others
+ * wait for it. */
+static bool arb_idle_while_others_wait(struct gpud *g)
+{
+	return g->arb_held && !g->npend && g->bq_head == g->bq_tail &&
+	       mig_arb_waiting(g->arb) && gpud_streams_idle(g);
+}
+
 /*
  * The holder's client has been quiet for a while.  If the GPU is idle too
  * and others wait, the turn passes at the end of the grace
@@ -2573,10 +2581,8 @@ static void arb_announce_release(struct gpud *g, uint64_t now)
 	uint64_t quiet = now - g->last_call_ns;
 	uint64_t grace = g->last_call_queued ? ARB_LAUNCH_GRACE_NS : SPIN_IDLE_NS;
 
-	if (!g->arb_held || g->phase_spin_ns < ARB_LAUNCH_GRACE_NS ||
-	    g->arb_announced || g->arb_announce_refused || g->npend ||
-	    g->bq_head != g->bq_tail || !mig_arb_waiting(g->arb) ||
-	    !gpud_streams_idle(g))
+	if (g->phase_spin_ns < ARB_LAUNCH_GRACE_NS || g->arb_announced ||
+	    g->arb_announce_refused || !arb_idle_while_others_wait(g))
 		return;
 	if (!mig_arb_announce(g->arb, g->arb_ticket,
 			      (grace > quiet ? grace - quiet : 0) + ARB_ANNOUNCE_SLACK_NS)) {
@@ -2994,9 +3000,7 @@ int gpud_serve(struct gpud *g)
 		if (!idle_since) {
 			idle_since = mig_now_ns();
 			next_look = idle_since + arb_announce_after(g);
-			if (g->profile && g->arb_held && !g->prof_gap_since &&
-			    !g->npend && g->bq_head == g->bq_tail &&
-			    mig_arb_waiting(g->arb) && gpud_streams_idle(g))
+			if (g->profile && !g->prof_gap_since && arb_idle_while_others_wait(g))
 				g->prof_gap_since = idle_since; /* (prof_gap_end) */
 			continue;
 		}
