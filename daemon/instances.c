@@ -3013,10 +3013,13 @@ static void on_gpud_exit(struct im *im, struct server *s)
 			return;
 		}
 		if (in_pool) {
-			char why[64];
+			char why[512];
 
-			snprintf(why, sizeof(why), "it exited unexpectedly (status %d)",
-				 s->p.status);
+			/* One that failed to start said why on its ready line,
+			 * which may not have been read yet. */
+			if (s->ready_r < 0 || server_ready_line(s, why, sizeof(why)) >= 0)
+				snprintf(why, sizeof(why), "it exited unexpectedly (status %d)",
+					 s->p.status);
 			stop_pooled(im, s, "exited");
 			pool_failed(s->part, why);
 		} else {
